@@ -1,0 +1,265 @@
+"""The one writer of the PKI: reads what is on disk, decides per identity whether to keep, issue or reissue,
+and writes only after every file has been assessed, so a bad file stops the run before anything changes.
+
+Layout under `<cluster dir>`: `pki/` (certificates `.crt`, keys `.key`, mode 0600, directories 0700) and
+`kubeconfig/` (kubeconfigs with embedded credentials, 0600). CAs are created or imported once and never
+replaced; leaves are reissued only when they no longer match the inventory or expire soon.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from pki import certs, keys
+from pki.kubeconfig import kubeconfig
+from pki.profiles import CA, AuthorityName, Identity, authorities, identities
+from playbooks.model import Cluster
+
+SA_KEY = "sa"
+
+
+class PKIError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("the PKI was left unchanged:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class Row:
+    identity: str
+    file: str  # relative to the cluster directory
+    expires: dt.datetime | None
+    action: str  # kept | issued | reissued: <why> | created | imported | written
+
+
+@dataclass
+class _Run:
+    """What one pass decided: rows to report, files to write, problems that stop it."""
+
+    root: Path
+    now: dt.datetime
+    rows: list[Row] = field(default_factory=list)
+    writes: dict[Path, bytes] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def rel(self, path: Path) -> str:
+        return str(path.relative_to(self.root))
+
+
+def pki_dir(c: Cluster) -> Path:
+    return c.dir / "pki"
+
+
+def kubeconfig_dir(c: Cluster) -> Path:
+    return c.dir / "kubeconfig"
+
+
+def ensure(c: Cluster, now: dt.datetime | None = None) -> list[Row]:
+    """Bring the cluster's PKI in line with the inventory; returns one row per file with its action."""
+    run = _Run(c.dir, now or dt.datetime.now(dt.UTC))
+    cas = _authorities(c, run)
+    if not run.problems:
+        for ident in identities(c):
+            _leaf(c, run, ident, cas[ident.authority])
+        _service_account(c, run)
+    if run.problems:
+        raise PKIError(run.problems)
+    for ident in identities(c):
+        if ident.kubeconfig is not None:
+            _kubeconfig(c, run, ident, cas["kubernetes"])
+    for path, data in run.writes.items():
+        write_private(path, data)
+    return run.rows
+
+
+def pair_files(base: Path) -> tuple[Path, Path]:
+    return base.with_name(base.name + ".crt"), base.with_name(base.name + ".key")
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Atomically write `data` readable by the owner only, in directories only the owner can enter."""
+    _private_dirs(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o600 if path.suffix in (".key", ".conf") else 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _private_dirs(path: Path) -> None:
+    if not path.exists():
+        _private_dirs(path.parent)
+        path.mkdir(mode=0o700)
+
+
+def _read_pair(run: _Run, base: Path) -> tuple[x509.Certificate, keys.PrivateKey] | None:
+    """The certificate and key at base.crt/base.key; None when neither exists; a problem when they don't
+    make a valid pair (nothing is ever overwritten silently)."""
+    crt, key = pair_files(base)
+    if not crt.exists() and not key.exists():
+        return None
+    if not crt.exists() or not key.exists():
+        have, missing = (crt, key) if crt.exists() else (key, crt)
+        run.problems.append(f"{have}: present without {missing.name}; restore it or move both away")
+        return None
+    try:
+        cert = x509.load_pem_x509_certificate(crt.read_bytes())
+    except (ValueError, OSError) as exc:
+        run.problems.append(f"{crt}: not a readable PEM certificate ({exc})")
+        return None
+    try:
+        private = keys.load_key(key.read_bytes())
+    except (ValueError, TypeError, OSError) as exc:
+        run.problems.append(f"{key}: not a readable unencrypted PEM private key ({exc})")
+        return None
+    if not keys.matches(cert, private):
+        run.problems.append(f"{key}: does not match the certificate {crt}")
+        return None
+    return cert, private
+
+
+def _authorities(c: Cluster, run: _Run) -> dict[AuthorityName, certs.Authority]:
+    out: dict[AuthorityName, certs.Authority] = {}
+    by_file: dict[str, certs.Authority] = {}
+    for spec in authorities(c):
+        if spec.file not in by_file:
+            ca = _authority(c, run, spec)
+            if ca is None:
+                continue
+            by_file[spec.file] = ca
+        out[spec.name] = by_file[spec.file]
+    return out
+
+
+def _authority(c: Cluster, run: _Run, spec: CA) -> certs.Authority | None:
+    base = pki_dir(c) / spec.file
+    existing = _read_pair(run, base)
+    imported = getattr(c.certificates.import_ca, spec.name.replace("-", "_"))
+    crt, key = pair_files(base)
+    if imported is not None:
+        source = _imported(c, run, spec, imported.cert, imported.key)
+        if source is None:
+            return None
+        if existing is not None and existing[0] != source.cert:
+            run.problems.append(f"{crt}: holds a different {spec.name} CA than certificates.import_ca "
+                                f"({imported.cert}); kubefab never replaces a CA: move {pki_dir(c)} away to start over")
+            return None
+        if existing is None:
+            _stage(run, crt, key, source.cert, source.key)
+            run.rows.append(Row(f"{spec.name} CA", run.rel(crt), source.cert.not_valid_after_utc, "imported"))
+            return source
+    if existing is not None:
+        cert, private = existing
+        if not certs.is_ca(cert):
+            run.problems.append(f"{crt}: is not a CA certificate (basicConstraints CA:FALSE)")
+            return None
+        run.rows.append(Row(f"{spec.name} CA", run.rel(crt), cert.not_valid_after_utc, "kept"))
+        return certs.Authority(cert, private)
+    if crt.exists() or key.exists():
+        return None  # a half pair: _read_pair reported it
+    private = keys.new_key(c.certificates.algorithm)
+    cert = certs.new_ca(spec.common_name, private, c.certificates.ca_validity_days, run.now)
+    _stage(run, crt, key, cert, private)
+    run.rows.append(Row(f"{spec.name} CA", run.rel(crt), cert.not_valid_after_utc, "created"))
+    return certs.Authority(cert, private)
+
+
+def _imported(c: Cluster, run: _Run, spec: CA, cert_file: str, key_file: str) -> certs.Authority | None:
+    field = f"certificates.import_ca.{spec.name.replace('-', '_')}"
+    try:
+        cert = x509.load_pem_x509_certificate(c.path(cert_file).read_bytes())
+        private = keys.load_key(c.path(key_file).read_bytes())
+    except (ValueError, TypeError, OSError) as exc:
+        run.problems.append(f"{c.source}: {field}: cannot read {cert_file} / {key_file}: {exc}")
+        return None
+    if not certs.is_ca(cert):
+        run.problems.append(f"{c.path(cert_file)} ({field}.cert): not a CA certificate")
+        return None
+    if not keys.matches(cert, private):
+        run.problems.append(f"{c.path(key_file)} ({field}.key): does not match {c.path(cert_file)}")
+        return None
+    return certs.Authority(cert, private)
+
+
+def _leaf(c: Cluster, run: _Run, ident: Identity, ca: certs.Authority) -> None:
+    crt, key = pair_files(pki_dir(c) / ident.file)
+    existing = _read_pair(run, pki_dir(c) / ident.file)
+    if existing is None:
+        if not crt.exists() and not key.exists():
+            _issue(c, run, ident, ca, crt, key, None, "issued")
+        return
+    cert, private = existing
+    reasons = [] if certs.signed_by(cert, ca.cert) else [f"not signed by the current {ident.authority} CA"]
+    reasons += certs.differences(cert, ident.request)
+    algorithm = keys.algorithm_of(private)
+    if algorithm != c.certificates.algorithm:
+        reasons.append(f"key {algorithm} -> {c.certificates.algorithm}")
+        private = None
+    days_left = (cert.not_valid_after_utc - run.now).days
+    if days_left < c.certificates.renew_within_days:
+        reasons.append(f"expires in {days_left} days")
+    if reasons:
+        _issue(c, run, ident, ca, crt, key, private, "reissued: " + "; ".join(reasons))
+    else:
+        run.rows.append(Row(ident.id, run.rel(crt), cert.not_valid_after_utc, "kept"))
+
+
+def _issue(c: Cluster, run: _Run, ident: Identity, ca: certs.Authority, crt: Path, key: Path,
+           private: keys.PrivateKey | None, action: str) -> None:
+    """Sign a new certificate, keeping the existing key when its algorithm is still the wanted one."""
+    private = private or keys.new_key(c.certificates.algorithm)
+    cert = certs.issue(ca, ident.request, private, c.certificates.validity_days, run.now)
+    _stage(run, crt, key, cert, private)
+    run.rows.append(Row(ident.id, run.rel(crt), cert.not_valid_after_utc, action))
+
+
+def _stage(run: _Run, crt: Path, key: Path, cert: x509.Certificate, private: keys.PrivateKey) -> None:
+    run.writes[crt] = cert.public_bytes(serialization.Encoding.PEM)
+    run.writes[key] = keys.key_pem(private)
+
+
+def _service_account(c: Cluster, run: _Run) -> None:
+    """The service-account signing key pair: its own key, never a CA's. Kept forever once made, because a
+    new key invalidates every service-account token in the cluster."""
+    key, pub = pki_dir(c) / f"{SA_KEY}.key", pki_dir(c) / f"{SA_KEY}.pub"
+    if key.exists():
+        try:
+            private = keys.load_key(key.read_bytes())
+        except (ValueError, TypeError, OSError) as exc:
+            run.problems.append(f"{key}: not a readable unencrypted PEM private key ({exc})")
+            return
+        if not pub.exists() or pub.read_bytes() != keys.public_pem(private):
+            run.writes[pub] = keys.public_pem(private)
+            run.rows.append(Row("service-account", run.rel(pub), None, "written (public half of sa.key)"))
+        run.rows.append(Row("service-account", run.rel(key), None, "kept"))
+        return
+    private = keys.new_key(c.certificates.algorithm)
+    run.writes[key], run.writes[pub] = keys.key_pem(private), keys.public_pem(private)
+    run.rows.append(Row("service-account", run.rel(key), None, "created"))
+
+
+def _kubeconfig(c: Cluster, run: _Run, ident: Identity, ca: certs.Authority) -> None:
+    assert ident.kubeconfig is not None
+    crt, key = pair_files(pki_dir(c) / ident.file)
+    cert_pem = run.writes.get(crt) or crt.read_bytes()
+    key_pem = run.writes.get(key) or key.read_bytes()
+    ca_pem = ca.cert.public_bytes(serialization.Encoding.PEM)
+    content = kubeconfig(c.name, ident.kubeconfig.server, ca_pem, ident.kubeconfig.user, cert_pem, key_pem)
+    path = kubeconfig_dir(c) / ident.kubeconfig.file
+    expires = x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc
+    if path.exists() and path.read_bytes() == content:
+        run.rows.append(Row(ident.id, run.rel(path), expires, "kept"))
+    else:
+        run.writes[path] = content
+        run.rows.append(Row(ident.id, run.rel(path), expires, "written"))

@@ -1,0 +1,139 @@
+"""Rules that relate several fields of a structurally valid cluster. Pure: a cluster in, problems out."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from playbooks import versions
+from playbooks.model import Cluster
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A problem before it knows its file and line: the field's path in the document."""
+
+    path: Path
+    found: str
+    expected: str
+    severity: Literal["error", "warning"] = "error"
+
+
+def check(cluster: Cluster) -> list[Finding]:
+    return [
+        *_hosts(cluster),
+        *_roles(cluster),
+        *_version(cluster),
+        *_networks(cluster),
+        *_endpoint(cluster),
+        *_certificates(cluster),
+    ]
+
+
+def _hosts(c: Cluster) -> Iterator[Finding]:
+    names = Counter(h.name for h in c.hosts)
+    ips = Counter(h.address for h in c.hosts)
+    for i, h in enumerate(c.hosts):
+        if names[h.name] > 1:
+            yield Finding(("hosts", i, "name"), repr(h.name), "a name no other host has (duplicate)")
+        if ips[h.address] > 1:
+            yield Finding(("hosts", i, "ip"), str(h.address), "an IP no other host has (duplicate)")
+        for net, field in ((c.network.service_cidr, "service_cidr"), (c.network.pod_cidr, "pod_cidr")):
+            if h.address in net:
+                yield Finding(("hosts", i, "ip"), f"{h.address} inside network.{field} {net}",
+                              f"a host address outside network.{field}")
+
+
+def _roles(c: Cluster) -> Iterator[Finding]:
+    etcd = len(c.etcd_hosts)
+    if etcd == 0 or etcd % 2 == 0:
+        yield Finding(("hosts",), f"{etcd} host(s) with role etcd",
+                      "an odd number of etcd members (1, 3 or 5) so the cluster keeps a quorum")
+    if not c.control_plane:
+        yield Finding(("hosts",), "no host with role control_plane", "at least one control_plane host")
+    lbs = len(c.lb_hosts)
+    if c.api.vip is None and lbs:
+        yield Finding(("api", "vip"), f"no VIP but {lbs} host(s) with role lb",
+                      "a VIP for the lb hosts to hold (or no lb role)")
+    if c.api.vip is None and len(c.control_plane) > 1:
+        yield Finding(("api", "vip"), f"no VIP with {len(c.control_plane)} control_plane hosts",
+                      "a VIP in front of the apiservers (lb role on two or more hosts)")
+    if c.api.vip is not None and lbs == 0:
+        yield Finding(("hosts",), "no host with role lb although api.vip is set",
+                      "the lb role on two or more hosts to hold the VIP")
+    elif c.api.vip is not None and lbs == 1:
+        yield Finding(("hosts",), "one host with role lb",
+                      "two or more lb hosts: with one, the VIP has no failover", "warning")
+    if c.api.port == c.api.apiserver_port and any(h.has("lb") and h.has("control_plane") for h in c.hosts):
+        yield Finding(("api", "port"), f"{c.api.port}, the same as api.apiserver_port on hosts that run both",
+                      "a load-balancer port different from the apiserver port (e.g. 8443)")
+
+
+def _version(c: Cluster) -> Iterator[Finding]:
+    supported = versions.supported_minors()
+    try:
+        minor = versions.minor_of(c.kubernetes_version)
+    except ValueError:
+        yield Finding(("kubernetes_version",), repr(c.kubernetes_version),
+                      f"a version like {supported[-1]} or {supported[-1]}.0")
+        return
+    if minor not in supported:
+        yield Finding(("kubernetes_version",), repr(c.kubernetes_version),
+                      f"one of the supported minors: {', '.join(supported)}")
+
+
+def _networks(c: Cluster) -> Iterator[Finding]:
+    n = c.network
+    svc, pod = n.service_cidr, n.pod_cidr
+    if svc.overlaps(pod):
+        yield Finding(("network", "pod_cidr"), f"{pod}, overlapping network.service_cidr {svc}",
+                      "service and pod CIDRs that do not overlap")
+    for subnet in sorted({_subnet(c, h.ip) for h in c.hosts}):
+        for net, field in ((svc, "service_cidr"), (pod, "pod_cidr")):
+            if net.overlaps(subnet):
+                yield Finding(("network", field), f"{net}, overlapping the host subnet {subnet}",
+                              "a CIDR outside every host subnet")
+    if n.dns_ip not in svc:
+        yield Finding(("network", "dns_ip"), f"{n.dns_ip} outside network.service_cidr {svc}",
+                      "an address inside the service CIDR (e.g. its tenth address)")
+    elif n.dns_ip in (svc.network_address, svc.broadcast_address, n.kubernetes_service_ip):
+        yield Finding(("network", "dns_ip"), f"{n.dns_ip}, reserved in {svc}",
+                      f"another address of the service CIDR: {n.kubernetes_service_ip} is the "
+                      "`kubernetes` Service, and the network and broadcast addresses are unusable")
+
+
+def _endpoint(c: Cluster) -> Iterator[Finding]:
+    vip = c.api.vip
+    if vip is None:
+        return
+    if any(h.address == vip for h in c.hosts):
+        yield Finding(("api", "vip"), f"{vip}, the address of a host", "an unused address for the VIP")
+    if not any(vip in _subnet(c, h.ip) for h in c.lb_hosts or c.hosts):
+        yield Finding(("api", "vip"), f"{vip}, outside every lb host's subnet",
+                      "an address in the lb hosts' subnet (keepalived moves it between them on one L2 network)")
+    for net, field in ((c.network.service_cidr, "service_cidr"), (c.network.pod_cidr, "pod_cidr")):
+        if vip in net:
+            yield Finding(("api", "vip"), f"{vip} inside network.{field} {net}",
+                          f"an address outside network.{field}")
+
+
+def _certificates(c: Cluster) -> Iterator[Finding]:
+    cert = c.certificates
+    if cert.validity_days > cert.ca_validity_days:
+        yield Finding(("certificates", "validity_days"), f"{cert.validity_days} days",
+                      f"no more than certificates.ca_validity_days ({cert.ca_validity_days})")
+    if cert.renew_within_days >= cert.validity_days:
+        yield Finding(("certificates", "renew_within_days"), f"{cert.renew_within_days} days",
+                      f"less than certificates.validity_days ({cert.validity_days}), or every run reissues")
+
+
+def _subnet(c: Cluster, ip: ipaddress.IPv4Interface) -> ipaddress.IPv4Network:
+    """A host's subnet: its own /len when given, else network.host_prefix (a bare IP parses as /32)."""
+    if ip.network.prefixlen == 32:
+        return ipaddress.IPv4Interface(f"{ip.ip}/{c.network.host_prefix}").network
+    return ip.network

@@ -1,0 +1,201 @@
+"""Read an inventory file into a validated `Cluster`, or report every problem in it at once.
+
+Nothing touches a host before this has passed. Problems carry the file, the line, the host and the
+field, so `fab inventory.check` output can be acted on directly.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from playbooks.checks import check
+from playbooks.model import ROLES, Cluster
+from playbooks.problems import InventoryError, Problem
+
+Loc = tuple[str | int, ...]
+
+ENV_VAR = "KUBEFAB_INVENTORY"
+
+
+@dataclass
+class Verdict:
+    path: Path
+    cluster: Cluster | None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.cluster is not None and not any(p.severity == "error" for p in self.problems)
+
+
+def load(path: str | Path) -> Cluster:
+    """The cluster described by `path`; raises InventoryError listing every error."""
+    verdict = validate(path)
+    if not verdict.ok:
+        raise InventoryError(verdict.problems)
+    assert verdict.cluster is not None
+    return verdict.cluster
+
+
+def validate(path: str | Path) -> Verdict:
+    path = Path(path)
+    name = str(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        return Verdict(path, None, [Problem(name, "(file)", f"unreadable: {exc}", "a readable YAML file")])
+    return validate_text(text, path)
+
+
+def validate_text(text: str, path: Path) -> Verdict:
+    name = str(path)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        reason = getattr(exc, "problem", None) or str(exc)
+        return Verdict(path, None, [Problem(name, "(syntax)", f"invalid YAML: {reason}", "valid YAML", line=line)])
+    lines: dict[Loc, int] = {}
+    duplicates: list[Loc] = []
+    if root is not None:
+        _index(root, (), lines, duplicates)
+    problems = [
+        Problem(name, _dotted(loc), "a key given twice", "each key once", _host(data, loc), lines.get(loc))
+        for loc in duplicates
+    ]
+    if not isinstance(data, dict):
+        found = "an empty file" if data is None else f"a {type(data).__name__}"
+        return Verdict(path, None, [*problems, Problem(name, "(document)", found, "a mapping of cluster settings")])
+    try:
+        cluster = Cluster.model_validate({**data, "source": path})
+    except ValidationError as exc:
+        problems += [_from_pydantic(err, data, name, lines) for err in exc.errors()]
+        return Verdict(path, None, problems)
+    for f in check(cluster):
+        problems.append(Problem(name, _dotted(f.path), f.found, f.expected, _host(data, f.path),
+                                lines.get(f.path), f.severity))
+    return Verdict(path, cluster, problems)
+
+
+def _index(node: yaml.Node, loc: Loc, lines: dict[Loc, int], duplicates: list[Loc]) -> None:
+    """Record the line of every key and item, and keys given twice (PyYAML keeps the last silently)."""
+    lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key, value in node.value:
+            k = key.value if isinstance(key, yaml.ScalarNode) else repr(key)
+            if k in seen:
+                duplicates.append((*loc, k))
+            seen.add(k)
+            lines.setdefault((*loc, k), key.start_mark.line + 1)
+            _index(value, (*loc, k), lines, duplicates)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index(item, (*loc, i), lines, duplicates)
+
+
+def _from_pydantic(err: Any, data: dict, name: str, lines: dict[Loc, int]) -> Problem:
+    loc = _clean_loc(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+        found, expected = f"unknown key {loc[-1]!r}", f"one of: {', '.join(known)}{hint}"
+    elif kind == "missing":
+        found, expected = "nothing", "this required field"
+    elif kind == "literal_error" and loc and loc[0] == "hosts" and "roles" in loc:
+        found, expected = f"unknown role {err['input']!r}", f"one of: {', '.join(ROLES)}"
+    else:
+        found, expected = _short(err.get("input")), _expectation(err)
+    return Problem(name, _dotted(loc), found, expected, _host(data, loc), _line(lines, loc))
+
+
+def _clean_loc(loc: tuple) -> Loc:
+    """Drop pydantic's union/validator tags ('IPv4Address', 'function-after[...]') from a location."""
+    out: list[str | int] = []
+    current: Any = Cluster
+    for part in loc:
+        step = _step(current, part)
+        if step is not _TAG:
+            out.append(part)
+            current = step
+    return tuple(out)
+
+
+_TAG = object()
+
+
+def _step(annotation: Any, part: str | int) -> Any:
+    """The annotation one step down (a field, a tuple item, a dict value); _TAG if `part` is no step."""
+    if annotation is None:
+        return None
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    for arg in typing.get_args(annotation) if union else (annotation,):
+        origin = typing.get_origin(arg)
+        if isinstance(part, int) and origin in (tuple, list):
+            return typing.get_args(arg)[0]
+        if isinstance(part, str) and _is_model(arg):
+            known = arg.model_fields.get(part)
+            return known.annotation if known else None  # None: an unknown key
+        if isinstance(part, str) and origin is dict:
+            return typing.get_args(arg)[1]
+    return _TAG
+
+
+def _is_model(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseModel)
+
+
+def _known_keys(loc: Loc) -> list[str]:
+    current: Any = Cluster
+    for part in loc:
+        current = _step(current, part)
+    return [k for k, f in current.model_fields.items() if not f.exclude] if _is_model(current) else []
+
+
+def _expectation(err: Any) -> str:
+    msg: str = err["msg"]
+    kind: str = err["type"]
+    if kind.startswith("ip_v4") or "IPv4" in msg:
+        return "an IPv4 address" + (" or network in CIDR form (e.g. 10.96.0.0/12)" if "network" in kind else "")
+    if kind == "literal_error":
+        return msg.removeprefix("Input should be ").replace("'", "")
+    return msg.removeprefix("Value error, ").removeprefix("Input should be ").rstrip(".")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _host(data: Any, loc: Loc) -> str | None:
+    if len(loc) >= 2 and loc[0] == "hosts" and isinstance(loc[1], int) and isinstance(data, dict):
+        hosts = data.get("hosts")
+        if isinstance(hosts, list) and loc[1] < len(hosts) and isinstance(hosts[loc[1]], dict):
+            name = hosts[loc[1]].get("name")
+            return name if isinstance(name, str) else f"#{loc[1] + 1}"
+    return None
+
+
+def _line(lines: dict[Loc, int], loc: Loc) -> int | None:
+    while loc not in lines and loc:
+        loc = loc[:-1]
+    return lines.get(loc)
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(document)"

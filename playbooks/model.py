@@ -1,0 +1,268 @@
+"""The validated, frozen cluster model that every plan is computed from.
+
+Field-level rules (types, ranges, unknown keys) live here; rules that relate several fields live in
+`playbooks.checks`. `playbooks.inventory.load` runs both and reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Role = Literal["etcd", "control_plane", "lb", "worker"]
+ROLES: tuple[Role, ...] = ("etcd", "control_plane", "lb", "worker")
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Days = Annotated[int, Field(ge=1, le=36500)]
+
+# RFC 1123 label: what a node name and a certificate DNS SAN can hold.
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+HOSTNAME_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+IFACE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+
+
+def _hostname(value: str) -> str:
+    if len(value) > 253 or not HOSTNAME_RE.match(value):
+        raise ValueError(
+            "must be a lowercase DNS name (RFC 1123: a-z, 0-9, '-', '.'; each label 1-63 characters, "
+            "not starting or ending with '-'), as Kubernetes node names and certificate SANs require"
+        )
+    return value
+
+
+def _interface(value: str) -> str:
+    if not IFACE_RE.match(value):
+        raise ValueError("must be a network interface name (1-15 characters, no spaces or '/')")
+    return value
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors (typos must not be ignored); models are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class Network(Strict):
+    service_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/12")
+    pod_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.244.0.0/16")
+    dns_ip: ipaddress.IPv4Address = ipaddress.IPv4Address("10.96.0.10")
+    domain: str = "cluster.local"
+    host_prefix: Annotated[int, Field(ge=8, le=30)] = 24
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        return _hostname(value)
+
+    @property
+    def kubernetes_service_ip(self) -> ipaddress.IPv4Address:
+        """The first address of the service CIDR: the `kubernetes` Service, in the apiserver's SANs."""
+        return self.service_cidr.network_address + 1
+
+
+class Stats(Strict):
+    bind: ipaddress.IPv4Address = ipaddress.IPv4Address("127.0.0.1")
+    port: Port = 9000
+
+
+class Api(Strict):
+    vip: ipaddress.IPv4Address | None = None
+    port: Port = 8443
+    apiserver_port: Port = 6443
+    interface: str = "eth0"
+    virtual_router_id: Annotated[int, Field(ge=1, le=255)] = 51
+    unicast: bool = False
+    extra_sans: tuple[str, ...] = ()
+    stats: Stats = Stats()
+
+    @field_validator("interface")
+    @classmethod
+    def _iface(cls, value: str) -> str:
+        return _interface(value)
+
+    @field_validator("extra_sans")
+    @classmethod
+    def _sans(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            try:
+                ipaddress.IPv4Address(value)
+            except ValueError:
+                _hostname(value)
+        return values
+
+
+class SSH(Strict):
+    user: str = "root"
+    port: Port = 22
+    key: str | None = None
+    sudo: bool | None = None  # None: use sudo unless the user is root
+
+
+class HostSSH(Strict):
+    user: str | None = None
+    port: Port | None = None
+    key: str | None = None
+    sudo: bool | None = None
+
+
+class Host(Strict):
+    name: str
+    ip: ipaddress.IPv4Interface
+    roles: tuple[Role, ...] = Field(min_length=1)
+    interface: str | None = None
+    ssh: HostSSH = HostSSH()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _hostname(value)
+
+    @field_validator("interface")
+    @classmethod
+    def _iface(cls, value: str | None) -> str | None:
+        return None if value is None else _interface(value)
+
+    @field_validator("roles")
+    @classmethod
+    def _unique_roles(cls, roles: tuple[Role, ...]) -> tuple[Role, ...]:
+        if len(set(roles)) != len(roles):
+            raise ValueError("lists a role twice")
+        return roles
+
+    @property
+    def address(self) -> ipaddress.IPv4Address:
+        return self.ip.ip
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles
+
+
+class ImportedCA(Strict):
+    cert: str
+    key: str
+
+
+class ImportCAs(Strict):
+    kubernetes: ImportedCA | None = None
+    etcd: ImportedCA | None = None
+    front_proxy: ImportedCA | None = None
+
+
+class Certificates(Strict):
+    algorithm: Literal["ecdsa-p256", "rsa-2048", "rsa-4096"] = "ecdsa-p256"
+    authorities: Literal["split", "single"] = "split"
+    ca_validity_days: Days = 3650
+    validity_days: Days = 365
+    renew_within_days: Annotated[int, Field(ge=0, le=36500)] = 30
+    import_ca: ImportCAs = ImportCAs()
+
+
+class Registry(Strict):
+    mirrors: dict[str, tuple[str, ...]] = {}
+    pause_image: str | None = None  # default: the pause image of the Kubernetes version
+
+
+class Versions(Strict):
+    """Overrides of the component versions the Kubernetes minor pins (for example a lab bundle)."""
+
+    etcd: str | None = None
+    containerd: str | None = None
+    runc: str | None = None
+    cni_plugins: str | None = None
+    crictl: str | None = None
+    coredns: str | None = None
+    calico: str | None = None
+    flannel: str | None = None
+
+
+class Cluster(Strict):
+    name: str
+    kubernetes_version: str
+    network: Network = Network()
+    api: Api = Api()
+    ssh: SSH = SSH()
+    bundle: str = "bundle"
+    cluster_dir: str | None = None  # default: clusters/<name> under the current directory
+    container_runtime: Literal["containerd"] = "containerd"
+    cni: Literal["calico", "flannel"] = "calico"
+    kube_proxy_mode: Literal["iptables", "ipvs", "nftables"] = "iptables"
+    firewall: Literal["open", "disable", "skip"] = "open"
+    cgroup_v1: Literal["refuse", "allow"] = "refuse"
+    registry: Registry = Registry()
+    certificates: Certificates = Certificates()
+    versions: Versions = Versions()
+    hosts: tuple[Host, ...] = Field(min_length=1)
+    # Where the file was read from: relative paths in it are resolved against its directory.
+    source: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _hostname(value)
+
+    def with_role(self, role: Role) -> tuple[Host, ...]:
+        return tuple(h for h in self.hosts if h.has(role))
+
+    @property
+    def etcd_hosts(self) -> tuple[Host, ...]:
+        return self.with_role("etcd")
+
+    @property
+    def control_plane(self) -> tuple[Host, ...]:
+        return self.with_role("control_plane")
+
+    @property
+    def lb_hosts(self) -> tuple[Host, ...]:
+        return self.with_role("lb")
+
+    @property
+    def workers(self) -> tuple[Host, ...]:
+        return self.with_role("worker")
+
+    def host(self, name: str) -> Host:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+    @property
+    def endpoint_ip(self) -> ipaddress.IPv4Address:
+        """Where clients reach the apiservers: the VIP, or the only control-plane host without one."""
+        return self.api.vip if self.api.vip is not None else self.control_plane[0].address
+
+    @property
+    def endpoint_port(self) -> int:
+        return self.api.port if self.api.vip is not None else self.api.apiserver_port
+
+    @property
+    def server_url(self) -> str:
+        return f"https://{self.endpoint_ip}:{self.endpoint_port}"
+
+    def path(self, value: str) -> Path:
+        """A path from the inventory: `~` expanded, relative ones against the inventory's directory."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.source.parent / p).resolve()
+
+    @property
+    def dir(self) -> Path:
+        if self.cluster_dir is not None:
+            return self.path(self.cluster_dir)
+        return (Path.cwd() / "clusters" / self.name).resolve()
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.path(self.bundle)
+
+    def ssh_for(self, host: Host) -> SSH:
+        """The host's effective SSH settings: its overrides on top of the cluster's defaults."""
+        merged = self.ssh.model_dump() | host.ssh.model_dump(exclude_none=True)
+        if merged["sudo"] is None:
+            merged["sudo"] = merged["user"] != "root"
+        return SSH(**merged)
+
+    def interface_of(self, host: Host) -> str:
+        return host.interface or self.api.interface

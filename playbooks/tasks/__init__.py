@@ -1,0 +1,10 @@
+"""The task collection shared by `fab` (through fabfile.py) and the `kubefab` command."""
+
+from invoke.collection import Collection
+
+from playbooks.tasks import inventory, pki
+
+ns = Collection()
+ns.add_collection(inventory.ns)
+ns.add_task(pki.pki)
+ns.add_collection(pki.certs)

@@ -1,0 +1,32 @@
+"""What every task does first: find the inventory, load it, or stop with every problem listed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from playbooks import ui
+from playbooks.inventory import ENV_VAR, validate
+from playbooks.model import Cluster
+
+
+def inventory_path(c: Context, inventory: str | None) -> Path:
+    """--inventory, else $KUBEFAB_INVENTORY, else `kubefab.inventory` in Fabric's config files."""
+    chosen = inventory or os.environ.get(ENV_VAR) or c.config.get("kubefab", {}).get("inventory")
+    if not chosen:
+        raise Exit(f"no inventory: pass --inventory FILE, set {ENV_VAR}, or set kubefab.inventory in fabric.yaml",
+                   code=2)
+    return Path(chosen)
+
+
+def load_cluster(c: Context, inventory: str | None) -> Cluster:
+    verdict = validate(inventory_path(c, inventory))
+    ui.problems(verdict.problems)
+    if not verdict.ok:
+        errors = sum(p.severity == "error" for p in verdict.problems)
+        raise Exit(f"{verdict.path}: {errors} problem(s); nothing was changed", code=1)
+    assert verdict.cluster is not None
+    return verdict.cluster

@@ -1,0 +1,33 @@
+"""Terminal output: tables and problem lists, through rich. Kept apart so tasks stay thin."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from playbooks.problems import Problem
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    t = Table(title=title, title_justify="left", show_lines=False)
+    for column in columns:
+        t.add_column(column, overflow="fold")
+    for row in rows:
+        t.add_row(*(str(cell) for cell in row))
+    out.print(t)
+
+
+def problems(items: Iterable[Problem]) -> None:
+    for p in items:
+        style = "red" if p.severity == "error" else "yellow"
+        err.print(f"[{style}]{p.severity}[/]: {p}", markup=True)
+
+
+def date(value: dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d") if value else "-"
