@@ -48,7 +48,8 @@ class Identity:
     file: str  # under the local pki dir, without .crt/.key
     remote: str  # under REMOTE_PKI, without .crt/.key
     hosts: tuple[str, ...]  # hosts that receive the certificate and its key
-    kubeconfig: Kubeconfig | None = None
+    kubeconfig: Kubeconfig | None = None  # delivered as this kubeconfig (credentials embedded) instead
+    pem: str | None = None  # delivered as one PEM file (certificate then key) at this path instead
 
 
 def names(hosts: tuple[Host, ...]) -> tuple[str, ...]:
@@ -83,6 +84,10 @@ def identities(c: Cluster) -> list[Identity]:
                  "apiserver-etcd-client", "apiserver-etcd-client", cp),
         Identity("front-proxy-client", "front-proxy", Request("front-proxy-client"),
                  "front-proxy-client", "front-proxy-client", cp),
+        # HAProxy's /readyz checks authenticate with this (the apiservers refuse anonymous requests).
+        Identity("haproxy-healthcheck", "kubernetes", Request("kubefab:haproxy-healthcheck"),
+                 "haproxy-healthcheck", "haproxy-healthcheck", names(c.lb_hosts),
+                 pem="/etc/haproxy/kubefab-healthcheck.pem"),
         Identity("etcd-healthcheck-client", "etcd", Request("kube-etcd-healthcheck-client"),
                  "etcd/healthcheck-client", "etcd/healthcheck-client", names(c.etcd_hosts)),
         # The admin goes through the VIP like any operator; controller-manager and scheduler talk to the

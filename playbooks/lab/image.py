@@ -1,0 +1,91 @@
+"""The base image: one debootstrap of the machine's Debian suite with every OS package a deploy needs,
+cleaned of what each host must own (ssh host keys, machine-id), cached until its package list changes.
+
+Release binaries (etcd, containerd, ...) are deliberately absent: kubefab uploads them from the bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from playbooks.lab.aptsource import AptSource, machine_source
+from playbooks.lab.commands import run
+from playbooks.lab.mounts import remove_tree
+from playbooks.lab.settings import LabPaths
+
+PACKAGES = (
+    "systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "sudo", "python3", "python3-yaml",
+    "procps", "iputils-ping", "openssl", "ca-certificates", "curl", "kmod",
+    "haproxy", "keepalived", "conntrack", "socat", "ipset", "iptables",
+)
+# Debian enables these on install; the deploy enables what it needs.
+DISABLED_SERVICES = ("etcd", "haproxy", "keepalived", "containerd")
+# Periodic jobs that only cost an idle host memory and CPU (apt's have no route to a mirror anyway).
+DISABLED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer",
+                  "e2scrub_reap.service", "fstrim.timer")
+USER = "kubefab"
+# Bump when the steps below change, so cached images are rebuilt.
+RECIPE = 1
+
+SSHD_CONFIG = "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n"
+RESOLV_CONF = "# Lab hosts have no DNS and no route out; lab names are in /etc/hosts.\n"
+
+
+def image_key(packages: tuple[str, ...], suite: str) -> str:
+    text = json.dumps({"packages": sorted(packages), "suite": suite, "recipe": RECIPE})
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def ensure_image(paths: LabPaths, log: Callable[[str], None] = print) -> Path:
+    """The cached base rootfs, (re)built when the package list or the suite changed."""
+    source = machine_source()
+    key = image_key(PACKAGES, source.suite)
+    if paths.image_stamp.is_file() and paths.image_stamp.read_text().strip() == key and paths.rootfs.is_dir():
+        return paths.rootfs
+    log(f"building the base image ({source.suite}, {len(PACKAGES)} packages), about 70 s ...")
+    staging = paths.image / "rootfs.new"
+    remove_tree(staging)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    debootstrap(staging, source)
+    customize(staging)
+    paths.image_stamp.unlink(missing_ok=True)
+    remove_tree(paths.rootfs)
+    staging.rename(paths.rootfs)
+    paths.image_stamp.write_text(key + "\n")
+    return paths.rootfs
+
+
+def debootstrap(target: Path, source: AptSource) -> None:
+    run(["debootstrap", "--variant=minbase", "--components=main", f"--include={','.join(PACKAGES)}",
+         source.suite, target, source.mirror])
+
+
+def customize(root: Path) -> None:
+    # Identity every host must own: regenerated per host, never shared through the image.
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    (root / "etc/machine-id").write_text("")
+    (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)  # dbus falls back to /etc/machine-id
+    (root / "var/lib/systemd/random-seed").unlink(missing_ok=True)
+    (root / "etc/resolv.conf").unlink(missing_ok=True)
+    (root / "etc/resolv.conf").write_text(RESOLV_CONF)
+
+    units = root / "usr/lib/systemd/system"
+    wanted_off = [*(f"{s}.service" for s in DISABLED_SERVICES), *DISABLED_UNITS]
+    present = [u for u in wanted_off if (units / u).exists()]
+    if present:
+        run(["systemctl", f"--root={root}", "disable", *present])
+    run(["systemctl", f"--root={root}", "enable", "systemd-networkd.service"])
+
+    run(["chroot", root, "useradd", "--create-home", "--shell", "/bin/bash", "--password", "*", USER])
+    sudoers = root / "etc/sudoers.d" / USER
+    sudoers.write_text(f"{USER} ALL=(ALL) NOPASSWD:ALL\n")
+    sudoers.chmod(0o440)
+    (root / "etc/ssh/sshd_config.d/kubefab-lab.conf").write_text(SSHD_CONFIG)
+
+    run(["chroot", root, "apt-get", "clean"])
+    for cached in [*(root / "var/lib/apt/lists").glob("*_*"), *(root / "var/cache/apt").glob("*.bin")]:
+        cached.unlink()

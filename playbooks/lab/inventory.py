@@ -1,0 +1,64 @@
+"""The lab's inventory: the schema of inventory/example.yaml, filled in for the hosts that are up."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from playbooks.lab.hosts import HOST_IFACE
+from playbooks.lab.image import USER
+from playbooks.lab.network import vip
+from playbooks.lab.state import LabHost
+
+NAME = "lab"
+# Keeps the lab's VRRP router id apart from the tests' own keepalived instance.
+VIRTUAL_ROUTER_ID = 51
+
+
+def roles(index: int, count: int) -> list[str]:
+    """Roles of the index-th host (0-based) of `count`: the first 3 run etcd and the control plane (the
+    first one only with fewer than 3 hosts: etcd needs an odd count), the first 2 also HAProxy +
+    keepalived, every host is a worker."""
+    found = []
+    if index < (3 if count >= 3 else 1):
+        found += ["etcd", "control_plane"]
+    found.append("worker")
+    if index < 2 <= count:
+        found.append("lb")
+    return found
+
+
+def lab_inventory(hosts: tuple[LabHost, ...], subnet: IPv4Network, key: Path, bundle: Path,
+                  cluster_dir: Path, kubernetes_version: str, component_versions: dict[str, str]) -> dict[str, Any]:
+    return {
+        "name": NAME,
+        "kubernetes_version": kubernetes_version,
+        # What the lab bundle holds (Debian's builds), instead of the versions the minor pins.
+        "versions": component_versions,
+        "network": {"host_prefix": subnet.prefixlen},
+        # One host has no lb pair, so no VIP: clients talk to its apiserver directly.
+        "api": {"vip": str(vip(subnet)) if len(hosts) >= 2 else None, "interface": HOST_IFACE,
+                "virtual_router_id": VIRTUAL_ROUTER_ID},
+        "ssh": {"user": USER, "port": 22, "key": str(key), "sudo": True},
+        "bundle": str(bundle),
+        "cluster_dir": str(cluster_dir),
+        # Lab hosts are reachable only on the lab bridge: no host firewall to manage.
+        "firewall": "skip",
+        "hosts": [{"name": h.name, "ip": h.ip, "roles": roles(i, len(hosts))} for i, h in enumerate(hosts)],
+    }
+
+
+def render(inventory: dict[str, Any]) -> str:
+    return ("# Written by `fab lab.up` for the hosts it started; rewritten on every `lab.up`.\n"
+            + yaml.safe_dump(inventory, sort_keys=False, default_flow_style=None, width=110))
+
+
+def usage(path: Path) -> str:
+    return (f"lab inventory: {path}\n"
+            f"  fab inventory.check --inventory {path}\n"
+            f"  fab deploy --inventory {path}   (or: export KUBEFAB_INVENTORY={path})\n"
+            "  fab lab.ssh lab-1 --command 'sudo systemctl status'\n"
+            "  fab lab.down")

@@ -1,0 +1,119 @@
+"""Bringing the lab up and down, and what is running: the public entry points the tasks call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+
+from playbooks import versions
+from playbooks.lab import cgroups, hosts, network
+from playbooks.lab.bundle import STANDINS_DIR, ensure_bundle, versions_of
+from playbooks.lab.image import ensure_image
+from playbooks.lab.inventory import lab_inventory, render
+from playbooks.lab.keys import SSHKey, ensure_key, known_hosts, new_host_keys
+from playbooks.lab.mounts import MOUNTS, remove_tree
+from playbooks.lab.settings import LabPaths, lab_paths
+from playbooks.lab.state import LabHost, LabState, load, save
+
+Log = Callable[[str], None]
+
+
+def host_names(subnet: IPv4Network, count: int) -> list[tuple[str, IPv4Address]]:
+    return [(f"lab-{i}", network.host_ip(subnet, i)) for i in range(1, count + 1)]
+
+
+def kubernetes_version() -> str:
+    """The patch release the versions table pins for the default minor: what the stand-ins claim."""
+    return versions.stack(versions.default_minor()).kubernetes
+
+
+def up(count: int = 3, *, paths: LabPaths | None = None, subnet: IPv4Network = network.DEFAULT_SUBNET,
+       bridge: str = network.DEFAULT_BRIDGE, standins: Path = STANDINS_DIR, log: Log = print) -> LabState:
+    """Start `count` fresh hosts (whatever is left of an earlier lab is brought down first), wait for
+    their sshd, write known_hosts and the lab inventory."""
+    paths = paths or lab_paths()
+    if not 1 <= count <= network.max_hosts():
+        raise ValueError(f"--hosts must be between 1 and {network.max_hosts()}, not {count}")
+    network.check_subnet(subnet, [])  # a bad subnet must not take a running lab down
+    down(paths, log=log)
+    network.check_free(subnet, bridge)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    rootfs = ensure_image(paths, log)
+    k8s = kubernetes_version()
+    manifest = ensure_bundle(paths.bundle, paths.debs, k8s, standins, log)
+    public_key = ensure_key(paths.key, "kubefab-lab")
+    network.create_bridge(bridge, subnet)
+    state = LabState(bridge, str(subnet))
+    save(paths.state, state)  # from here on, `down` knows what to remove even if a host fails
+
+    peers = host_names(subnet, count)
+    host_keys: dict[str, dict[str, SSHKey]] = {}
+    for name, ip in peers:
+        host_dir = paths.hosts / name
+        root = hosts.mount_clone(rootfs, host_dir)
+        host_keys[name] = new_host_keys()
+        address = IPv4Interface(f"{ip}/{subnet.prefixlen}")
+        hosts.write_files(root, hosts.host_files(name, address, peers, host_keys[name], public_key))
+        pid = hosts.start(name, host_dir, bridge)
+        state = replace(state, hosts=(*state.hosts, LabHost(name, str(ip), pid, str(root))))
+        save(paths.state, state)
+
+    paths.known_hosts.write_text(known_hosts(
+        ([name, str(ip)], key) for name, ip in peers for key in host_keys[name].values()))
+    hosts.wait_for_ssh([str(ip) for _, ip in peers])
+    paths.inventory.write_text(render(lab_inventory(
+        state.hosts, subnet, paths.key, paths.bundle, paths.cluster, k8s, versions_of(manifest))))
+    log(f"lab up: {count} host(s) on {bridge} {subnet}, ssh as kubefab with {paths.key}")
+    return state
+
+
+def down(paths: LabPaths | None = None, log: Log = print) -> None:
+    """Stop every lab host and remove all it used: processes, cgroups, mounts, veths, the bridge, its
+    files and the lab cluster's directory. Works from state.json and, without it, from what is found."""
+    paths = paths or lab_paths()
+    state = load(paths.state)
+    recorded = state.hosts if state else ()
+    for h in recorded:
+        hosts.request_stop(h.pid, h.name)
+    for h in recorded:
+        hosts.wait_stopped(h.pid, h.name)
+
+    groups = cgroups.lab_groups(MOUNTS.read_text())
+    found = {g.name for lab in groups if lab.is_dir() for g in lab.iterdir() if g.is_dir()}
+    if paths.hosts.is_dir():
+        found |= {d.name for d in paths.hosts.iterdir()}
+    names = {h.name for h in recorded} | found
+    for name in sorted(names):
+        hosts.clean_up(name, paths.hosts / name)
+    for lab in groups:
+        cgroups.remove_group(lab)
+    bridge = state.bridge if state else network.DEFAULT_BRIDGE
+    network.delete_links([*(network.VETH_PREFIX + n for n in sorted(names)), bridge])
+    for leftover in (paths.state, paths.inventory, paths.known_hosts):
+        leftover.unlink(missing_ok=True)
+    remove_tree(paths.cluster)
+    remove_tree(paths.hosts)
+    if names:
+        log(f"lab down: removed {', '.join(sorted(names))}")
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    name: str
+    ip: str
+    pid: int | None
+    running: bool
+    ssh: bool
+
+
+def status(paths: LabPaths | None = None) -> list[HostStatus]:
+    state = load((paths or lab_paths()).state)
+    if state is None:
+        return []
+    rows = []
+    for h in state.hosts:
+        running = h.pid is not None and hosts.is_nspawn_of(h.pid, h.name)
+        rows.append(HostStatus(h.name, h.ip, h.pid, running, running and hosts.ssh_ready(h.ip)))
+    return rows

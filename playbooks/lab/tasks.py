@@ -1,0 +1,90 @@
+"""`fab lab.up|down|status|ssh`: the local lab of nspawn hosts. Thin: the work is in lifecycle."""
+
+from __future__ import annotations
+
+import os
+from ipaddress import IPv4Network
+
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from playbooks import ui
+from playbooks.lab import lifecycle, network
+from playbooks.lab.access import connect
+from playbooks.lab.inventory import usage
+from playbooks.lab.settings import ENV_DIR, LabPaths, lab_paths
+from playbooks.lab.state import load
+
+
+def _root() -> None:
+    if os.geteuid() != 0:
+        raise Exit("the lab needs root (bridges, mounts, cgroups, systemd-nspawn)", code=2)
+
+
+def _paths() -> LabPaths:
+    try:
+        return lab_paths()
+    except ValueError as exc:
+        raise Exit(str(exc), code=2) from None
+
+
+@task(auto_shortflags=False, help={
+    "hosts": f"how many hosts (1-{network.max_hosts()}; default 3)",
+    "subnet": f"the lab's own /24 inside 10.0.0.0/8 (default {network.DEFAULT_SUBNET})",
+    "bridge": f"bridge name (default {network.DEFAULT_BRIDGE})"})
+def up(c: Context, hosts: int = 3, subnet: str = str(network.DEFAULT_SUBNET),
+       bridge: str = network.DEFAULT_BRIDGE) -> None:
+    """Start lab hosts (replacing any left running), write the lab inventory, print how to use it."""
+    _root()
+    paths = _paths()
+    try:
+        lifecycle.up(hosts, paths=paths, subnet=IPv4Network(subnet), bridge=bridge, log=ui.out.print)
+    except ValueError as exc:  # a bad --hosts/--subnet, found before anything starts
+        raise Exit(f"lab.up: {exc}", code=2) from None
+    except (RuntimeError, OSError) as exc:  # CommandError and TimeoutError included
+        raise Exit(f"lab.up failed: {exc}\nwhat did start is listed in {paths.state}; `fab lab.down` removes it"
+                   f" (consoles: {paths.hosts}/*/console.log)", code=1) from None
+    ui.out.print(usage(paths.inventory))
+
+
+@task
+def down(c: Context) -> None:
+    """Stop every lab host; leave no process, mount, cgroup, bridge or veth behind."""
+    _root()
+    lifecycle.down(_paths(), log=ui.out.print)
+
+
+@task
+def status(c: Context) -> None:
+    """The lab's hosts: address, nspawn PID, running, sshd answering."""
+    paths = _paths()
+    rows = lifecycle.status(paths)
+    if not rows:
+        ui.out.print(f"no lab running (state in {paths.root}; set {ENV_DIR} to use another)")
+        return
+    ui.table(f"lab in {paths.root}", ["host", "ip", "pid", "running", "ssh"],
+             [[r.name, r.ip, r.pid, "yes" if r.running else "NO", "yes" if r.ssh else "NO"] for r in rows])
+
+
+# Not `fab lab.ssh NAME -- CMD`: fab takes what follows `--` as a command for `-H` hosts itself.
+@task(positional=["name"], help={"name": "lab host, e.g. lab-1",
+                                 "command": "run this instead of an interactive shell"})
+def ssh(c: Context, name: str, command: str = "") -> None:
+    """Log into a lab host as the kubefab sudo user with the lab key, or run --command there."""
+    paths = _paths()
+    state = load(paths.state)
+    if state is None:
+        raise Exit("no lab running: fab lab.up first", code=2)
+    try:
+        host = state.host(name)
+    except KeyError as exc:
+        raise Exit(str(exc.args[0]), code=2) from None
+    with connect(paths, host, c.config) as conn:
+        result = conn.run(command, warn=True, pty=False) if command else conn.shell()
+    if result.exited:
+        raise Exit(code=result.exited)
+
+
+lab = Collection("lab", up, down, status, ssh)

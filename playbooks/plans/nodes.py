@@ -1,0 +1,60 @@
+"""Phase `nodes`: containerd + runc + CNI plugins, kubelet and kube-proxy on every worker."""
+
+from __future__ import annotations
+
+from playbooks.model import Cluster, Host
+from playbooks.plan import Directory, File, Plan
+from playbooks.plans import binaries
+from playbooks.plans.inputs import Inputs
+from playbooks.render import render
+
+# Where a registry's own endpoint is when it is not https://<name> (Docker Hub's historical quirk).
+UPSTREAM = {"docker.io": "https://registry-1.docker.io"}
+
+
+def registry_hosts(c: Cluster) -> tuple[File, ...]:
+    return tuple(
+        File(f"/etc/containerd/certs.d/{registry}/hosts.toml",
+             render("containerd/hosts.toml.j2", registry=registry, mirrors=mirrors,
+                    upstream=UPSTREAM.get(registry, f"https://{registry}")),
+             notifies=())  # containerd reads certs.d at every pull: no restart needed
+        for registry, mirrors in sorted(c.registry.mirrors.items())
+    )
+
+
+def plan(inputs: Inputs, host: Host) -> Plan | None:
+    if not host.has("worker"):
+        return None
+    c, s, arch = inputs.cluster, inputs.stack, inputs.arch
+    ctx = inputs.context(host, pause_image=c.registry.pause_image or s.pause_image,
+                         containerd_major=int(s.containerd.split(".")[0]))
+
+    def conf(template: str, path: str, service: str) -> File:
+        return File(path, render(template, **ctx), notifies=(service,))
+
+    return Plan(
+        host.name,
+        "nodes",
+        directories=(
+            Directory("/etc/containerd"), Directory("/opt/cni/bin"), Directory("/etc/cni/net.d"),
+            Directory("/var/lib/kubelet", 0o700), Directory("/var/lib/kube-proxy"), Directory("/etc/kubernetes"),
+        ),
+        binaries=(
+            *binaries.containerd(s.containerd, arch), *binaries.runc(s.runc, arch),
+            *binaries.cni_plugins(s.cni_plugins, arch), *binaries.crictl(s.crictl, arch),
+            *binaries.kubernetes(s.kubernetes, arch, ("kubelet", "kube-proxy")),
+        ),
+        files=(
+            conf("containerd/config.toml.j2", "/etc/containerd/config.toml", "containerd"),
+            conf("containerd/containerd.service.j2", "/etc/systemd/system/containerd.service", "containerd"),
+            *registry_hosts(c),
+            File("/etc/crictl.yaml", render("containerd/crictl.yaml.j2")),
+            conf("kubelet/kubelet.j2", "/etc/kubernetes/kubelet", "kubelet"),
+            conf("kubelet/config.yaml.j2", "/var/lib/kubelet/config.yaml", "kubelet"),
+            conf("kubelet/kubelet.service.j2", "/etc/systemd/system/kubelet.service", "kubelet"),
+            conf("kube-proxy/proxy.j2", "/etc/kubernetes/proxy", "kube-proxy"),
+            conf("kube-proxy/config.yaml.j2", "/var/lib/kube-proxy/config.yaml", "kube-proxy"),
+            conf("kube-proxy/kube-proxy.service.j2", "/etc/systemd/system/kube-proxy.service", "kube-proxy"),
+        ),
+        services=("containerd", "kubelet", "kube-proxy"),
+    )

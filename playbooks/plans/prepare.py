@@ -1,0 +1,114 @@
+"""Phase `prepare`: kernel settings, swap, OS packages, SELinux and the firewall, before any component."""
+
+from __future__ import annotations
+
+from playbooks.facts import Facts
+from playbooks.model import Cluster, Host
+from playbooks.plan import Block, File, Plan, Step
+from playbooks.plans.inputs import Inputs
+from playbooks.render import render
+
+# Logical package -> name per OS family (the node packages are what kubelet and kube-proxy call).
+PACKAGES = {
+    "haproxy": {"debian": "haproxy", "rhel": "haproxy"},
+    "keepalived": {"debian": "keepalived", "rhel": "keepalived"},
+    "conntrack": {"debian": "conntrack", "rhel": "conntrack-tools"},
+    "socat": {"debian": "socat", "rhel": "socat"},
+    "ipset": {"debian": "ipset", "rhel": "ipset"},
+    "iptables": {"debian": "iptables", "rhel": "iptables"},
+    "ipvsadm": {"debian": "ipvsadm", "rhel": "ipvsadm"},
+    "nftables": {"debian": "nftables", "rhel": "nftables"},
+}
+
+_FSTAB_SWAP = r"^[^#].*[[:space:]]swap[[:space:]]"
+
+
+def packages(c: Cluster, host: Host) -> tuple[str, ...]:
+    names: list[str] = []
+    if host.has("lb"):
+        names += ["haproxy", "keepalived"]
+    if host.has("worker"):
+        names += ["conntrack", "socat", "ipset", "iptables"]
+        names += {"ipvs": ["ipvsadm"], "nftables": ["nftables"]}.get(c.kube_proxy_mode, [])
+    return tuple(names)
+
+
+def plan(inputs: Inputs, host: Host) -> Plan:
+    c = inputs.cluster
+    facts = inputs.facts.get(host.name)
+    steps = [
+        Step("swap off, now and at boot",
+             unless=f"[ -z \"$(awk 'NR > 1' /proc/swaps)\" ] && ! grep -Eq '{_FSTAB_SWAP}' /etc/fstab",
+             run=f"swapoff -a && sed -ri '/{_FSTAB_SWAP}/s/^/#kubefab: /' /etc/fstab"),
+        Step("kernel modules overlay, br_netfilter",
+             unless="[ -d /sys/module/overlay ] && [ -d /sys/module/br_netfilter ]",
+             run="modprobe overlay && modprobe br_netfilter"),
+        Step("sysctl settings applied",
+             unless="[ \"$(sysctl -n net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables "
+                    "net.bridge.bridge-nf-call-ip6tables | tr -d '\\n')\" = 111 ]",
+             run="sysctl -q -p /etc/sysctl.d/99-kubernetes.conf"),
+    ]
+    if facts is not None:
+        steps += _os_steps(c, host, facts)
+    return Plan(
+        host.name,
+        "prepare",
+        files=(
+            File("/etc/sysctl.d/99-kubernetes.conf", render("base/99-kubernetes.conf.j2")),
+            File("/etc/modules-load.d/kubernetes.conf", render("base/kubernetes.conf.j2")),
+        ),
+        blocks=(Block("/etc/hosts", f"kubefab {c.name}", render("base/hosts.j2", cluster=c).decode()),),
+        steps=tuple(steps),
+    )
+
+
+def _os_steps(c: Cluster, host: Host, facts: Facts) -> list[Step]:
+    """Steps that depend on the host's OS: packages, SELinux and firewalld."""
+    steps: list[Step] = []
+    names = [PACKAGES[p][facts.family] for p in packages(c, host) if facts.family in PACKAGES[p]]
+    if names and facts.family == "debian":
+        steps.append(Step(f"packages {' '.join(names)}", unless=f"dpkg -s {' '.join(names)} >/dev/null 2>&1",
+                          run=f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q {' '.join(names)}"))
+    elif names and facts.family == "rhel":
+        manager = facts.package_manager or "yum"
+        steps.append(Step(f"packages {' '.join(names)}", unless=f"rpm -q {' '.join(names)} >/dev/null 2>&1",
+                          run=f"{manager} install -y -q {' '.join(names)}"))
+    if facts.family == "rhel" and facts.selinux:
+        # The book's setting: permissive, so the binaries installed under /usr/local run unconfined.
+        steps.append(Step("SELinux permissive",
+                          unless="[ \"$(getenforce)\" != Enforcing ] && ! grep -q '^SELINUX=enforcing' "
+                                 "/etc/selinux/config",
+                          run="setenforce 0 || true; sed -i 's/^SELINUX=enforcing/SELINUX=permissive/' "
+                              "/etc/selinux/config"))
+    if facts.firewalld_active and c.firewall == "disable":
+        steps.append(Step("firewalld stopped and disabled", unless="! systemctl is-active -q firewalld",
+                          run="systemctl disable --now firewalld"))
+    elif facts.firewalld_active and c.firewall == "open":
+        ports = firewall_ports(c, host)
+        wanted = " ".join(ports)
+        steps.append(Step(
+            f"firewalld opens {wanted}",
+            unless=f"for p in {wanted}; do firewall-cmd -q --query-port=$p || exit 1; done"
+                   + (" && firewall-cmd -q --query-rich-rule='rule protocol value=\"vrrp\" accept'"
+                      if host.has("lb") else ""),
+            run=" && ".join([f"firewall-cmd -q --permanent --add-port={p}" for p in ports]
+                            + (["firewall-cmd -q --permanent --add-rich-rule='rule protocol value=\"vrrp\" accept'"]
+                               if host.has("lb") else [])
+                            + ["firewall-cmd -q --reload"]),
+        ))
+    return steps
+
+
+def firewall_ports(c: Cluster, host: Host) -> tuple[str, ...]:
+    """The port table of the book's section 2.1, per role, with the CNI's own ports."""
+    ports: list[str] = []
+    if host.has("etcd"):
+        ports += ["2379-2380/tcp"]
+    if host.has("control_plane"):
+        ports += [f"{c.api.apiserver_port}/tcp", "10257/tcp", "10259/tcp"]
+    if host.has("lb"):
+        ports += [f"{c.api.port}/tcp"]
+    if host.has("worker"):
+        ports += ["10250/tcp", "10256/tcp", "30000-32767/tcp"]
+        ports += ["179/tcp", "4789/udp"] if c.cni == "calico" else ["8472/udp"]
+    return tuple(dict.fromkeys(ports))

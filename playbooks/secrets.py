@@ -1,0 +1,50 @@
+"""Generated secrets (Secrets encryption key, VRRP password, HAProxy stats password): created once in the
+cluster directory beside the PKI (0600) and reused, so re-rendering never changes them."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import string
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from pki.store import write_private
+from playbooks.model import Cluster
+
+FILE = "secrets.yaml"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    encryption_key: str  # base64 of 32 random bytes (secretbox)
+    vrrp_password: str  # keepalived PASS authentication uses at most 8 characters
+    stats_password: str
+
+
+def generate() -> Secrets:
+    alphabet = string.ascii_letters + string.digits
+    return Secrets(
+        encryption_key=base64.b64encode(secrets.token_bytes(32)).decode(),
+        vrrp_password="".join(secrets.choice(alphabet) for _ in range(8)),
+        stats_password="".join(secrets.choice(alphabet) for _ in range(24)),
+    )
+
+
+def path(c: Cluster) -> Path:
+    return c.dir / FILE
+
+
+def ensure(c: Cluster) -> Secrets:
+    """The cluster's secrets, generating (and writing) only the ones not yet on disk."""
+    file = path(c)
+    stored = yaml.safe_load(file.read_text()) if file.exists() else {}
+    if not isinstance(stored, dict):
+        raise ValueError(f"{file}: expected a mapping of secrets")
+    fresh = asdict(generate())
+    merged = {k: stored.get(k) or fresh[k] for k in fresh}
+    if merged != stored:
+        write_private(file, yaml.safe_dump(merged).encode())
+    return Secrets(**merged)
