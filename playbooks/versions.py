@@ -81,7 +81,11 @@ class Release:
     version: str
     arch: str
     url: str
-    sha256: str | None  # None: not in the table (a version the table does not pin, or none published)
+    digest: tuple[str, str] | None  # (algorithm, hex) published for this file; None when the table has none
+
+    @property
+    def checksum(self) -> str:
+        return f"{self.digest[0]}:{self.digest[1]}" if self.digest else "unpinned"
 
     @property
     def filename(self) -> str:
@@ -100,4 +104,6 @@ def release(component: str, version: str, arch: str) -> Release:
         # Not pinned: keep the URL pattern of any pinned version so the bundle layout stays the same.
         entry = {"url": next(iter(releases[component].values()))["url"], "sha256": {}}
     url = entry["url"].format(version=version, arch=arch)
-    return Release(component, version, arch, url, (entry.get("sha256") or {}).get(arch))
+    digest = next(((algo, entry[algo][arch]) for algo in ("sha512", "sha256")
+                   if (entry.get(algo) or {}).get(arch)), None)
+    return Release(component, version, arch, url, digest)

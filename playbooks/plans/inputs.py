@@ -40,3 +40,15 @@ def read_cluster_files(c: Cluster) -> dict[str, bytes]:
 
 def stack_of(c: Cluster) -> Stack:
     return stack(c.kubernetes_version, c.versions.model_dump())
+
+
+def gather(c: Cluster, facts: Mapping[str, Facts] | None = None, arch: str | None = None) -> Inputs:
+    """Inputs for `c`: its PKI and secrets (created on the operator's machine if missing), its versions, and
+    the architecture of its bundle (amd64 when there is no bundle yet)."""
+    from pki.store import ensure  # local: pki.store imports the model, not the plans
+    from playbooks import bundle, secrets
+
+    ensure(c)
+    manifest = bundle.read_manifest(c.bundle_dir)
+    return Inputs(c, stack_of(c), secrets.ensure(c), read_cluster_files(c),
+                  arch or (manifest.arch if manifest else "amd64"), facts or {})

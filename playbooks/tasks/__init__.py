@@ -2,9 +2,10 @@
 
 from invoke.collection import Collection
 
-from playbooks.tasks import inventory, pki
+from playbooks.tasks import inventory, pki, render
 
 ns = Collection()
 ns.add_collection(inventory.ns)
 ns.add_task(pki.pki)
 ns.add_collection(pki.certs)
+ns.add_task(render.render)

@@ -1,0 +1,171 @@
+"""The bundle directory: every release file a deploy installs, laid out as `<component>/<version>/<arch>/<file>`
+with a `manifest.yaml`. Deploy reads only from here; `fab bundle` fills it, verifying the versions table's
+checksums. A lab bundle (kind: lab) carries test stand-ins and its own checksums instead."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tarfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from playbooks.model import Cluster
+from playbooks.plan import Binary
+from playbooks.plans import binaries, host_plans  # noqa: F401  (host_plans: re-exported for tasks)
+from playbooks.plans.addons import cni_release
+from playbooks.versions import Release, Stack, release
+
+MANIFEST = "manifest.yaml"
+CACHE = ".extracted"
+
+
+@dataclass(frozen=True)
+class Entry:
+    component: str
+    version: str
+    path: str
+    sha256: str
+    source: str = ""
+    standin: bool = False
+
+
+@dataclass(frozen=True)
+class Manifest:
+    kind: str  # release | lab
+    arch: str
+    files: dict[str, Entry]
+
+
+def read_manifest(bundle: Path) -> Manifest | None:
+    path = bundle / MANIFEST
+    if not path.exists():
+        return None
+    doc = yaml.safe_load(path.read_text()) or {}
+    entries = [Entry(**{k: str(v) if k != "standin" else bool(v) for k, v in e.items()})
+               for e in doc.get("files", [])]
+    return Manifest(str(doc.get("kind", "release")), str(doc.get("arch", "amd64")), {e.path: e for e in entries})
+
+
+def write_manifest(bundle: Path, manifest: Manifest) -> None:
+    doc = {"kind": manifest.kind, "arch": manifest.arch,
+           "files": [vars(e) for e in sorted(manifest.files.values(), key=lambda e: e.path)]}
+    (bundle / MANIFEST).write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def required(c: Cluster, stack: Stack, arch: str) -> list[Release]:
+    """Every release file a deploy of `c` reads from the bundle."""
+    out = [release("kubernetes_server", stack.kubernetes, arch)]
+    if c.etcd_hosts:
+        out.append(release("etcd", stack.etcd, arch))
+    if c.workers:
+        out += [release(name, getattr(stack, name), arch) for name in ("containerd", "runc", "cni_plugins", "crictl")]
+    return out
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(c: Cluster, stack: Stack, arch: str, addons: bool = False) -> list[str]:
+    """Problems with the bundle for this deploy: missing files (all listed, with the command that fetches
+    them) and checksum mismatches. Release bundles are checked against the versions table, lab bundles
+    against their own manifest."""
+    bundle = c.bundle_dir
+    manifest = read_manifest(bundle)
+    wanted = required(c, stack, arch)
+    if addons:
+        wanted.append(cni_release_for(c, stack))
+    missing = [r for r in wanted if not (bundle / r.bundle_path).exists()]
+    problems: list[str] = []
+    if missing:
+        problems.append(
+            f"{bundle}: {len(missing)} release file(s) missing:\n"
+            + "".join(f"    {r.bundle_path}  ({r.url})\n" for r in missing)
+            + f"  fetch them with: fab bundle --inventory {c.source}"
+        )
+    for r in wanted:
+        path = bundle / r.bundle_path
+        if r in missing:
+            continue
+        if manifest is not None and manifest.kind == "lab":
+            entry = manifest.files.get(r.bundle_path)
+            if entry is None or file_digest(path, "sha256") != entry.sha256:
+                problems.append(f"{path}: does not match the lab bundle's manifest; rebuild it with `fab lab.up`")
+        elif r.digest is None:
+            problems.append(f"{path}: the versions table pins no checksum for {r.component} {r.version}; "
+                            "use a pinned version or add its published checksum")
+        elif file_digest(path, r.digest[0]) != r.digest[1]:
+            problems.append(f"{path}: {r.digest[0]} differs from the published {r.checksum}; delete it and "
+                            f"run `fab bundle --inventory {c.source}`")
+    return problems
+
+
+def cni_release_for(c: Cluster, stack: Stack) -> Release:
+    from playbooks.plans.inputs import Inputs  # local: Inputs needs secrets only for templates, not here
+
+    return cni_release(Inputs(c, stack, None, {}))  # type: ignore[arg-type]
+
+
+def extracted(bundle: Path, binary: Binary) -> Path:
+    """The file for `binary` on the operator's disk: the bundle file itself, or its archive member unpacked
+    once into `<bundle>/.extracted/` (reused by every host and every later run)."""
+    source = bundle / binary.source
+    if binary.member is None:
+        return source
+    target = bundle / CACHE / binary.source / binary.member
+    stamp = target.with_name(target.name + ".from")
+    key = f"{source.stat().st_size}:{source.stat().st_mtime_ns}"
+    if target.exists() and stamp.exists() and stamp.read_text() == key:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(source) as archive:
+        member = _member(archive, binary.member, source)
+        with archive.extractfile(member) as src, open(target, "wb") as dst:  # type: ignore[union-attr]
+            shutil.copyfileobj(src, dst, 1 << 20)
+    stamp.write_text(key)
+    return target
+
+
+def _member(archive: tarfile.TarFile, name: str, source: Path) -> tarfile.TarInfo:
+    for info in archive:
+        if info.isfile() and info.name.removeprefix("./") == name:
+            return info
+    raise FileNotFoundError(f"{source}: has no member {name}")
+
+
+def download(c: Cluster, stack: Stack, arch: str, log=print) -> list[str]:
+    """`fab bundle`: fetch every missing release file, verify it, and record it in the manifest.
+    Returns the problems (unverifiable or mismatching files are not kept)."""
+    bundle = c.bundle_dir
+    bundle.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(bundle) or Manifest("release", arch, {})
+    if manifest.kind != "release" or manifest.arch != arch:
+        return [f"{bundle}: holds a {manifest.kind} bundle for {manifest.arch}; use another bundle directory"]
+    problems = []
+    files = dict(manifest.files)
+    for r in [*required(c, stack, arch), cni_release_for(c, stack)]:
+        path = bundle / r.bundle_path
+        if not path.exists():
+            log(f"fetching {r.url}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(path.name + ".part")
+            with urllib.request.urlopen(r.url, timeout=60) as response, open(partial, "wb") as out:
+                shutil.copyfileobj(response, out, 1 << 20)
+            partial.rename(path)
+        if r.digest is not None and file_digest(path, r.digest[0]) != r.digest[1]:
+            problems.append(f"{r.url}: {r.digest[0]} mismatch (expected {r.digest[1]}); file removed")
+            path.unlink()
+            continue
+        if r.digest is None:
+            log(f"warning: {r.url}: no published checksum in the versions table; kept as downloaded")
+        files[r.bundle_path] = Entry(r.component, r.version, r.bundle_path, file_digest(path, "sha256"), r.url)
+    write_manifest(bundle, Manifest("release", arch, files))
+    return problems

@@ -1,0 +1,57 @@
+"""Phase `add-ons`: cluster-wide manifests applied through the VIP with the admin credentials: RBAC for the
+apiserver to reach kubelets, the CNI (the bundle's official manifest, patched with the pod CIDR) and CoreDNS."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playbooks.plans.inputs import Inputs
+from playbooks.render import render
+from playbooks.versions import release
+
+NOARCH = "all"
+
+
+class AddonError(Exception):
+    pass
+
+
+def cni_release(inputs: Inputs):
+    c = inputs.cluster
+    version = inputs.stack.calico if c.cni == "calico" else inputs.stack.flannel
+    if version in (None, "None"):
+        raise AddonError(f"no {c.cni} version is pinned for Kubernetes {inputs.stack.minor}: set versions.{c.cni}")
+    return release(f"{c.cni}_manifest", version, NOARCH)
+
+
+def manifests(inputs: Inputs, bundle: Path) -> dict[str, bytes]:
+    """File name -> manifest, in the order they are applied."""
+    rel = cni_release(inputs)
+    source = bundle / rel.bundle_path
+    if not source.exists():
+        raise AddonError(f"{source}: the {inputs.cluster.cni} manifest is not in the bundle (run `fab bundle`)")
+    patch = patch_calico if inputs.cluster.cni == "calico" else patch_flannel
+    return {
+        "00-apiserver-to-kubelet-rbac.yaml": render("addons/apiserver-to-kubelet-rbac.yaml.j2"),
+        f"10-{rel.filename}": patch(source.read_text(), str(inputs.cluster.network.pod_cidr), str(source)).encode(),
+        "20-coredns.yaml": render("addons/coredns.yaml.j2", **inputs.context()),
+    }
+
+
+def patch_calico(text: str, pod_cidr: str, name: str) -> str:
+    """Uncomment CALICO_IPV4POOL_CIDR in calico.yaml and set it to the pod CIDR."""
+    pattern = re.compile(r'^(\s*)#\s*- name: CALICO_IPV4POOL_CIDR\n\s*#\s*value: "[^"]*"$', re.M)
+    patched, count = pattern.subn(lambda m: f'{m.group(1)}- name: CALICO_IPV4POOL_CIDR\n'
+                                            f'{m.group(1)}  value: "{pod_cidr}"', text)
+    if count != 1:
+        raise AddonError(f"{name}: expected one commented CALICO_IPV4POOL_CIDR setting, found {count}")
+    return patched
+
+
+def patch_flannel(text: str, pod_cidr: str, name: str) -> str:
+    """Set the Network of flannel's net-conf.json to the pod CIDR."""
+    patched, count = re.subn(r'("Network":\s*)"[^"]*"', lambda m: f'{m.group(1)}"{pod_cidr}"', text)
+    if count != 1:
+        raise AddonError(f"{name}: expected one \"Network\" in net-conf.json, found {count}")
+    return patched
