@@ -10,3 +10,7 @@ program = Fab(name="kubefab", namespace=ns, version="0.1.0", executor_class=Exec
 
 def main() -> None:
     program.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -30,7 +30,7 @@ STANDINS_SOURCE = "tests/lab/standins"
 INPUTS_FILE = ".inputs.sha256"
 MANIFEST = "manifest.yaml"
 # Bump when the packing below changes, so cached bundles are rebuilt.
-RECIPE = 1
+RECIPE = 2
 
 BuildStandin = Callable[[str, str, list[str]], bytes]
 
@@ -202,9 +202,12 @@ def debian_files(staging: Path, debs: Path, packages: dict[str, Package], arch: 
 
 def standin_files(staging: Path, builder: BuildStandin, kubernetes_version: str, arch: str,
                   flags: dict[str, list[str]]) -> list[dict[str, Any]]:
-    return [write_file(staging, name, kubernetes_version, arch, builder(name, kubernetes_version, flags[name]),
-                       STANDINS_SOURCE, standin=True)
-            for name in versions.KUBE_BINARIES]
+    """The stand-ins packed like Kubernetes' server tarball: kubernetes/server/bin/<name>."""
+    top = "kubernetes/server/bin/"
+    members: dict[str, bytes | None] = {"kubernetes/": None, "kubernetes/server/": None, top: None}
+    members |= {top + name: builder(name, kubernetes_version, flags[name]) for name in versions.KUBE_BINARIES}
+    return [write_file(staging, "kubernetes_server", kubernetes_version, arch, tar_gz(members), STANDINS_SOURCE,
+                       standin=True)]
 
 
 def write_file(staging: Path, component: str, version: str, arch: str, data: bytes, source: str,

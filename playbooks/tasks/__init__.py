@@ -2,10 +2,13 @@
 
 from invoke.collection import Collection
 
-from playbooks.tasks import inventory, pki, render
+from playbooks.lab.tasks import lab
+from playbooks.tasks import audit, inventory, pki, render
 
 ns = Collection()
 ns.add_collection(inventory.ns)
 ns.add_task(pki.pki)
 ns.add_collection(pki.certs)
 ns.add_task(render.render)
+ns.add_task(audit.audit)
+ns.add_collection(lab)

@@ -1,0 +1,29 @@
+"""`fab audit`: the CIS-style security checks over what kubefab would deploy for an inventory."""
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from pki.store import PKIError
+from playbooks import ui
+from playbooks.audit import audit_host
+from playbooks.plans import host_plans
+from playbooks.plans.inputs import gather
+from playbooks.tasks.common import load_cluster
+
+
+@task(auto_shortflags=False, help={"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)"})
+def audit(c: Context, inventory: str | None = None) -> None:
+    """Check the rendered configuration against CIS-style rules; exit 1 on any failure."""
+    cluster = load_cluster(c, inventory)
+    try:
+        inputs = gather(cluster)
+    except PKIError as exc:
+        raise Exit(str(exc), code=1) from None
+    results = [r for h in cluster.hosts for r in audit_host(h.name, h.has("control_plane"), host_plans(inputs, h))]
+    ui.table(f"security audit of {cluster.name}", ["check", "host", "result", "detail"],
+             [(r.check, r.host, "pass" if r.ok else "FAIL", r.detail) for r in results])
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise Exit(f"{len(failed)} check(s) failed", code=1)
+    ui.out.print(f"all {len(results)} checks passed on {len(cluster.hosts)} hosts")

@@ -1,0 +1,69 @@
+"""What `lab.up` hands to a deploy: a valid inventory for the hosts it started, and the lab bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+from labkit import Lab
+
+from playbooks.inventory import load
+from playbooks.lab import lifecycle
+from playbooks.lab.bundle import STANDINS_DIR, ensure_bundle
+
+pytestmark = pytest.mark.lab
+
+
+def manifest(lab: Lab) -> dict:
+    return yaml.safe_load((lab.paths.bundle / "manifest.yaml").read_text())
+
+
+def test_inventory_is_valid_and_describes_the_running_lab(lab: Lab) -> None:
+    cluster = load(lab.paths.inventory)
+    assert [(h.name, str(h.address)) for h in cluster.hosts] == [(h.name, h.ip) for h in lab.state.hosts]
+    assert all(h.roles == ("etcd", "control_plane", "worker", "lb") for h in cluster.hosts[:2])
+    assert cluster.hosts[2].roles == ("etcd", "control_plane", "worker")
+    assert str(cluster.api.vip) == "10.77.0.100" and cluster.api.interface == "host0"
+    assert cluster.ssh_for(cluster.hosts[0]).model_dump() == {
+        "user": "kubefab", "port": 22, "key": str(lab.paths.key), "sudo": True}
+    assert cluster.bundle_dir == lab.paths.bundle and cluster.dir == lab.paths.cluster
+    assert cluster.versions.model_dump(exclude_none=True) == {
+        f["component"]: f["version"] for f in manifest(lab)["files"] if not f["standin"]}
+
+
+def test_bundle_files_match_their_manifest_checksums(lab: Lab) -> None:
+    m = manifest(lab)
+    assert m["kind"] == "lab"
+    for f in m["files"]:
+        data = (lab.paths.bundle / f["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == f["sha256"], f["path"]
+        assert f["path"].startswith(f"{f['component']}/{f['version']}/{m['arch']}/")
+    (standins,) = [f for f in m["files"] if f["standin"]]
+    assert standins["component"] == "kubernetes_server"
+    assert standins["version"] == lifecycle.kubernetes_version()
+
+
+def members(path: Path) -> list[str]:
+    with tarfile.open(path) as tar:
+        return tar.getnames()
+
+
+def test_release_archives_are_laid_out_as_upstream_ships_them(lab: Lab) -> None:
+    paths = {f["component"]: lab.paths.bundle / f["path"] for f in manifest(lab)["files"]}
+    etcd_top = paths["etcd"].name.removesuffix(".tar.gz")
+    assert {f"{etcd_top}/etcd", f"{etcd_top}/etcdctl"} <= set(members(paths["etcd"]))
+    assert {"bin/containerd", "bin/containerd-shim-runc-v2", "bin/ctr"} <= set(members(paths["containerd"]))
+    assert {"./bridge", "./host-local", "./loopback", "./portmap"} <= set(members(paths["cni_plugins"]))
+    server_bin = {f"kubernetes/server/bin/{n}" for n in ("kube-apiserver", "kube-controller-manager",
+                                                          "kube-scheduler", "kubelet", "kube-proxy", "kubectl")}
+    assert server_bin <= set(members(paths["kubernetes_server"]))
+    assert paths["runc"].read_bytes()[:4] == b"\x7fELF"
+
+
+def test_bundle_is_reused_while_its_inputs_are_unchanged(lab: Lab) -> None:
+    before = (lab.paths.bundle / "manifest.yaml").stat().st_mtime_ns
+    ensure_bundle(lab.paths.bundle, lab.paths.debs, lifecycle.kubernetes_version(), STANDINS_DIR)
+    assert (lab.paths.bundle / "manifest.yaml").stat().st_mtime_ns == before

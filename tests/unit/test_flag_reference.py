@@ -1,0 +1,122 @@
+"""Rendered command lines and config files against the official references of every supported minor:
+no flag the target version lacks, no deprecated flag, every required flag, the right kinds and apiVersions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from playbooks import versions
+from playbooks.audit import args_of
+from playbooks.flagref import valid_flags
+from playbooks.inventory import load
+from playbooks.plans.inputs import gather
+from tests.conftest import EXAMPLE, Rendered
+
+ENV_FILES = {
+    "kube-apiserver": ("/etc/kubernetes/apiserver", "KUBE_API_ARGS"),
+    "kube-controller-manager": ("/etc/kubernetes/controller-manager", "KUBE_CONTROLLER_MANAGER_ARGS"),
+    "kube-scheduler": ("/etc/kubernetes/scheduler", "KUBE_SCHEDULER_ARGS"),
+    "kubelet": ("/etc/kubernetes/kubelet", "KUBELET_ARGS"),
+    "kube-proxy": ("/etc/kubernetes/proxy", "KUBE_PROXY_ARGS"),
+}
+REQUIRED = {
+    "kube-apiserver": {
+        "etcd-servers", "etcd-cafile", "etcd-certfile", "etcd-keyfile", "client-ca-file", "tls-cert-file",
+        "tls-private-key-file", "service-account-issuer", "service-account-key-file",
+        "service-account-signing-key-file", "service-cluster-ip-range", "authorization-mode",
+        "kubelet-client-certificate", "kubelet-client-key", "kubelet-certificate-authority",
+        "proxy-client-cert-file", "proxy-client-key-file", "requestheader-client-ca-file",
+        "requestheader-allowed-names", "endpoint-reconciler-type", "encryption-provider-config",
+        "audit-policy-file", "audit-log-path", "audit-log-maxage", "audit-log-maxbackup", "audit-log-maxsize",
+        "profiling", "anonymous-auth", "secure-port", "advertise-address",
+    },
+    "kube-controller-manager": {
+        "kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig", "leader-elect",
+        "cluster-signing-cert-file", "cluster-signing-key-file", "root-ca-file",
+        "service-account-private-key-file", "use-service-account-credentials", "cluster-cidr",
+        "service-cluster-ip-range", "profiling", "bind-address",
+    },
+    "kube-scheduler": {"config", "authentication-kubeconfig", "authorization-kubeconfig", "bind-address"},
+    "kubelet": {"config", "kubeconfig", "node-ip"},
+    "kube-proxy": {"config"},
+}
+# Flags the book (Kubernetes 1.19-1.23) used that current versions removed: never rendered.
+REMOVED = {"insecure-port", "insecure-bind-address", "logtostderr", "alsologtostderr", "log-dir", "log-file",
+           "network-plugin", "pod-infra-container-image", "apiserver-count", "feature-gates=RemoveSelfLink",
+           "experimental-encryption-provider-config", "basic-auth-file", "port", "address", "kubelet-https"}
+KINDS = yaml.safe_load((Path(versions.VERSIONS_FILE).parent / "config_kinds.yaml").read_text())
+STANDIN_FIELDS = yaml.safe_load((Path(__file__).parents[1] / "lab" / "standins" / "config_fields.yaml").read_text())
+CONFIG_FILES = {
+    "/var/lib/kubelet/config.yaml": "KubeletConfiguration",
+    "/var/lib/kube-proxy/config.yaml": "KubeProxyConfiguration",
+    "/etc/kubernetes/kube-scheduler.yaml": "KubeSchedulerConfiguration",
+    "/etc/kubernetes/encryption-config.yaml": "EncryptionConfiguration",
+    "/etc/kubernetes/audit-policy.yaml": "Policy",
+    "/etc/kubernetes/admin.conf": "Config",
+    "/etc/kubernetes/kubelet.conf": "Config",
+}
+
+
+@pytest.fixture(scope="module", params=versions.supported_minors())
+def minor_render(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp(f"k8s-{request.param}")
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data |= {"kubernetes_version": request.param, "cluster_dir": str(tmp / "c"), "bundle": str(tmp / "b")}
+    (tmp / "i.yaml").write_text(yaml.safe_dump(data))
+    cluster = load(tmp / "i.yaml")
+    return request.param, Rendered(cluster, gather(cluster))
+
+
+@pytest.mark.parametrize("component", list(ENV_FILES))
+def test_every_rendered_flag_exists_in_the_target_version(minor_render, component: str) -> None:
+    minor, rendered = minor_render
+    path, var = ENV_FILES[component]
+    flags = args_of(rendered.text("k8s-1", path), var)
+    reference = valid_flags(component, minor)
+    assert flags, f"no flags parsed from {path}"
+    unknown = sorted(set(flags) - set(reference))
+    assert not unknown, f"{component} {minor} has no flag(s): {unknown}"
+    deprecated = sorted(f for f in flags if reference[f])
+    assert not deprecated, f"{component} {minor}: deprecated flag(s) rendered: {deprecated}"
+    missing = sorted(REQUIRED[component] - set(flags))
+    assert not missing, f"{component} {minor}: required flag(s) missing: {missing}"
+    assert not set(flags) & REMOVED
+
+
+def test_reference_knows_removed_flags() -> None:
+    """The data can fail the test above: known removals are absent from the newest reference."""
+    newest = versions.supported_minors()[-1]
+    assert "insecure-port" not in valid_flags("kube-apiserver", newest)
+    assert "network-plugin" not in valid_flags("kubelet", newest)
+    assert "pod-infra-container-image" not in valid_flags("kubelet", "1.35")
+    assert "etcd-servers" in valid_flags("kube-apiserver", newest)
+
+
+@pytest.mark.parametrize(("path", "kind"), list(CONFIG_FILES.items()))
+def test_config_kinds_and_api_versions(minor_render, path: str, kind: str) -> None:
+    minor, rendered = minor_render
+    doc = yaml.safe_load(rendered.files("k8s-1")[path])
+    assert doc["kind"] == kind
+    assert doc["apiVersion"] == KINDS["minors"][minor]["kinds"][kind]
+
+
+def test_kube_proxy_config_fields(minor_render) -> None:
+    minor, rendered = minor_render
+    doc = yaml.safe_load(rendered.files("k8s-1")["/var/lib/kube-proxy/config.yaml"])
+    allowed = set(KINDS["minors"][minor]["kube_proxy_configuration_fields"])
+    assert set(doc) <= allowed, sorted(set(doc) - allowed)
+    assert doc["mode"] in KINDS["minors"][minor]["kube_proxy_modes"]["linux"]
+
+
+def test_kubelet_config_fields(minor_render) -> None:
+    """The per-minor field lists are not in the references gathered so far (config_kinds.yaml says null);
+    the KubeletConfiguration v1beta1 field list of the current API types (the stand-ins' reference) is used."""
+    minor, rendered = minor_render
+    doc = yaml.safe_load(rendered.files("k8s-1")["/var/lib/kubelet/config.yaml"])
+    fields = KINDS["minors"][minor].get("kubelet_configuration_fields") or STANDIN_FIELDS["KubeletConfiguration"]
+    allowed = {"apiVersion", "kind", *fields}
+    assert set(doc) <= allowed, sorted(set(doc) - allowed)
+    assert "containerRuntimeEndpoint" in doc and "failCgroupV1" in doc
