@@ -15,7 +15,6 @@ import yaml
 
 from playbooks.model import Cluster
 from playbooks.plan import Binary
-from playbooks.plans import binaries, host_plans  # noqa: F401  (host_plans: re-exported for tasks)
 from playbooks.plans.addons import cni_release
 from playbooks.versions import Release, Stack, release
 
@@ -82,7 +81,7 @@ def verify(c: Cluster, stack: Stack, arch: str, addons: bool = False) -> list[st
     manifest = read_manifest(bundle)
     wanted = required(c, stack, arch)
     if addons:
-        wanted.append(cni_release_for(c, stack))
+        wanted.append(cni_release(c.cni, stack))
     missing = [r for r in wanted if not (bundle / r.bundle_path).exists()]
     problems: list[str] = []
     if missing:
@@ -106,12 +105,6 @@ def verify(c: Cluster, stack: Stack, arch: str, addons: bool = False) -> list[st
             problems.append(f"{path}: {r.digest[0]} differs from the published {r.checksum}; delete it and "
                             f"run `fab bundle --inventory {c.source}`")
     return problems
-
-
-def cni_release_for(c: Cluster, stack: Stack) -> Release:
-    from playbooks.plans.inputs import Inputs  # local: Inputs needs secrets only for templates, not here
-
-    return cni_release(Inputs(c, stack, None, {}))  # type: ignore[arg-type]
 
 
 def extracted(bundle: Path, binary: Binary) -> Path:
@@ -151,7 +144,7 @@ def download(c: Cluster, stack: Stack, arch: str, log=print) -> list[str]:
         return [f"{bundle}: holds a {manifest.kind} bundle for {manifest.arch}; use another bundle directory"]
     problems = []
     files = dict(manifest.files)
-    for r in [*required(c, stack, arch), cni_release_for(c, stack)]:
+    for r in [*required(c, stack, arch), cni_release(c.cni, stack)]:
         path = bundle / r.bundle_path
         if not path.exists():
             log(f"fetching {r.url}")

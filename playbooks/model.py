@@ -100,6 +100,7 @@ class SSH(Strict):
     port: Port = 22
     key: str | None = None
     sudo: bool | None = None  # None: use sudo unless the user is root
+    known_hosts: str | None = None  # set: only host keys recorded there are accepted (strict checking)
 
 
 class HostSSH(Strict):
@@ -107,6 +108,7 @@ class HostSSH(Strict):
     port: Port | None = None
     key: str | None = None
     sudo: bool | None = None
+    known_hosts: str | None = None
 
 
 class Host(Strict):

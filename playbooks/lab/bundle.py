@@ -30,7 +30,7 @@ STANDINS_SOURCE = "tests/lab/standins"
 INPUTS_FILE = ".inputs.sha256"
 MANIFEST = "manifest.yaml"
 # Bump when the packing below changes, so cached bundles are rebuilt.
-RECIPE = 2
+RECIPE = 3
 
 BuildStandin = Callable[[str, str, list[str]], bytes]
 
@@ -206,8 +206,12 @@ def standin_files(staging: Path, builder: BuildStandin, kubernetes_version: str,
     top = "kubernetes/server/bin/"
     members: dict[str, bytes | None] = {"kubernetes/": None, "kubernetes/server/": None, top: None}
     members |= {top + name: builder(name, kubernetes_version, flags[name]) for name in versions.KUBE_BINARIES}
+    # Debian has no cri-tools package: crictl is a stand-in as well.
+    crictl = versions.stack(kubernetes_version).crictl
     return [write_file(staging, "kubernetes_server", kubernetes_version, arch, tar_gz(members), STANDINS_SOURCE,
-                       standin=True)]
+                       standin=True),
+            write_file(staging, "crictl", crictl, arch, tar_gz({"crictl": builder("crictl", crictl, [])}),
+                       STANDINS_SOURCE, standin=True)]
 
 
 def write_file(staging: Path, component: str, version: str, arch: str, data: bytes, source: str,

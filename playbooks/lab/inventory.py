@@ -31,7 +31,7 @@ def roles(index: int, count: int) -> list[str]:
     return found
 
 
-def lab_inventory(hosts: tuple[LabHost, ...], subnet: IPv4Network, key: Path, bundle: Path,
+def lab_inventory(hosts: tuple[LabHost, ...], subnet: IPv4Network, key: Path, known_hosts: Path, bundle: Path,
                   cluster_dir: Path, kubernetes_version: str, component_versions: dict[str, str]) -> dict[str, Any]:
     return {
         "name": NAME,
@@ -42,7 +42,7 @@ def lab_inventory(hosts: tuple[LabHost, ...], subnet: IPv4Network, key: Path, bu
         # One host has no lb pair, so no VIP: clients talk to its apiserver directly.
         "api": {"vip": str(vip(subnet)) if len(hosts) >= 2 else None, "interface": HOST_IFACE,
                 "virtual_router_id": VIRTUAL_ROUTER_ID},
-        "ssh": {"user": USER, "port": 22, "key": str(key), "sudo": True},
+        "ssh": {"user": USER, "port": 22, "key": str(key), "sudo": True, "known_hosts": str(known_hosts)},
         "bundle": str(bundle),
         "cluster_dir": str(cluster_dir),
         # Lab hosts are reachable only on the lab bridge: no host firewall to manage.

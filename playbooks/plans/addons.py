@@ -8,7 +8,7 @@ from pathlib import Path
 
 from playbooks.plans.inputs import Inputs
 from playbooks.render import render
-from playbooks.versions import release
+from playbooks.versions import Release, Stack, release
 
 NOARCH = "all"
 
@@ -17,17 +17,16 @@ class AddonError(Exception):
     pass
 
 
-def cni_release(inputs: Inputs):
-    c = inputs.cluster
-    version = inputs.stack.calico if c.cni == "calico" else inputs.stack.flannel
+def cni_release(cni: str, stack: Stack) -> Release:
+    version = stack.calico if cni == "calico" else stack.flannel
     if version in (None, "None"):
-        raise AddonError(f"no {c.cni} version is pinned for Kubernetes {inputs.stack.minor}: set versions.{c.cni}")
-    return release(f"{c.cni}_manifest", version, NOARCH)
+        raise AddonError(f"no {cni} version is pinned for Kubernetes {stack.minor}: set versions.{cni}")
+    return release(f"{cni}_manifest", version, NOARCH)
 
 
 def manifests(inputs: Inputs, bundle: Path) -> dict[str, bytes]:
     """File name -> manifest, in the order they are applied."""
-    rel = cni_release(inputs)
+    rel = cni_release(inputs.cluster.cni, inputs.stack)
     source = bundle / rel.bundle_path
     if not source.exists():
         raise AddonError(f"{source}: the {inputs.cluster.cni} manifest is not in the bundle (run `fab bundle`)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pki.profiles import authorities, identities
 from pki.store import SA_KEY
-from playbooks.model import Host
+from playbooks.model import Cluster, Host
 from playbooks.plan import File, Plan
 from playbooks.plans.inputs import REMOTE_PKI, Inputs
 
@@ -78,4 +78,12 @@ def plan(inputs: Inputs, host: Host) -> Plan:
     if host.has("control_plane"):
         files.append(_file(host, f"{REMOTE_PKI}/{SA_KEY}.key", pki[f"pki/{SA_KEY}.key"], True))
         files.append(_file(host, f"{REMOTE_PKI}/{SA_KEY}.pub", pki[f"pki/{SA_KEY}.pub"], False))
-    return Plan(host.name, "certificates", files=tuple(files))
+    # Member keys are owned by the etcd user, which must exist before they are installed.
+    return Plan(host.name, "certificates", files=tuple(files), users=("etcd",) if host.has("etcd") else ())
+
+
+def leaves(c: Cluster, host: Host) -> list[tuple[str, str]]:
+    """(certificate, the CA it must verify against) for every leaf delivered as a file to `host`."""
+    ca_remote = {ca.name: f"{REMOTE_PKI}/{ca.remote}.crt" for ca in authorities(c)}
+    return [(f"{REMOTE_PKI}/{i.remote}.crt", ca_remote[i.authority]) for i in identities(c)
+            if host.name in i.hosts and i.kubeconfig is None and i.pem is None]

@@ -30,6 +30,8 @@ def plan(inputs: Inputs, host: Host) -> Plan | None:
         files=(
             File("/etc/haproxy/haproxy.cfg", render("haproxy/haproxy.cfg.j2", **ctx), 0o640,
                  notifies=("haproxy",), secret=True),
+            File("/etc/systemd/system/haproxy.service.d/kubefab.conf", render("haproxy/kubefab.conf.j2"),
+                 notifies=("haproxy",)),
             File("/etc/keepalived/check_haproxy.sh", render("keepalived/check_haproxy.sh.j2", **ctx), 0o755,
                  notifies=("keepalived",)),
             File("/etc/keepalived/keepalived.conf", render("keepalived/keepalived.conf.j2", **ctx), 0o600,

@@ -40,8 +40,9 @@ def plan(inputs: Inputs, host: Host) -> Plan:
         Step("swap off, now and at boot",
              unless=f"[ -z \"$(awk 'NR > 1' /proc/swaps)\" ] && ! grep -Eq '{_FSTAB_SWAP}' /etc/fstab",
              run=f"swapoff -a && sed -ri '/{_FSTAB_SWAP}/s/^/#kubefab: /' /etc/fstab"),
+        # Checked by what the modules provide, so kernels with them built in (no modprobe possible) pass.
         Step("kernel modules overlay, br_netfilter",
-             unless="[ -d /sys/module/overlay ] && [ -d /sys/module/br_netfilter ]",
+             unless="grep -qw overlay /proc/filesystems && [ -d /proc/sys/net/bridge ]",
              run="modprobe overlay && modprobe br_netfilter"),
         Step("sysctl settings applied",
              unless="[ \"$(sysctl -n net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables "

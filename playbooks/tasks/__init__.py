@@ -3,7 +3,7 @@
 from invoke.collection import Collection
 
 from playbooks.lab.tasks import lab
-from playbooks.tasks import audit, inventory, pki, render
+from playbooks.tasks import audit, deploy, inventory, pki, render
 
 ns = Collection()
 ns.add_collection(inventory.ns)
@@ -12,3 +12,6 @@ ns.add_collection(pki.certs)
 ns.add_task(render.render)
 ns.add_task(audit.audit)
 ns.add_collection(lab)
+ns.add_task(deploy.deploy)
+ns.add_task(deploy.plan)
+ns.add_task(deploy.fetch_bundle)

@@ -41,7 +41,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (tmp / "inventory.yaml").write_text(yaml.safe_dump(data))
     cluster = load(tmp / "inventory.yaml")
     inputs = gather(cluster)
-    cni = tmp / "bundle" / cni_release(inputs).bundle_path
+    cni = tmp / "bundle" / cni_release(cluster.cni, inputs.stack).bundle_path
     cni.parent.mkdir(parents=True)
     shutil.copy(HERE / "fixtures" / "calico.yaml", cni)
     out = tmp / "out"

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from labkit import Lab
 
+from playbooks import versions
 from playbooks.inventory import load
 from playbooks.lab import lifecycle
 from playbooks.lab.bundle import STANDINS_DIR, ensure_bundle
@@ -28,7 +29,8 @@ def test_inventory_is_valid_and_describes_the_running_lab(lab: Lab) -> None:
     assert cluster.hosts[2].roles == ("etcd", "control_plane", "worker")
     assert str(cluster.api.vip) == "10.77.0.100" and cluster.api.interface == "host0"
     assert cluster.ssh_for(cluster.hosts[0]).model_dump() == {
-        "user": "kubefab", "port": 22, "key": str(lab.paths.key), "sudo": True}
+        "user": "kubefab", "port": 22, "key": str(lab.paths.key), "sudo": True,
+        "known_hosts": str(lab.paths.known_hosts)}
     assert cluster.bundle_dir == lab.paths.bundle and cluster.dir == lab.paths.cluster
     assert cluster.versions.model_dump(exclude_none=True) == {
         f["component"]: f["version"] for f in manifest(lab)["files"] if not f["standin"]}
@@ -41,9 +43,9 @@ def test_bundle_files_match_their_manifest_checksums(lab: Lab) -> None:
         data = (lab.paths.bundle / f["path"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == f["sha256"], f["path"]
         assert f["path"].startswith(f"{f['component']}/{f['version']}/{m['arch']}/")
-    (standins,) = [f for f in m["files"] if f["standin"]]
-    assert standins["component"] == "kubernetes_server"
-    assert standins["version"] == lifecycle.kubernetes_version()
+    standins = {f["component"]: f["version"] for f in m["files"] if f["standin"]}
+    assert standins == {"kubernetes_server": lifecycle.kubernetes_version(),
+                        "crictl": versions.stack(lifecycle.kubernetes_version()).crictl}
 
 
 def members(path: Path) -> list[str]:

@@ -17,7 +17,7 @@ HERE = Path(__file__).parent
 RUNTIME = HERE / "standin.py"
 CONFIG_FIELDS = HERE / "config_fields.yaml"
 COMPONENTS = (
-    "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl",
+    "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "crictl",
 )
 VERSION = re.compile(r"v?\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?")
 FLAG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from hashlib import sha256
 from http import client as http_client
@@ -62,7 +62,7 @@ TRUE_WORDS = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 FALSE_WORDS = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 SHORTHANDS = {"v": "v", "h": "help"}
 BUILTIN_FLAGS = frozenset({"help", "version"})  # cobra and verflag add these to every component
-KUBECTL_FLAGS = frozenset({"client", "context", "kubeconfig", "raw", "v"})  # what the kubectl stand-in does
+KUBECTL_FLAGS = frozenset({"client", "context", "kubeconfig", "raw", "server", "v"})  # what the kubectl stand-in does
 KUBECTL_COMMANDS = ("version", "get")
 
 # Flags naming files the component reads at startup (files it writes, like --audit-log-path, are not here).
@@ -959,6 +959,8 @@ def kubectl_get(run: Run, args: Args, path: str) -> str:
     kubeconfig = args.get("kubeconfig") or os.environ.get("KUBECONFIG", "").split(":")[0]
     kubeconfig = kubeconfig or str(Path.home() / ".kube" / "config")
     target = load_kubeconfig(run, "kubeconfig", kubeconfig, args.get("context"))
+    if args.get("server"):  # like kubectl: the kubeconfig's credentials, another address
+        target = replace(target, server=args.get("server"))
     try:
         status, body = target.get(path)
     except OSError as e:
@@ -993,8 +995,20 @@ def builtin(run: Run, args: Args, valid: Iterable[str]) -> bool:
     return False
 
 
+def run_crictl(version: str, argv: list[str]) -> int:
+    """crictl is not packaged by Debian: the lab installs this so the node phase has the same files."""
+    if argv in (["--version"], ["-v"], ["version"]):
+        print(f"crictl version {version} (kubefab lab stand-in, not cri-tools)")
+        return 0
+    print(f"crictl stand-in: {' '.join(argv) or '(no command)'!r} is not implemented (lab stand-in, not cri-tools)",
+          file=sys.stderr)
+    return 1
+
+
 def main(name: str, version: str, flags: Iterable[str], config_fields: Mapping[str, Iterable[str]],
          argv: list[str]) -> int:
+    if name == "crictl":
+        return run_crictl(version, argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(levelname).1s%(asctime)s.%(msecs)03d %(message)s", datefmt="%m%d %H:%M:%S")
     log.info("kubefab lab stand-in for %s %s: not Kubernetes", name, version)

@@ -1,0 +1,216 @@
+"""Carry a Plan out on one host, changing only what differs. `assess` reads the host's state for the whole
+plan in one SSH round trip; `execute` uploads changed files to a temp dir and installs them as root in one
+shell, runs the steps whose check fails, and reports what changed and which services that notifies.
+Services themselves are started and restarted by `playbooks.phases`, which orders them across hosts."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shlex
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from playbooks.bundle import extracted
+from playbooks.plan import Binary, Block, Directory, File, Plan, Step
+from playbooks.remote import Remote
+
+UNIT_DIR = "/etc/systemd/system/"
+
+
+@dataclass(frozen=True)
+class Stat:
+    mode: int
+    owner: str
+    group: str
+    sha256: str
+
+
+@dataclass
+class Assessment:
+    """What differs between a host and a plan."""
+
+    files: list[File] = field(default_factory=list)  # content differs or missing
+    perms: list[File] = field(default_factory=list)  # content right, mode or owner wrong
+    blocks: list[tuple[Block, str, str]] = field(default_factory=list)  # block, current file, new file
+    binaries: list[Binary] = field(default_factory=list)
+    directories: list[Directory] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    services: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (is-enabled, is-active)
+    unchanged: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not (self.files or self.perms or self.blocks or self.binaries or self.directories or self.users
+                    or self.steps)
+
+
+@dataclass
+class Outcome:
+    """What `execute` changed on one host."""
+
+    changed: list[str] = field(default_factory=list)
+    notified: set[str] = field(default_factory=set)
+    units_changed: bool = False
+
+
+@cache
+def _local_sha256(path: Path, size: int, mtime: int) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def local_sha256(path: Path) -> str:
+    st = path.stat()
+    return _local_sha256(path, st.st_size, st.st_mtime_ns)
+
+
+def state_script(plan: Plan) -> str:
+    """One shell script printing, tab-separated, the state of everything the plan touches."""
+    q = shlex.quote
+    lines = []
+    for path in [f.path for f in plan.files] + [b.path for b in plan.binaries]:
+        lines.append(f"p={q(path)}; if [ -f \"$p\" ]; then printf 'F\\t%s\\t%s\\t%s\\n' \"$p\" "
+                     f"\"$(stat -c '%a:%U:%G' \"$p\")\" \"$(sha256sum < \"$p\" | cut -c1-64)\"; "
+                     f"else printf 'F\\t%s\\t-\\t-\\n' \"$p\"; fi")
+    for d in plan.directories:
+        lines.append(f"p={q(d.path)}; printf 'D\\t%s\\t%s\\n' \"$p\" \"$(stat -c '%a:%U:%G' \"$p\" 2>/dev/null)\"")
+    for b in plan.blocks:
+        lines.append(f"p={q(b.path)}; printf 'B\\t%s\\t%s\\n' \"$p\" \"$(base64 -w0 \"$p\" 2>/dev/null)\"")
+    for user in plan.users:
+        lines.append(f"id -u {q(user)} >/dev/null 2>&1 && printf 'U\\t%s\\n' {q(user)}")
+    for i, step in enumerate(plan.steps):
+        lines.append(f"if ( {step.unless} ) >/dev/null 2>&1; then printf 'S\\t{i}\\tok\\n'; "
+                     f"else printf 'S\\t{i}\\trun\\n'; fi")
+    for s in plan.services:
+        lines.append(f"printf 'V\\t%s\\t%s\\t%s\\n' {q(s)} \"$(systemctl is-enabled {q(s)} 2>/dev/null)\" "
+                     f"\"$(systemctl is-active {q(s)} 2>/dev/null)\"")
+    return "\n".join(lines) + "\ntrue\n"
+
+
+def parse_state(text: str) -> dict[str, dict]:
+    state: dict[str, dict] = {"F": {}, "D": {}, "B": {}, "U": {}, "S": {}, "V": {}}
+    for line in text.splitlines():
+        kind, *rest = line.split("\t")
+        if kind == "F" and len(rest) == 3:
+            state["F"][rest[0]] = None if rest[1] == "-" else _stat(rest[1], rest[2])
+        elif kind == "D" and len(rest) == 2:
+            state["D"][rest[0]] = _stat(rest[1], "") if rest[1] else None
+        elif kind == "B" and len(rest) == 2:
+            state["B"][rest[0]] = base64.b64decode(rest[1]).decode() if rest[1] else ""
+        elif kind == "U" and rest:
+            state["U"][rest[0]] = True
+        elif kind == "S" and len(rest) == 2:
+            state["S"][int(rest[0])] = rest[1] == "ok"
+        elif kind == "V" and len(rest) == 3:
+            state["V"][rest[0]] = (rest[1], rest[2])
+    return state
+
+
+def _stat(perm: str, sha: str) -> Stat:
+    mode, owner, group = perm.split(":")
+    return Stat(int(mode, 8), owner, group, sha)
+
+
+def with_block(current: str, block: Block) -> str:
+    """`current` with the block's marked region replaced, or the block appended when absent."""
+    lines = current.splitlines(keepends=True)
+    try:
+        start, end = lines.index(block.begin + "\n"), lines.index(block.end + "\n")
+    except ValueError:
+        start = end = -1
+    if 0 <= start < end:
+        return "".join(lines[:start]) + block.text() + "".join(lines[end + 1:])
+    prefix = current if not current or current.endswith("\n") else current + "\n"
+    return prefix + block.text()
+
+
+def assess(remote: Remote, plan: Plan, bundle: Path) -> Assessment:
+    state = parse_state(remote.run(f"{plan.component}: read host state", state_script(plan)).stdout)
+    out = Assessment(services=state["V"])
+    for f in plan.files:
+        have = state["F"].get(f.path)
+        if have is None or have.sha256 != f.sha256:
+            out.files.append(f)
+        elif (have.mode, have.owner, have.group) != (f.mode, f.owner, f.group):
+            out.perms.append(f)
+        else:
+            out.unchanged += 1
+    for b in plan.binaries:
+        have = state["F"].get(b.path)
+        if have is None or have.sha256 != local_sha256(extracted(bundle, b)) or have.mode != b.mode:
+            out.binaries.append(b)
+        else:
+            out.unchanged += 1
+    for d in plan.directories:
+        have = state["D"].get(d.path)
+        if have is None or (have.mode, have.owner, have.group) != (d.mode, d.owner, d.group):
+            out.directories.append(d)
+        else:
+            out.unchanged += 1
+    for b in plan.blocks:
+        current = state["B"].get(b.path, "")
+        new = with_block(current, b)
+        if new != current:
+            out.blocks.append((b, current, new))
+        else:
+            out.unchanged += 1
+    out.users = [u for u in plan.users if u not in state["U"]]
+    out.unchanged += len(plan.users) - len(out.users)
+    out.steps = [s for i, s in enumerate(plan.steps) if not state["S"].get(i, False)]
+    out.unchanged += len(plan.steps) - len(out.steps)
+    return out
+
+
+def execute(remote: Remote, plan: Plan, found: Assessment, bundle: Path) -> Outcome:
+    q = shlex.quote
+    out = Outcome()
+    c = plan.component
+    for user in found.users:
+        remote.run(f"{c}: create user {user}", f"id -u {q(user)} >/dev/null 2>&1 || useradd --system "
+                   f"--no-create-home --user-group --shell /sbin/nologin {q(user)}")
+        out.changed.append(f"user {user}")
+    if found.directories:
+        remote.run(f"{c}: directories", " && ".join(
+            f"install -d -m {d.mode:04o} -o {q(d.owner)} -g {q(d.group)} {q(d.path)}" for d in found.directories))
+        out.changed += [f"directory {d.path}" for d in found.directories]
+    uploads: list[tuple[str, int, str, str, tuple[str, ...], bytes | None, Path | None]] = []
+    uploads += [(f.path, f.mode, f.owner, f.group, f.notifies, f.content, None) for f in found.files]
+    uploads += [(b.path, b.mode, "root", "root", b.notifies, None, extracted(bundle, b)) for b in found.binaries]
+    uploads += [(b.path, 0o644, "root", "root", (), new.encode(), None) for b, _, new in found.blocks]
+    if uploads:
+        tmp = remote.run(f"{c}: make upload dir", "mktemp -d", as_root=False).stdout.strip()
+        try:
+            for i, (path, *_, content, local) in enumerate(uploads):
+                remote.upload(f"{c}: upload {path}", content, f"{tmp}/{i}", str(local) if local else None)
+            # Installed under a temporary name then renamed: readers never see half a file, and running
+            # binaries are replaced without "text file busy".
+            remote.run(f"{c}: install {len(uploads)} file(s)", " && ".join(
+                f"install -D -m {mode:04o} -o {q(owner)} -g {q(group)} {tmp}/{i} {q(path + '.kubefab-new')} "
+                f"&& mv -f {q(path + '.kubefab-new')} {q(path)}"
+                for i, (path, mode, owner, group, *_) in enumerate(uploads)))
+        finally:
+            remote.run(f"{c}: remove upload dir", f"rm -rf {q(tmp)}", check=False)
+        for path, *_, notifies, _content, _local in uploads:
+            out.changed.append(f"file {path}")
+            out.notified |= set(notifies)
+            out.units_changed |= path.startswith(UNIT_DIR)
+    if found.perms:
+        remote.run(f"{c}: modes and owners", " && ".join(
+            f"chmod {f.mode:04o} {q(f.path)} && chown {q(f.owner)}:{q(f.group)} {q(f.path)}" for f in found.perms))
+        for f in found.perms:
+            out.changed.append(f"mode/owner {f.path}")
+            out.notified |= set(f.notifies)
+    for step in found.steps:
+        # Checked again: an earlier step (packages, say) may have done this one's work already.
+        if remote.run(f"{c}: check {step.name}", step.unless, check=False).ok:
+            continue
+        remote.run(f"{c}: {step.name}", step.run)
+        out.changed.append(f"step {step.name}")
+        out.notified |= set(step.notifies)
+    return out

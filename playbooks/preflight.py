@@ -1,0 +1,90 @@
+"""Phase `preflight`: everything checked on every host, reported in one table before anything changes.
+Pure: the inventory and each host's facts in, findings out."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal
+
+from playbooks.facts import SUPPORTED_OS, Facts
+from playbooks.model import Cluster, Host
+
+Status = Literal["ok", "warn", "fail"]
+MAX_SKEW = 30  # seconds; certificates and etcd leases need clocks that agree
+
+
+@dataclass(frozen=True)
+class Finding:
+    host: str
+    check: str
+    status: Status
+    detail: str
+
+
+def required_ports(c: Cluster, host: Host) -> dict[int, str]:
+    """Port -> the process allowed to hold it (a re-run finds kubefab's own services listening)."""
+    ports: dict[int, str] = {}
+    if host.has("etcd"):
+        ports |= {2379: "etcd", 2380: "etcd", 2381: "etcd"}
+    if host.has("control_plane"):
+        ports |= {c.api.apiserver_port: "kube-apiserver", 10257: "kube-controller-manager", 10259: "kube-scheduler"}
+    if host.has("lb") and c.api.vip is not None:
+        ports |= {c.api.port: "haproxy", c.api.stats.port: "haproxy"}
+    if host.has("worker"):
+        ports |= {10250: "kubelet", 10248: "kubelet", 10256: "kube-proxy", 10249: "kube-proxy"}
+    return ports
+
+
+def check(c: Cluster, facts: dict[str, Facts], bundle_arch: str, now: float) -> list[Finding]:
+    out: list[Finding] = []
+    hostnames = Counter(f.hostname for f in facts.values())
+    etcd_with_data = [h.name for h in c.etcd_hosts if facts[h.name].etcd_member]
+    for host in c.hosts:
+        f = facts[host.name]
+
+        def add(name: str, status: Status, detail: str, host: Host = host) -> None:
+            out.append(Finding(host.name, name, status, detail))
+
+        add("ssh + sudo", "ok", f"reached; init {f.init}")
+        if f.init != "systemd":
+            add("systemd", "fail", f"PID 1 is {f.init or 'unknown'}; kubefab installs systemd units")
+        supported = ", ".join(f"{os} {'/'.join(v)}" for os, v in SUPPORTED_OS.items())
+        add("operating system", "ok" if f.supported else "fail",
+            f.os if f.supported else f"{f.os} is not supported (supported: {supported})")
+        add("architecture", "ok" if f.arch == bundle_arch else "fail",
+            f.arch if f.arch == bundle_arch else f"{f.arch}, but the bundle is {bundle_arch}")
+        if hostnames[f.hostname] > 1:
+            add("host name", "fail", f"{f.hostname!r} is also the name of another host")
+        else:
+            add("host name", "ok", f.hostname if f.hostname == host.name else
+                f"{f.hostname} (the node registers as {host.name})")
+        busy = {p: owner for p, owner in f.listening.items() if p in required_ports(c, host)
+                and not owner.startswith(required_ports(c, host)[p][:15])}
+        add("ports free", "fail" if busy else "ok",
+            ", ".join(f"{p} held by {o or 'another process'}" for p, o in sorted(busy.items())) if busy
+            else ", ".join(str(p) for p in sorted(required_ports(c, host))))
+        skew = f.time - now
+        if abs(skew) > MAX_SKEW:
+            add("time", "fail", f"clock {skew:+.0f} s from this machine's; fix NTP before deploying")
+        else:
+            add("time", "ok" if f.ntp_synchronized else "warn",
+                f"skew {skew:+.0f} s; NTP " + {True: "synchronized", False: "NOT synchronized",
+                                                None: "state unknown (no timedatectl)"}[f.ntp_synchronized])
+        add("swap", "warn" if f.swap else "ok", f"on ({', '.join(f.swap)}): prepare turns it off" if f.swap else "off")
+        if f.cgroup_version == 2:
+            add("cgroup", "ok", "v2 (unified)")
+        elif c.cgroup_v1 == "allow":
+            add("cgroup", "warn", "v1: allowed by the inventory (failCgroupV1: false); v1 is deprecated")
+        else:
+            add("cgroup", "fail", "v1: the kubelet refuses it (1.35+); move to cgroup v2 or set cgroup_v1: allow")
+        if host.has("etcd"):
+            if f.etcd_member and len(etcd_with_data) == len(c.etcd_hosts):
+                add("etcd data", "ok", "existing member data: kept, the cluster is not re-initialised")
+            elif etcd_with_data and not f.etcd_member:
+                add("etcd data", "fail", f"new member while {', '.join(etcd_with_data)} hold an existing cluster: "
+                    "adding members is not supported yet (etcdctl member add first)")
+            else:
+                add("etcd data", "ok", "none: a new cluster will be created" if not f.etcd_member else
+                    "existing member data: kept")
+    return out

@@ -1,0 +1,99 @@
+"""One SSH connection per host, running commands as root: directly when logged in as root, else through
+`sudo -n sh -c '...'` so that a whole multi-command step runs as root (`sudo "a && b"` would run only `a`)."""
+
+from __future__ import annotations
+
+import io
+import shlex
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paramiko
+from fabric import Connection
+from invoke.exceptions import CommandTimedOut
+
+from playbooks.model import Cluster, Host
+
+TAIL = 12  # lines of stderr kept in a failure message
+COMMAND_SHOWN = 300  # characters of the command shown with it
+
+
+class StepFailed(Exception):
+    """A step that failed on a host: the message names the host, the step, the command and stderr's tail."""
+
+    def __init__(self, host: str, step: str, command: str, stderr: str) -> None:
+        self.host, self.step, self.command, self.stderr = host, step, command, stderr
+        tail = "\n".join(stderr.rstrip().splitlines()[-TAIL:])
+        shown = command if len(command) <= COMMAND_SHOWN else command[:COMMAND_SHOWN] + " ... (--verbose shows all)"
+        super().__init__(f"{host}: {step} failed\n  command: {shown}\n  stderr:\n"
+                         + "\n".join(f"    {line}" for line in tail.splitlines()))
+
+
+@dataclass(frozen=True)
+class Output:
+    stdout: str
+    stderr: str
+    exited: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exited == 0
+
+
+class Remote:
+    """Commands on one host as root, with a name for every step so failures say what was being done."""
+
+    def __init__(self, cluster: Cluster, host: Host, log: Callable[[str, str], None] | None = None,
+                 timeout: int = 15) -> None:
+        ssh = cluster.ssh_for(host)
+        self.name = host.name
+        self.sudo = bool(ssh.sudo)
+        self.log = log
+        kwargs: dict[str, object] = {"look_for_keys": ssh.key is None, "allow_agent": ssh.key is None}
+        if ssh.key is not None:
+            kwargs["key_filename"] = str(cluster.path(ssh.key))
+        self.conn = Connection(str(host.address), user=ssh.user, port=ssh.port, connect_timeout=timeout,
+                               connect_kwargs=kwargs)
+        if ssh.known_hosts is not None:
+            # Strict: only the keys recorded for these hosts are accepted.
+            self.conn.client.load_host_keys(str(cluster.path(ssh.known_hosts)))
+            self.conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        self._lock = threading.Lock()
+
+    def wrap(self, command: str) -> str:
+        return f"sudo -n sh -c {shlex.quote(command)}" if self.sudo else command
+
+    def run(self, step: str, command: str, check: bool = True, timeout: int | None = 300,
+            as_root: bool = True) -> Output:
+        """Run `command` (as root unless told otherwise). With `check`, a non-zero exit raises StepFailed."""
+        if self.log:
+            self.log(self.name, f"$ {command}")
+        try:
+            result = self.conn.run(self.wrap(command) if as_root else command, hide=True, warn=True,
+                                   timeout=timeout, in_stream=False)
+        except CommandTimedOut as exc:
+            raise StepFailed(self.name, step, command, f"timed out after {exc.timeout} s") from None
+        except (OSError, paramiko.SSHException) as exc:
+            raise StepFailed(self.name, step, command, f"cannot reach the host over SSH: {exc}") from None
+        out = Output(result.stdout, result.stderr, result.exited)
+        if check and not out.ok:
+            if "a password is required" in out.stderr or "a terminal is required" in out.stderr:
+                raise StepFailed(self.name, step, command,
+                                 out.stderr + "\nkubefab needs passwordless sudo (NOPASSWD) for the SSH user, or root")
+            raise StepFailed(self.name, step, command, out.stderr or out.stdout)
+        return out
+
+    def upload(self, step: str, content: bytes | None, remote: str, local_path: str | None = None) -> None:
+        """Put bytes (or a local file) at `remote`, a path the SSH user can write (a temp dir it made)."""
+        try:
+            with self._lock:
+                if local_path is not None:
+                    self.conn.put(local_path, remote)
+                else:
+                    self.conn.put(io.BytesIO(content or b""), remote)
+        except (OSError, paramiko.SSHException) as exc:
+            raise StepFailed(self.name, step, f"sftp put {remote}", str(exc)) from None
+
+    def close(self) -> None:
+        self.conn.close()
