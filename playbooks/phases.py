@@ -36,8 +36,9 @@ T = TypeVar("T")
 
 
 class DeployFailed(Exception):
-    def __init__(self, phase: str, errors: list[StepFailed]) -> None:
+    def __init__(self, phase: str, errors: list[StepFailed], done: dict | None = None) -> None:
         self.phase, self.errors = phase, errors
+        self.done = done or {}  # what the hosts that did not fail returned
         super().__init__(f"phase {phase} failed; later phases did not run\n" + "\n".join(str(e) for e in errors))
 
 
@@ -87,6 +88,7 @@ class Deployment:
         self.pending: dict[str, set[str]] = {h.name: set() for h in cluster.hosts}
         self.stop = threading.Event()
         self.facts: dict[str, Facts] = {}
+        self.results: list[PhaseResult] = []
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -117,7 +119,7 @@ class Deployment:
         with ThreadPoolExecutor(max_workers=max(1, min(32, len(hosts)))) as pool:
             list(pool.map(guarded, hosts))
         if errors:
-            raise DeployFailed(phase, errors)
+            raise DeployFailed(phase, errors, results)
         return results
 
     def wait(self, host: Host, step: str, command: str, seconds: float, interval: float = 1.0) -> str:
@@ -143,8 +145,7 @@ class Deployment:
         manifest = bundles.read_manifest(self.bundle)
         return check(self.c, facts, manifest.arch if manifest else self.inputs.arch, time.time())
 
-    def apply_phase(self, phase: str, plans: dict[str, Plan]) -> PhaseResult:
-        result = PhaseResult(phase)
+    def apply_phase(self, phase: str, plans: dict[str, Plan], result: PhaseResult) -> None:
         hosts = tuple(h for h in self.c.hosts if h.name in plans)
 
         def apply_host(host: Host) -> tuple[Assessment, Outcome]:
@@ -159,12 +160,16 @@ class Deployment:
                 self.run(host, f"{phase}: systemctl daemon-reload", "systemctl daemon-reload")
             return found, outcome
 
-        done = self.each(phase, hosts, apply_host)
+        try:
+            done = self.each(phase, hosts, apply_host)
+        except DeployFailed as exc:
+            for name, (found, outcome) in exc.done.items():
+                result.hosts[name] = Tally(outcome.changed, found.unchanged)
+            raise
         for name, (found, outcome) in done.items():
             result.hosts[name] = Tally(outcome.changed, found.unchanged)
             self.pending[name] |= outcome.notified
         self.services(phase, plans, {n: found for n, (found, _) in done.items()}, result)
-        return result
 
     def services(self, phase: str, plans: dict[str, Plan], found: dict[str, Assessment], result: PhaseResult) -> None:
         hosts = tuple(h for h in self.c.hosts if h.name in plans and plans[h.name].services)
@@ -290,20 +295,18 @@ class Deployment:
 
         self.each("nodes", self.c.workers, verify)
 
-    def addons(self) -> PhaseResult:
-        result = PhaseResult("addons")
+    def addons(self, result: PhaseResult) -> None:
         if self.lab_bundle:
             result.note = ("skipped: the lab bundle's Kubernetes binaries are stand-ins, which run no pods; "
                            "the CNI and CoreDNS need a real cluster")
-            return result
+            return
         try:
             docs = manifests(self.inputs, self.bundle)
         except AddonError as exc:
             raise DeployFailed("addons", [StepFailed("(operator)", "add-on manifests", "render", str(exc))]) from None
         first = self.c.control_plane[0]
         plan = Plan(first.name, "addons", files=tuple(File(f"{ADDONS_DIR}/{n}", body) for n, body in docs.items()))
-        applied = self.apply_phase("addons", {first.name: plan})
-        result.hosts = applied.hosts
+        self.apply_phase("addons", {first.name: plan}, result)
         out = self.run(first, "addons: kubectl apply", self.kubectl(args=f"apply -f {ADDONS_DIR}/")).stdout
         changed = [line for line in out.splitlines() if line.endswith(("created", "configured"))]
         result.hosts[first.name].changed += changed
@@ -311,7 +314,6 @@ class Deployment:
                   5)
         self.wait(first, "CoreDNS available",
                   self.kubectl(args="-n kube-system rollout status deployment/coredns --timeout=10s"), 600, 5)
-        return result
 
     def checks(self) -> dict[str, Callable[[dict[str, Plan]], None]]:
         return {
@@ -324,15 +326,26 @@ class Deployment:
         }
 
     def phase(self, name: str) -> PhaseResult:
+        """Run one phase; its result is kept in self.results, complete or up to the failure."""
         start = time.monotonic()
-        if name == "addons":
-            result = self.addons()
-        else:
-            plans = {h.name: p for h in self.c.hosts if (p := HOST_PHASES[name](self.with_facts(), h)) is not None}
-            result = self.apply_phase(name, plans) if plans else PhaseResult(name, note="no host has this role")
-            if plans:
-                self.checks()[name](plans)
-        result.seconds = time.monotonic() - start
+        result = PhaseResult(name)
+        self.results.append(result)
+        try:
+            if name == "addons":
+                self.addons(result)
+            else:
+                plans = {h.name: p for h in self.c.hosts if (p := HOST_PHASES[name](self.with_facts(), h))}
+                if not plans:
+                    result.note = "no host has this role"
+                else:
+                    self.apply_phase(name, plans, result)
+                    self.checks()[name](plans)
+        except DeployFailed as exc:
+            for e in exc.errors:
+                result.hosts.setdefault(e.host, Tally()).failed = e.step
+            raise
+        finally:
+            result.seconds = time.monotonic() - start
         return result
 
     def with_facts(self) -> Inputs:

@@ -72,7 +72,10 @@ def _os_steps(c: Cluster, host: Host, facts: Facts) -> list[Step]:
                           run=f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q {' '.join(names)}"))
     elif names and facts.family == "rhel":
         manager = facts.package_manager or "yum"
-        steps.append(Step(f"packages {' '.join(names)}", unless=f"rpm -q {' '.join(names)} >/dev/null 2>&1",
+        # --whatprovides: EL9 has no package named iptables (iptables-nft provides it), so a plain `rpm -q` would
+        # fail on every run and reinstall.
+        steps.append(Step(f"packages {' '.join(names)}",
+                          unless=f"rpm -q --whatprovides {' '.join(names)} >/dev/null 2>&1",
                           run=f"{manager} install -y -q {' '.join(names)}"))
     if facts.family == "rhel" and facts.selinux:
         # The book's setting: permissive, so the binaries installed under /usr/local run unconfined.
@@ -86,15 +89,14 @@ def _os_steps(c: Cluster, host: Host, facts: Facts) -> list[Step]:
                           run="systemctl disable --now firewalld"))
     elif facts.firewalld_active and c.firewall == "open":
         ports = firewall_ports(c, host)
+        rules = firewall_rich_rules(c, host)
         wanted = " ".join(ports)
         steps.append(Step(
             f"firewalld opens {wanted}",
-            unless=f"for p in {wanted}; do firewall-cmd -q --query-port=$p || exit 1; done"
-                   + (" && firewall-cmd -q --query-rich-rule='rule protocol value=\"vrrp\" accept'"
-                      if host.has("lb") else ""),
+            unless=" && ".join([f"for p in {wanted}; do firewall-cmd -q --query-port=$p || exit 1; done"]
+                               + [f"firewall-cmd -q --query-rich-rule='{r}'" for r in rules]),
             run=" && ".join([f"firewall-cmd -q --permanent --add-port={p}" for p in ports]
-                            + (["firewall-cmd -q --permanent --add-rich-rule='rule protocol value=\"vrrp\" accept'"]
-                               if host.has("lb") else [])
+                            + [f"firewall-cmd -q --permanent --add-rich-rule='{r}'" for r in rules]
                             + ["firewall-cmd -q --reload"]),
         ))
     return steps
@@ -113,3 +115,14 @@ def firewall_ports(c: Cluster, host: Host) -> tuple[str, ...]:
         ports += ["10250/tcp", "10256/tcp", "30000-32767/tcp"]
         ports += ["179/tcp", "4789/udp"] if c.cni == "calico" else ["8472/udp"]
     return tuple(dict.fromkeys(ports))
+
+
+def firewall_rich_rules(c: Cluster, host: Host) -> tuple[str, ...]:
+    """Protocols without ports: VRRP between keepalived peers, and IP-in-IP (protocol 4), which the upstream
+    calico.yaml uses between nodes (CALICO_IPV4POOL_IPIP Always)."""
+    rules: list[str] = []
+    if host.has("lb"):
+        rules.append('rule protocol value="vrrp" accept')
+    if host.has("worker") and c.cni == "calico":
+        rules.append('rule protocol value="4" accept')
+    return tuple(rules)

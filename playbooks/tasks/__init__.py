@@ -3,7 +3,7 @@
 from invoke.collection import Collection
 
 from playbooks.lab.tasks import lab
-from playbooks.tasks import audit, deploy, inventory, pki, render
+from playbooks.tasks import audit, deploy, inventory, pki, render, verify
 
 ns = Collection()
 ns.add_collection(inventory.ns)
@@ -15,3 +15,4 @@ ns.add_collection(lab)
 ns.add_task(deploy.deploy)
 ns.add_task(deploy.plan)
 ns.add_task(deploy.fetch_bundle)
+ns.add_task(verify.verify)

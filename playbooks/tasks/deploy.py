@@ -68,14 +68,14 @@ def run_preflight(d: Deployment) -> None:
 
 
 def summary(results: list[PhaseResult], cluster: Cluster) -> None:
-    rows = []
+    rows = [(r.name, host, len(t.changed), t.unchanged, " ".join(t.started) or "-", " ".join(t.restarted) or "-",
+             t.failed or "-", f"{r.seconds:.1f}")
+            for r in results for host, t in sorted(r.hosts.items())]
+    ui.table(f"deploy of {cluster.name}",
+             ["phase", "host", "changed", "unchanged", "started", "restarted", "failed", "phase s"], rows)
     for r in results:
-        if r.note and not r.hosts:
-            rows.append((r.name, "-", "-", "-", "-", r.note, f"{r.seconds:.1f}"))
-        for host, t in r.hosts.items():
-            rows.append((r.name, host, len(t.changed), t.unchanged, " ".join(t.started) or "-",
-                         " ".join(t.restarted) or "-", f"{r.seconds:.1f}"))
-    ui.table(f"deploy of {cluster.name}", ["phase", "host", "changed", "unchanged", "started", "restarted", "s"], rows)
+        if r.note:
+            ui.out.print(f"{r.name}: {r.note}")
 
 
 @task(auto_shortflags=False, help={
@@ -96,23 +96,19 @@ def deploy(c: Context, inventory: str | None = None, only: str | None = None, sk
 
     d = Deployment(cluster, inputs, report, report if verbose else None, command_timeout)
     started = time.monotonic()
-    results: list[PhaseResult] = []
     try:
         run_preflight(d)
         for name in phases:
             ui.out.print(f"[bold]== {name}[/]")
-            result = d.phase(name)
-            results.append(result)
-            if result.note:
-                ui.out.print(f"  {name}: {result.note}")
+            d.phase(name)
     except DeployFailed as exc:
-        summary(results, cluster)
+        summary(d.results, cluster)
         raise Exit(f"deploy stopped: {exc}\nfix the cause and run `fab deploy` again: finished work is kept and "
                    "only what still differs is changed", code=1) from None
     finally:
         d.close()
-    summary(results, cluster)
-    changes = sum(r.changes() for r in results)
+    summary(d.results, cluster)
+    changes = sum(r.changes() for r in d.results)
     ui.out.print(f"deploy finished in {time.monotonic() - started:.1f} s: {changes} change(s)")
     ui.out.print(f"admin kubeconfig: {kubeconfig_dir(cluster) / 'admin.conf'}  (server {cluster.server_url})")
 

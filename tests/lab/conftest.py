@@ -38,8 +38,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if reason and item.get_closest_marker("lab"):
             item.add_marker(pytest.mark.skip(reason=reason))
-    # `down` ends the session's lab: its tests run after every other one.
-    items.sort(key=lambda item: item.path.name == TEARDOWN_MODULE)
+    # The lab's own tests first (on fresh hosts), then the deploy tests, and `down` last: it ends the lab.
+    items.sort(key=lambda item: (item.path.name == TEARDOWN_MODULE, item.path.name.startswith("test_deploy")))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

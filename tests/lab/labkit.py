@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import http.client
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from fabric import Connection
 
@@ -22,3 +31,65 @@ class Lab:
     def run(self, host: str, command: str) -> str:
         """stdout of `command` on `host` as the kubefab user; raises if it fails."""
         return self.connections[host].run(command, hide=True, in_stream=False).stdout.strip()
+
+
+def leader_pid(nspawn_pid: int) -> int:
+    """PID (on this machine) of the host's own systemd: the nspawn process's child."""
+    children = Path(f"/proc/{nspawn_pid}/task/{nspawn_pid}/children").read_text().split()
+    return int(children[0])
+
+
+def set_link(lab: Lab, name: str, up: bool) -> None:
+    """Cut or restore a host's network from the machine (over SSH the session itself would hang)."""
+    pid = lab.state.host(name).pid
+    assert pid is not None
+    subprocess.run(["nsenter", "-t", str(leader_pid(pid)), "-n", "ip", "link", "set", "host0",
+                    "up" if up else "down"], check=True)
+
+
+def cli(*args: str, timeout: float = 600) -> tuple[subprocess.CompletedProcess, float]:
+    """Run a kubefab task as an operator would (`kubefab deploy ...`); returns the result and seconds."""
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "playbooks.cli", *args], capture_output=True, text=True,
+                            timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+    return result, time.monotonic() - start
+
+
+class Etcd:
+    """etcd's v3 JSON gateway over mutual TLS from this machine, with the cluster's health-check client."""
+
+    def __init__(self, pki: Path, endpoints: list[str]) -> None:
+        self.endpoints = endpoints
+        self.tls = ssl.create_default_context(cafile=str(pki / "etcd" / "ca.crt"))
+        self.tls.load_cert_chain(pki / "etcd" / "healthcheck-client.crt", pki / "etcd" / "healthcheck-client.key")
+
+    def _post(self, endpoint: str, path: str, body: dict) -> dict:
+        host, port = endpoint.removeprefix("https://").split(":")
+        conn = http.client.HTTPSConnection(host, int(port), context=self.tls, timeout=5)
+        try:
+            conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            data = json.loads(response.read() or b"{}")
+            if response.status != 200:
+                raise OSError(f"{endpoint}{path}: {response.status} {data}")
+            return data
+        finally:
+            conn.close()
+
+    def put(self, key: str, value: str, endpoint: str | None = None) -> None:
+        self._post(endpoint or self.endpoints[0], "/v3/kv/put",
+                   {"key": _b64(key), "value": _b64(value)})
+
+    def get(self, key: str, endpoint: str | None = None) -> str | None:
+        kvs = self._post(endpoint or self.endpoints[0], "/v3/kv/range", {"key": _b64(key)}).get("kvs", [])
+        return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
+
+    def prefix(self, prefix: str, endpoint: str | None = None) -> dict[str, str]:
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        kvs = self._post(endpoint or self.endpoints[0], "/v3/kv/range",
+                         {"key": _b64(prefix), "range_end": _b64(end)}).get("kvs", [])
+        return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv["value"]).decode() for kv in kvs}
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()

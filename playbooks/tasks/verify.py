@@ -1,0 +1,31 @@
+"""`fab verify`: run the testinfra suite (tests/hosts) against the inventory's hosts."""
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from playbooks import ui
+from playbooks.tasks.common import inventory_path, load_cluster
+from playbooks.verify import SUITE, pytest_args, ssh_config
+
+
+@task(auto_shortflags=False, help={"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)",
+                                   "options": "extra pytest options, e.g. \"-k etcd -v\""})
+def verify(c: Context, inventory: str | None = None, options: str = "") -> None:
+    """Check every host: services enabled and running, ports, files and modes, certificates (testinfra)."""
+    cluster = load_cluster(c, inventory)
+    if not SUITE.is_dir():
+        raise Exit(f"{SUITE}: the testinfra suite ships with the kubefab source tree; run from a checkout", code=2)
+    with tempfile.TemporaryDirectory(prefix="kubefab-verify-") as tmp:
+        config = Path(tmp) / "ssh_config"
+        config.write_text(ssh_config(cluster, Path(tmp)))
+        args = pytest_args(cluster, config, inventory_path(c, inventory).resolve(), options.split())
+        ui.out.print(f"pytest {' '.join(args)}", markup=False)
+        code = pytest.main(args)
+    if code != 0:
+        raise Exit(f"verify: some checks failed on {cluster.name} (pytest exit {int(code)})", code=1)
+    ui.out.print(f"verify: every check passed on {len(cluster.hosts)} hosts")

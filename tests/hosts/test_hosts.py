@@ -1,0 +1,111 @@
+"""What a kubefab deploy leaves on every host, checked with testinfra on the host itself: services enabled
+and running, ports listening, files and their modes, certificates valid and chaining to their CA."""
+
+from __future__ import annotations
+
+import pytest
+from nodes import Node, needs
+
+PKI = "/etc/kubernetes/pki"
+SERVICES = {
+    "etcd": ("etcd",),
+    "lb": ("haproxy", "keepalived"),
+    "control_plane": ("kube-apiserver", "kube-controller-manager", "kube-scheduler"),
+    "worker": ("containerd", "kubelet", "kube-proxy"),
+}
+
+
+@pytest.mark.parametrize("role", list(SERVICES))
+def test_services_enabled_and_running(host, node: Node, role: str) -> None:
+    needs(node, role)
+    for name in SERVICES[role]:
+        service = host.service(name)
+        assert service.is_enabled, f"{name} is not enabled"
+        assert service.is_running, f"{name} is not running"
+
+
+def test_ports_listening(host, node: Node) -> None:
+    c = node.cluster
+    ports = []
+    if node.has("etcd"):
+        ports += [f"tcp://{node.host.address}:2379", f"tcp://{node.host.address}:2380", "tcp://127.0.0.1:2379"]
+    if node.has("control_plane"):
+        ports += [f"tcp://0.0.0.0:{c.api.apiserver_port}", "tcp://127.0.0.1:10257", "tcp://127.0.0.1:10259"]
+    if node.has("lb") and c.api.vip is not None:
+        ports += [f"tcp://0.0.0.0:{c.api.port}"]
+    if node.has("worker"):
+        ports += ["tcp://0.0.0.0:10250", "tcp://127.0.0.1:10248", "tcp://0.0.0.0:10256"]
+    closed = [p for p in ports if not host.socket(p).is_listening]
+    assert not closed, f"not listening: {closed}"
+
+
+def test_kernel_settings_and_swap(host, node: Node) -> None:
+    for key in ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"):
+        assert host.sysctl(key) == 1, key
+    assert host.run("awk 'NR > 1' /proc/swaps").stdout.strip() == "", "swap is on"
+    hosts_file = host.file("/etc/hosts").content_string
+    for h in node.cluster.hosts:
+        assert f"{h.address} {h.name}" in hosts_file
+
+
+def test_private_keys_and_kubeconfigs_are_0600(host, node: Node) -> None:
+    found = host.run(f"find {PKI} /etc/kubernetes /etc/haproxy -maxdepth 2 -type f "
+                     "\\( -name '*.key' -o -name '*.conf' -o -name '*.pem' \\) 2>/dev/null").stdout.split()
+    assert found, "no key files found"
+    loose = [p for p in found if host.file(p).mode & 0o077]
+    assert not loose, f"readable by others: {loose}"
+
+
+def test_ca_key_only_on_control_plane(host, node: Node) -> None:
+    assert host.file(f"{PKI}/ca.key").exists == node.has("control_plane")
+    assert not host.file(f"{PKI}/etcd/ca.key").exists
+    assert not host.file(f"{PKI}/front-proxy-ca.key").exists
+
+
+def _verify(host, cert: str, ca: str) -> None:
+    result = host.run(f"openssl verify -CAfile {ca} {cert}")
+    assert result.rc == 0, result.stdout + result.stderr
+    assert host.run(f"openssl x509 -checkend 86400 -noout -in {cert}").rc == 0, f"{cert} expires within a day"
+
+
+def test_etcd_member(host, node: Node) -> None:
+    needs(node, "etcd")
+    data = host.file("/var/lib/etcd")
+    assert data.is_directory and data.user == "etcd" and data.mode == 0o700
+    for name in ("server", "peer"):
+        _verify(host, f"{PKI}/etcd/{name}.crt", f"{PKI}/etcd/ca.crt")
+        assert host.file(f"{PKI}/etcd/{name}.key").user == "etcd"
+    health = host.run(f"ETCDCTL_API=3 etcdctl --endpoints=https://{node.host.address}:2379 "
+                      f"--cacert={PKI}/etcd/ca.crt --cert={PKI}/etcd/healthcheck-client.crt "
+                      f"--key={PKI}/etcd/healthcheck-client.key endpoint health")
+    assert health.rc == 0 and "is healthy" in health.stdout + health.stderr, health.stderr
+
+
+def test_control_plane(host, node: Node) -> None:
+    needs(node, "control_plane")
+    _verify(host, f"{PKI}/apiserver.crt", f"{PKI}/ca.crt")
+    sans = host.run(f"openssl x509 -noout -ext subjectAltName -in {PKI}/apiserver.crt").stdout
+    assert f"IP Address:{node.host.address}" in sans
+    if node.cluster.api.vip is not None:
+        assert f"IP Address:{node.cluster.api.vip}" in sans
+    readyz = host.run(f"kubectl --kubeconfig=/etc/kubernetes/admin.conf "
+                      f"--server=https://127.0.0.1:{node.cluster.api.apiserver_port} get --raw /readyz")
+    assert readyz.rc == 0 and readyz.stdout.strip() == "ok", readyz.stderr
+    assert host.file("/etc/kubernetes/encryption-config.yaml").mode == 0o600
+
+
+def test_load_balancer(host, node: Node) -> None:
+    needs(node, "lb")
+    assert host.file("/etc/keepalived/keepalived.conf").mode == 0o600
+    assert host.file("/etc/keepalived/check_haproxy.sh").mode == 0o755
+    assert host.run("/etc/keepalived/check_haproxy.sh").rc == 0, "HAProxy does not accept on the API port"
+
+
+def test_node(host, node: Node) -> None:
+    needs(node, "worker")
+    _verify(host, f"{PKI}/kubelet-server.crt", f"{PKI}/ca.crt")
+    config = host.file("/var/lib/kubelet/config.yaml").content_string
+    assert "anonymous:\n    enabled: false" in config
+    healthz = host.run("timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/10248 && "
+                       "printf \"GET /healthz HTTP/1.0\\r\\n\\r\\n\" >&3 && head -1 <&3'")
+    assert " 200 " in healthz.stdout, healthz.stdout + healthz.stderr

@@ -1,0 +1,183 @@
+"""`kubefab deploy` end to end on 3 lab hosts (all etcd + control plane + worker, two lb, as the book): real
+SSH, systemd, etcd, HAProxy and keepalived; Kubernetes' binaries are the lab's stand-ins (test doubles)."""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import io
+import ssl
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from labkit import TIMINGS, Etcd, Lab, cli
+
+from playbooks.inventory import load
+from playbooks.model import Cluster
+
+pytestmark = pytest.mark.lab
+SERVICES = ("etcd", "haproxy", "keepalived", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+            "containerd", "kubelet", "kube-proxy")
+
+
+@pytest.fixture(scope="module")
+def deployed(lab: Lab) -> Cluster:
+    result, seconds = cli("deploy", "--inventory", str(lab.paths.inventory))
+    TIMINGS["deploy, 3 hosts, first run"] = seconds
+    print(result.stdout[-3000:])
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "deploy finished" in result.stdout
+    return load(lab.paths.inventory)
+
+
+def pki(cluster: Cluster) -> Path:
+    return cluster.dir / "pki"
+
+
+def etcd(cluster: Cluster) -> Etcd:
+    return Etcd(pki(cluster), [f"https://{h.address}:2379" for h in cluster.etcd_hosts])
+
+
+def vip_holders(lab: Lab, cluster: Cluster) -> list[str]:
+    return [h.name for h in cluster.lb_hosts
+            if f" {cluster.api.vip}/" in lab.run(h.name, "ip -4 -o addr show dev host0")]
+
+
+def readyz(cluster: Cluster, timeout: float = 3) -> str:
+    """GET /readyz through the VIP from this machine: the cluster CA verifies the server (IP SAN = VIP) and
+    the admin certificate authenticates us, as kubectl would."""
+    tls = ssl.create_default_context(cafile=str(pki(cluster) / "ca.crt"))
+    tls.load_cert_chain(pki(cluster) / "admin.crt", pki(cluster) / "admin.key")
+    conn = http.client.HTTPSConnection(str(cluster.api.vip), cluster.api.port, context=tls, timeout=timeout)
+    try:
+        conn.request("GET", "/readyz")
+        response = conn.getresponse()
+        return f"{response.status} {response.read().decode().strip()}"
+    finally:
+        conn.close()
+
+
+def test_admin_kubeconfig_left_in_the_cluster_directory(deployed: Cluster) -> None:
+    doc = yaml.safe_load((deployed.dir / "kubeconfig" / "admin.conf").read_text())
+    assert doc["clusters"][0]["cluster"]["server"] == f"https://{deployed.api.vip}:{deployed.api.port}"
+
+
+def test_etcd_members_healthy_over_mutual_tls(deployed: Cluster) -> None:
+    client = etcd(deployed)
+    client.put("/kubefab-test/written-on-1", "hello", client.endpoints[0])
+    for endpoint in client.endpoints[1:]:
+        assert client.get("/kubefab-test/written-on-1", endpoint) == "hello", endpoint
+
+
+def test_etcd_refuses_a_client_without_certificate(deployed: Cluster) -> None:
+    tls = ssl.create_default_context(cafile=str(pki(deployed) / "etcd" / "ca.crt"))
+    conn = http.client.HTTPSConnection(str(deployed.etcd_hosts[0].address), 2379, context=tls, timeout=5)
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        conn.request("POST", "/v3/kv/range", '{"key": "Lw=="}')
+        conn.getresponse().read()
+
+
+def test_vip_is_on_the_master(lab: Lab, deployed: Cluster) -> None:
+    assert vip_holders(lab, deployed) == [deployed.lb_hosts[0].name]
+
+
+def test_haproxy_forwards_to_every_apiserver(lab: Lab, deployed: Cluster) -> None:
+    password = yaml.safe_load((deployed.dir / "secrets.yaml").read_text())["stats_password"]
+    master = deployed.lb_hosts[0].name
+    deadline = time.monotonic() + 20
+    while True:
+        stats = lab.run(master, f"curl -s -u kubefab:{password} "
+                                f"'http://127.0.0.1:{deployed.api.stats.port}/stats;csv'")
+        rows = {r["svname"]: r["status"] for r in csv.DictReader(io.StringIO(stats.removeprefix("# ")))
+                if r["pxname"] == "kube-apiserver"}
+        servers = {k: v for k, v in rows.items() if k not in ("FRONTEND", "BACKEND")}
+        if all(v == "UP" for v in servers.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert servers == {h.name: "UP" for h in deployed.control_plane}
+
+
+def test_readyz_through_the_vip_with_ca_and_admin_certificate(deployed: Cluster) -> None:
+    assert readyz(deployed) == "200 ok"
+
+
+def test_verify_task_passes(lab: Lab, deployed: Cluster) -> None:
+    result, _ = cli("verify", "--inventory", str(lab.paths.inventory))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "every check passed" in result.stdout
+
+
+def test_failover_when_haproxy_dies_on_the_master(lab: Lab, deployed: Cluster) -> None:
+    master, backup = (h.name for h in deployed.lb_hosts[:2])
+    lab.run(master, "sudo systemctl stop haproxy")
+    start = time.monotonic()
+    try:
+        moved = answered = None
+        while time.monotonic() - start < 30:
+            if moved is None and vip_holders(lab, deployed) == [backup]:
+                moved = time.monotonic() - start
+            if moved is not None:
+                try:
+                    if readyz(deployed, timeout=1) == "200 ok":
+                        answered = time.monotonic() - start
+                        break
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        assert moved is not None, f"VIP still on {vip_holders(lab, deployed)}"
+        assert answered is not None, "/readyz through the VIP did not answer after the move"
+        TIMINGS["failover: VIP moved after haproxy stop"] = moved
+        TIMINGS["failover: /readyz through VIP answers again"] = answered
+        print(f"VIP moved {master} -> {backup} in {moved:.2f} s; /readyz answered after {answered:.2f} s")
+    finally:
+        lab.run(master, "sudo systemctl start haproxy")
+    # With HAProxy back, the master (highest priority) takes the VIP back.
+    deadline = time.monotonic() + 30
+    while vip_holders(lab, deployed) != [master] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert vip_holders(lab, deployed) == [master]
+
+
+def start_times(lab: Lab, cluster: Cluster) -> dict[str, str]:
+    out = {}
+    for h in cluster.hosts:
+        text = lab.run(h.name, "systemctl show -p Id -p ActiveEnterTimestampMonotonic " + " ".join(SERVICES))
+        for block in text.split("\n\n"):
+            fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+            out[f"{h.name}/{fields['Id']}"] = fields["ActiveEnterTimestampMonotonic"]
+    return out
+
+
+def test_second_deploy_changes_nothing_and_restarts_nothing(lab: Lab, deployed: Cluster) -> None:
+    before = start_times(lab, deployed)
+    result, seconds = cli("deploy", "--inventory", str(lab.paths.inventory))
+    TIMINGS["deploy, 3 hosts, second (no-op) run"] = seconds
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "0 change(s)" in result.stdout, result.stdout[-3000:]
+    assert start_times(lab, deployed) == before
+    print(f"no-op re-run: {seconds:.1f} s")
+
+
+def test_plan_after_deploy_shows_no_changes(lab: Lab, deployed: Cluster) -> None:
+    result, _ = cli("plan", "--inventory", str(lab.paths.inventory))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "no changes" in result.stdout
+
+
+def test_plan_shows_a_diff_and_changes_nothing(lab: Lab, deployed: Cluster) -> None:
+    host = deployed.hosts[2].name
+    lab.run(host, "sudo sed -i 's/--v=2/--v=4/' /etc/kubernetes/apiserver")
+    try:
+        result, _ = cli("plan", "--inventory", str(lab.paths.inventory))
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"{host} control-plane: ~ /etc/kubernetes/apiserver" in result.stdout
+        # A unified diff: the host's line removed, kubefab's added.
+        assert "\n---v=4" in result.stdout and "\n+--v=2" in result.stdout, result.stdout[-2000:]
+        assert f"{host} control-plane: > restart kube-apiserver" in result.stdout
+        assert "--v=4" in lab.run(host, "cat /etc/kubernetes/apiserver"), "plan changed the host"
+    finally:
+        result, _ = cli("deploy", "--inventory", str(lab.paths.inventory), "--only", "control-plane")
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert "restarted" in result.stdout and "kube-apiserver" in result.stdout
