@@ -68,7 +68,7 @@ def validate_text(text: str, path: Path) -> Verdict:
     lines: dict[Loc, int] = {}
     duplicates: list[Loc] = []
     if root is not None:
-        _index(root, (), lines, duplicates)
+        index_lines(root, (), lines, duplicates)
     problems = [
         Problem(name, _dotted(loc), "a key given twice", "each key once", _host(data, loc), lines.get(loc))
         for loc in duplicates
@@ -87,7 +87,7 @@ def validate_text(text: str, path: Path) -> Verdict:
     return Verdict(path, cluster, problems)
 
 
-def _index(node: yaml.Node, loc: Loc, lines: dict[Loc, int], duplicates: list[Loc]) -> None:
+def index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], duplicates: list[Loc]) -> None:
     """Record the line of every key and item, and keys given twice (PyYAML keeps the last silently)."""
     lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
@@ -98,10 +98,10 @@ def _index(node: yaml.Node, loc: Loc, lines: dict[Loc, int], duplicates: list[Lo
                 duplicates.append((*loc, k))
             seen.add(k)
             lines.setdefault((*loc, k), key.start_mark.line + 1)
-            _index(value, (*loc, k), lines, duplicates)
+            index_lines(value, (*loc, k), lines, duplicates)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _index(item, (*loc, i), lines, duplicates)
+            index_lines(item, (*loc, i), lines, duplicates)
 
 
 def _from_pydantic(err: Any, data: dict, name: str, lines: dict[Loc, int]) -> Problem:

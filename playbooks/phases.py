@@ -94,7 +94,7 @@ class Deployment:
 
     def remote(self, host: Host) -> Remote:
         if host.name not in self.remotes:
-            self.remotes[host.name] = Remote(self.c, host, self.command_log)
+            self.remotes[host.name] = Remote(self.c, host, self.command_log, timeout=self.timeout)
         return self.remotes[host.name]
 
     def run(self, host: Host, step: str, command: str, check: bool = True, timeout: int | None = None):

@@ -45,7 +45,7 @@ class Remote:
     """Commands on one host as root, with a name for every step so failures say what was being done."""
 
     def __init__(self, cluster: Cluster, host: Host, log: Callable[[str, str], None] | None = None,
-                 timeout: int = 15) -> None:
+                 connect_timeout: int = 15, timeout: int = 300) -> None:
         ssh = cluster.ssh_for(host)
         self.name = host.name
         self.sudo = bool(ssh.sudo)
@@ -53,8 +53,9 @@ class Remote:
         kwargs: dict[str, object] = {"look_for_keys": ssh.key is None, "allow_agent": ssh.key is None}
         if ssh.key is not None:
             kwargs["key_filename"] = str(cluster.path(ssh.key))
-        self.conn = Connection(str(host.address), user=ssh.user, port=ssh.port, connect_timeout=timeout,
+        self.conn = Connection(str(host.address), user=ssh.user, port=ssh.port, connect_timeout=connect_timeout,
                                connect_kwargs=kwargs)
+        self.timeout = timeout
         if ssh.known_hosts is not None:
             # Strict: only the keys recorded for these hosts are accepted.
             self.conn.client.load_host_keys(str(cluster.path(ssh.known_hosts)))
@@ -70,6 +71,7 @@ class Remote:
         if self.log:
             self.log(self.name, f"$ {command}")
         try:
+            self._open()
             result = self.conn.run(self.wrap(command) if as_root else command, hide=True, warn=True,
                                    timeout=timeout, in_stream=False)
         except CommandTimedOut as exc:
@@ -87,13 +89,24 @@ class Remote:
     def upload(self, step: str, content: bytes | None, remote: str, local_path: str | None = None) -> None:
         """Put bytes (or a local file) at `remote`, a path the SSH user can write (a temp dir it made)."""
         try:
+            self._open()
             with self._lock:
+                # SFTP has no timeout of its own: a host that vanishes mid-upload would hang the run.
+                self.conn.sftp().get_channel().settimeout(self.timeout)
                 if local_path is not None:
                     self.conn.put(local_path, remote)
                 else:
                     self.conn.put(io.BytesIO(content or b""), remote)
         except (OSError, paramiko.SSHException) as exc:
             raise StepFailed(self.name, step, f"sftp put {remote}", str(exc)) from None
+
+    def _open(self) -> None:
+        """Connect once; every later channel (a command, SFTP) must open within the timeout, not paramiko's
+        default hour, so a host that drops off the network fails the step instead of hanging the run."""
+        if not self.conn.is_connected:
+            self.conn.open()
+            assert self.conn.transport is not None
+            self.conn.transport.channel_timeout = self.timeout
 
     def close(self) -> None:
         self.conn.close()

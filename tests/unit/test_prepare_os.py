@@ -1,0 +1,220 @@
+"""The `prepare` plan per OS family, from facts parsed out of sample output of `playbooks.facts.COMMAND`: yum or
+dnf with RHEL package names, apt on Debian, SELinux permissive, and firewalld per `firewall:` setting, with the
+port table of every role. The firewalld step's shell is run against a stand-in firewall-cmd."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from playbooks.facts import Facts, parse
+from playbooks.inventory import validate_text
+from playbooks.model import Cluster
+from playbooks.plan import Plan, Step
+from playbooks.plans import prepare
+from playbooks.plans.inputs import Inputs, stack_of
+from playbooks.secrets import generate
+from tests.conftest import EXAMPLE
+
+COMMON = ("arch=x86_64\ncgroup_fs=cgroup2fs\nswap=\nfstab_swap=\nntp_synchronized=yes\ntime=1700000000\n"
+          "systemd=systemd\n")
+OUTPUT = {
+    "centos7": 'os_id=centos\nos_version=7\nos_like=rhel fedora\nselinux=Enforcing\nfirewalld=active\n'
+               "package_manager=yum\nhostname=node\n",
+    "stream9": 'os_id=centos\nos_version=9\nos_like=rhel fedora\nselinux=Enforcing\nfirewalld=active\n'
+               "package_manager=dnf\nhostname=node\n",
+    "rocky9": 'os_id=rocky\nos_version=9.4\nos_like=rhel centos fedora\nselinux=Enforcing\nfirewalld=active\n'
+              "package_manager=dnf\nhostname=node\n",
+    "debian12": "os_id=debian\nos_version=12\nos_like=\nselinux=\nfirewalld=inactive\npackage_manager=apt-get\n"
+                "hostname=node\n",
+}
+RHEL = ("centos7", "stream9", "rocky9")
+ROLES = {"all": ["etcd", "control_plane", "worker", "lb"], "etcd": ["etcd"], "cp": ["control_plane"],
+         "lb": ["lb"], "worker": ["worker"]}
+
+
+def facts(os: str, **changes: str) -> Facts:
+    text = COMMON + OUTPUT[os] + "".join(f"{k}={v}\n" for k, v in changes.items())
+    return parse(text)
+
+
+def cluster(**settings: object) -> Cluster:
+    """The example inventory plus one host per single role, with `settings` on top."""
+    data = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text())) | settings
+    data["hosts"] = [{"name": f"h-{label}", "ip": f"192.168.10.{20 + i}", "roles": roles}
+                     for i, (label, roles) in enumerate(ROLES.items())]
+    data["hosts"] += [{"name": "h-etcd2", "ip": "192.168.10.30", "roles": ["etcd"]},
+                      {"name": "h-lb2", "ip": "192.168.10.31", "roles": ["lb"]}]
+    verdict = validate_text(yaml.safe_dump(data), Path("test.yaml"))
+    assert verdict.ok, "\n".join(map(str, verdict.problems))
+    assert verdict.cluster is not None
+    return verdict.cluster
+
+
+def plan(c: Cluster, host: str, f: Facts) -> Plan:
+    inputs = Inputs(c, stack_of(c), generate(), {}, facts={h.name: f for h in c.hosts})
+    return prepare.plan(inputs, c.host(f"h-{host}"))
+
+
+def steps(p: Plan, word: str) -> list[Step]:
+    return [s for s in p.steps if word in s.name]
+
+
+def only(p: Plan, word: str) -> Step:
+    found = steps(p, word)
+    assert len(found) == 1, [s.name for s in p.steps]
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def example() -> Cluster:
+    return cluster()
+
+
+def test_sample_output_parses_to_the_families() -> None:
+    assert [facts(os).family for os in OUTPUT] == ["rhel", "rhel", "rhel", "debian"]
+    assert facts("centos7").package_manager == "yum"
+    assert facts("rocky9").package_manager == "dnf"
+    assert facts("stream9").selinux == "Enforcing" and facts("stream9").firewalld_active
+    assert all(facts(os).supported for os in OUTPUT)
+
+
+@pytest.mark.parametrize(("os", "manager"), [("centos7", "yum"), ("stream9", "dnf"), ("rocky9", "dnf")])
+def test_rhel_installs_with_yum_or_dnf_and_rhel_names(example: Cluster, os: str, manager: str) -> None:
+    step = only(plan(example, "all", facts(os)), "packages")
+    assert step.run == f"{manager} install -y -q haproxy keepalived conntrack-tools socat ipset iptables"
+    # Checked by capability: EL9 has iptables-nft, which provides iptables, and no package named iptables.
+    assert step.unless == ("rpm -q --whatprovides haproxy keepalived conntrack-tools socat ipset iptables "
+                           ">/dev/null 2>&1")
+    assert "apt-get" not in step.run + step.unless
+
+
+@pytest.mark.parametrize(("mode", "extra"), [("ipvs", "ipvsadm"), ("nftables", "nftables")])
+def test_rhel_proxy_mode_packages(mode: str, extra: str) -> None:
+    step = only(plan(cluster(kube_proxy_mode=mode), "worker", facts("stream9")), "packages")
+    assert step.run == f"dnf install -y -q conntrack-tools socat ipset iptables {extra}"
+
+
+def test_hosts_without_packages_get_no_package_step(example: Cluster) -> None:
+    assert steps(plan(example, "etcd", facts("stream9")), "packages") == []
+    assert only(plan(example, "lb", facts("centos7")), "packages").run == "yum install -y -q haproxy keepalived"
+
+
+def test_debian_installs_with_apt_and_debian_names(example: Cluster) -> None:
+    p = plan(example, "all", facts("debian12"))
+    step = only(p, "packages")
+    assert step.run == ("DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+                        "haproxy keepalived conntrack socat ipset iptables")
+    assert step.unless.startswith("dpkg -s haproxy keepalived conntrack ")
+    assert not steps(p, "SELinux") and not steps(p, "firewalld")
+    assert not any(word in s.run for s in p.steps for word in ("yum", "dnf", "rpm", "setenforce", "firewall-cmd"))
+
+
+@pytest.mark.parametrize("os", RHEL)
+def test_selinux_permissive_on_rhel(example: Cluster, os: str) -> None:
+    step = only(plan(example, "etcd", facts(os)), "SELinux")
+    assert "setenforce 0" in step.run
+    assert "s/^SELINUX=enforcing/SELINUX=permissive/' /etc/selinux/config" in step.run
+    assert "getenforce" in step.unless and "/etc/selinux/config" in step.unless
+
+
+def test_no_selinux_step_without_selinux(example: Cluster) -> None:
+    assert steps(plan(example, "etcd", facts("stream9", selinux="")), "SELinux") == []
+
+
+@pytest.mark.parametrize(("host", "ports", "rules"), [
+    ("etcd", ["2379-2380/tcp"], []),
+    ("cp", ["6443/tcp", "10257/tcp", "10259/tcp"], []),
+    ("lb", ["8443/tcp"], ['rule protocol value="vrrp" accept']),
+    ("worker", ["10250/tcp", "10256/tcp", "30000-32767/tcp", "179/tcp", "4789/udp"],
+     ['rule protocol value="4" accept']),
+    ("all", ["2379-2380/tcp", "6443/tcp", "10257/tcp", "10259/tcp", "8443/tcp", "10250/tcp", "10256/tcp",
+             "30000-32767/tcp", "179/tcp", "4789/udp"],
+     ['rule protocol value="vrrp" accept', 'rule protocol value="4" accept']),
+])
+@pytest.mark.parametrize("os", RHEL)
+def test_firewalld_open_per_role(example: Cluster, os: str, host: str, ports: list[str], rules: list[str]) -> None:
+    step = only(plan(example, host, facts(os)), "firewalld")
+    assert step.name == f"firewalld opens {' '.join(ports)}"
+    assert step.run == " && ".join([f"firewall-cmd -q --permanent --add-port={p}" for p in ports]
+                                   + [f"firewall-cmd -q --permanent --add-rich-rule='{r}'" for r in rules]
+                                   + ["firewall-cmd -q --reload"])
+    for r in rules:
+        assert f"firewall-cmd -q --query-rich-rule='{r}'" in step.unless
+
+
+def test_firewalld_ports_follow_the_settings() -> None:
+    c = cluster(cni="flannel", api={"vip": "192.168.10.100", "port": 9443, "apiserver_port": 7443})
+    assert prepare.firewall_ports(c, c.host("h-worker")) == ("10250/tcp", "10256/tcp", "30000-32767/tcp", "8472/udp")
+    assert prepare.firewall_rich_rules(c, c.host("h-worker")) == ()
+    assert prepare.firewall_ports(c, c.host("h-cp"))[0] == "7443/tcp"
+    assert prepare.firewall_ports(c, c.host("h-lb")) == ("9443/tcp",)
+
+
+@pytest.mark.parametrize("os", RHEL)
+def test_firewalld_disable(os: str) -> None:
+    p = plan(cluster(firewall="disable"), "all", facts(os))
+    step = only(p, "firewalld")
+    assert step.name == "firewalld stopped and disabled"
+    assert step.run == "systemctl disable --now firewalld"
+    assert step.unless == "! systemctl is-active -q firewalld"
+    assert not any("firewall-cmd" in s.run for s in p.steps)
+
+
+@pytest.mark.parametrize("os", RHEL)
+def test_firewall_skip_touches_nothing(os: str) -> None:
+    p = plan(cluster(firewall="skip"), "all", facts(os))
+    assert not any("firewall" in s.name + s.run + s.unless for s in p.steps)
+
+
+def test_inactive_firewalld_is_left_alone(example: Cluster) -> None:
+    assert steps(plan(example, "all", facts("stream9", firewalld="inactive")), "firewalld") == []
+
+
+@pytest.mark.parametrize("os", [*RHEL, "debian12"])
+def test_common_files_and_steps_on_every_os(example: Cluster, os: str) -> None:
+    p = plan(example, "all", facts(os))
+    assert {f.path for f in p.files} == {"/etc/sysctl.d/99-kubernetes.conf", "/etc/modules-load.d/kubernetes.conf"}
+    assert [s.name for s in p.steps[:3]] == ["swap off, now and at boot", "kernel modules overlay, br_netfilter",
+                                             "sysctl settings applied"]
+    assert p.blocks[0].path == "/etc/hosts"
+
+
+FAKE_FIREWALL_CMD = """#!/bin/sh
+# Stand-in firewall-cmd: --permanent changes go to permanent, --reload copies them to runtime, --query-* read runtime.
+cd "$FAKE_FIREWALLD"
+permanent=no
+for arg in "$@"; do
+  case "$arg" in
+    --permanent) permanent=yes ;;
+    --add-port=*|--add-rich-rule=*) [ $permanent = yes ] && echo "${arg#--add-}" >> permanent ;;
+    --reload) cp permanent runtime ;;
+    --query-port=*) grep -qxF "port=${arg#--query-port=}" runtime 2>/dev/null || exit 1 ;;
+    --query-rich-rule=*) grep -qxF "rich-rule=${arg#--query-rich-rule=}" runtime 2>/dev/null || exit 1 ;;
+  esac
+done
+"""
+
+
+def test_firewalld_step_shell_opens_then_is_satisfied(example: Cluster, tmp_path: Path) -> None:
+    step = only(plan(example, "all", facts("stream9")), "firewalld")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "firewall-cmd").write_text(FAKE_FIREWALL_CMD)
+    (bin_dir / "firewall-cmd").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_FIREWALLD": str(tmp_path)}
+
+    def sh(command: str) -> int:
+        return subprocess.run(["sh", "-c", command], env=env, timeout=10).returncode
+
+    assert sh(step.unless) != 0
+    assert sh(step.run) == 0
+    assert sh(step.unless) == 0
+    runtime = (tmp_path / "runtime").read_text().splitlines()
+    assert "port=30000-32767/tcp" in runtime and 'rich-rule=rule protocol value="vrrp" accept' in runtime
+    (tmp_path / "runtime").write_text("\n".join(line for line in runtime if line != "port=10257/tcp") + "\n")
+    assert sh(step.unless) != 0, "a port missing at runtime must make the step run again"
