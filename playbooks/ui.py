@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from playbooks.problems import Problem
 
@@ -23,7 +24,7 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) 
     for column in columns:
         t.add_column(column, overflow="fold")
     for row in rows:
-        t.add_row(*(str(cell) for cell in row))
+        t.add_row(*(Text(str(cell)) for cell in row))  # cells are data, never rich markup
     out.print(t)
 
 

@@ -3,7 +3,8 @@
 from invoke.collection import Collection
 
 from playbooks.lab.tasks import lab
-from playbooks.tasks import audit, deploy, inventory, pki, render, verify
+from playbooks.tasks import audit, deploy, imports, inventory, pki, render, verify
+from playbooks.tasks.vagrant import vagrant
 
 ns = Collection()
 ns.add_collection(inventory.ns)
@@ -16,3 +17,5 @@ ns.add_task(deploy.deploy)
 ns.add_task(deploy.plan)
 ns.add_task(deploy.fetch_bundle)
 ns.add_task(verify.verify)
+ns.add_task(imports.import_inventory)
+ns.add_collection(vagrant)

@@ -8,7 +8,6 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
-from rich.markup import escape
 
 from playbooks import ui
 from playbooks.importers import FORMATS, SourceError, convert, document
@@ -39,7 +38,7 @@ def import_inventory(c: Context, src: str, out: str = "", tool: str | None = Non
     path.write_text(text)
     # Escaped: sources name sections in brackets ([bastion]), which rich would take for markup.
     ui.table(f"import of {imported.source} ({imported.format})", ["what", "source", "kubefab field", "value / why"],
-             [[escape(cell) for cell in row] for row in imported.report.rows()])
+             imported.report.rows())
     verdict = validate(path)
     ui.problems(verdict.problems)
     todo = [f"fill in {e.target}" for e in imported.report.of("missing")]

@@ -1,0 +1,64 @@
+"""Deploy time on the local lab: first deploy and no-op re-run on 3, 6 and 12 hosts, the time per phase,
+and the ratio of the 12-host to the 3-host first deploy. The add-ons phase cannot run on the lab (its
+Kubernetes binaries are stand-ins) and is left out. Needs root, like the lab.
+
+    python benchmarks/deploy.py [--hosts 3,6,12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from playbooks.inventory import load
+from playbooks.lab import lifecycle
+from playbooks.lab.settings import lab_paths
+from playbooks.phases import PHASES, Deployment
+from playbooks.plans.inputs import gather
+
+RUN_PHASES = [p for p in PHASES if p not in ("preflight", "addons")]
+
+
+def deploy_once(inventory) -> tuple[float, dict[str, float], int]:
+    cluster = load(inventory)
+    start = time.monotonic()
+    d = Deployment(cluster, gather(cluster), lambda host, text: None)
+    try:
+        failed = [f for f in d.preflight() if f.status == "fail"]
+        assert not failed, failed
+        phases = {"preflight": time.monotonic() - start}
+        for name in RUN_PHASES:
+            phases[name] = d.phase(name).seconds
+    finally:
+        d.close()
+    return time.monotonic() - start, phases, sum(r.changes() for r in d.results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", default="3,6,12")
+    args = parser.parse_args()
+    paths = lab_paths()
+    rows = []
+    try:
+        for count in (int(n) for n in args.hosts.split(",")):
+            lifecycle.up(count, paths=paths, log=lambda _: None)
+            first, phases, changes = deploy_once(paths.inventory)
+            again, _, no_changes = deploy_once(paths.inventory)
+            assert no_changes == 0, f"re-run on {count} hosts made {no_changes} change(s)"
+            rows.append((count, first, again, phases, changes))
+            print(f"{count} hosts: first deploy {first:.1f} s ({changes} changes), no-op re-run {again:.1f} s",
+                  flush=True)
+    finally:
+        lifecycle.down(paths, log=lambda _: None)
+    print()
+    print("hosts  first s  re-run s  " + "  ".join(f"{p:>13}" for p in ["preflight", *RUN_PHASES]))
+    for count, first, again, phases, _ in rows:
+        print(f"{count:5}  {first:7.1f}  {again:8.1f}  " + "  ".join(f"{phases[p]:13.1f}" for p in phases))
+    by_count = {r[0]: r[1] for r in rows}
+    if 3 in by_count and 12 in by_count:
+        print(f"\n12-host / 3-host first deploy: {by_count[12] / by_count[3]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
