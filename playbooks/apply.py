@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from playbooks.bundle import extracted
+from playbooks.bundle import compressed, extracted
 from playbooks.plan import Binary, Block, Directory, File, Plan, Step
 from playbooks.remote import Remote
 
@@ -167,7 +169,39 @@ def assess(remote: Remote, plan: Plan, bundle: Path) -> Assessment:
     return out
 
 
-def execute(remote: Remote, plan: Plan, found: Assessment, bundle: Path) -> Outcome:
+@dataclass(frozen=True)
+class _Upload:
+    path: str
+    mode: int
+    owner: str
+    group: str
+    notifies: tuple[str, ...]
+    content: bytes | None = None
+    local: Path | None = None
+    gzipped: bool = False
+    on_host: str | None = None  # already on the host, unpacked (staged by playbooks.prefetch)
+
+    def install(self, sent: str) -> str:
+        """Shell to put the uploaded copy `sent` in place as root: written under a temporary name beside the
+        target then renamed, so readers never see half a file and running binaries are replaced without
+        "text file busy". A gzipped binary is unpacked straight there: one copy, not two."""
+        q = shlex.quote
+        staged, path = q(self.path + ".kubefab-new"), q(self.path)
+        owner = f"{q(self.owner)}:{q(self.group)}"
+        if self.on_host is not None:  # a rename when on the same filesystem, a copy otherwise
+            return (f"mkdir -p {q(os.path.dirname(self.path))} && mv -f {q(self.on_host)} {staged} && "
+                    f"chmod {self.mode:04o} {staged} && chown {owner} {staged} && mv -f {staged} {path}")
+        if self.gzipped:
+            return (f"mkdir -p {q(os.path.dirname(self.path))} && gzip -dc {sent} > {staged} && "
+                    f"chmod {self.mode:04o} {staged} && chown {owner} {staged} && mv -f {staged} {path}")
+        return (f"install -D -m {self.mode:04o} -o {q(self.owner)} -g {q(self.group)} {sent} {staged} "
+                f"&& mv -f {staged} {path}")
+
+
+def execute(remote: Remote, plan: Plan, found: Assessment, bundle: Path,
+            staged: Mapping[str, str] | None = None) -> Outcome:
+    """Change what `assess` found different. `staged`: sha256 -> a gzipped copy already on the host
+    (playbooks.prefetch), installed from there instead of uploaded."""
     q = shlex.quote
     out = Outcome()
     c = plan.component
@@ -179,27 +213,26 @@ def execute(remote: Remote, plan: Plan, found: Assessment, bundle: Path) -> Outc
         remote.run(f"{c}: directories", " && ".join(
             f"install -d -m {d.mode:04o} -o {q(d.owner)} -g {q(d.group)} {q(d.path)}" for d in found.directories))
         out.changed += [f"directory {d.path}" for d in found.directories]
-    uploads: list[tuple[str, int, str, str, tuple[str, ...], bytes | None, Path | None]] = []
-    uploads += [(f.path, f.mode, f.owner, f.group, f.notifies, f.content, None) for f in found.files]
-    uploads += [(b.path, b.mode, "root", "root", b.notifies, None, extracted(bundle, b)) for b in found.binaries]
-    uploads += [(b.path, 0o644, "root", "root", (), new.encode(), None) for b, _, new in found.blocks]
+    uploads = [_Upload(f.path, f.mode, f.owner, f.group, f.notifies, content=f.content) for f in found.files]
+    for b in found.binaries:
+        on_host = (staged or {}).get(local_sha256(extracted(bundle, b)))
+        uploads.append(_Upload(b.path, b.mode, "root", "root", b.notifies, gzipped=on_host is None,
+                               local=None if on_host else compressed(bundle, b), on_host=on_host))
+    uploads += [_Upload(b.path, 0o644, "root", "root", (), content=new.encode()) for b, _, new in found.blocks]
     if uploads:
         tmp = remote.run(f"{c}: make upload dir", "mktemp -d", as_root=False).stdout.strip()
         try:
-            for i, (path, *_, content, local) in enumerate(uploads):
-                remote.upload(f"{c}: upload {path}", content, f"{tmp}/{i}", str(local) if local else None)
-            # Installed under a temporary name then renamed: readers never see half a file, and running
-            # binaries are replaced without "text file busy".
-            remote.run(f"{c}: install {len(uploads)} file(s)", " && ".join(
-                f"install -D -m {mode:04o} -o {q(owner)} -g {q(group)} {tmp}/{i} {q(path + '.kubefab-new')} "
-                f"&& mv -f {q(path + '.kubefab-new')} {q(path)}"
-                for i, (path, mode, owner, group, *_) in enumerate(uploads)))
+            for i, u in enumerate(uploads):
+                if u.on_host is None:
+                    remote.upload(f"{c}: upload {u.path}", u.content, f"{tmp}/{i}", str(u.local) if u.local else None)
+            remote.run(f"{c}: install {len(uploads)} file(s)", " && ".join(u.install(f"{tmp}/{i}")
+                                                                            for i, u in enumerate(uploads)))
         finally:
             remote.run(f"{c}: remove upload dir", f"rm -rf {q(tmp)}", check=False)
-        for path, *_, notifies, _content, _local in uploads:
-            out.changed.append(f"file {path}")
-            out.notified |= set(notifies)
-            out.units_changed |= path.startswith(UNIT_DIR)
+        for u in uploads:
+            out.changed.append(f"file {u.path}")
+            out.notified |= set(u.notifies)
+            out.units_changed |= u.path.startswith(UNIT_DIR)
     if found.perms:
         remote.run(f"{c}: modes and owners", " && ".join(
             f"chmod {f.mode:04o} {q(f.path)} && chown {q(f.owner)}:{q(f.group)} {q(f.path)}" for f in found.perms))

@@ -20,11 +20,12 @@ from playbooks import bundle as bundles
 from playbooks.apply import Assessment, Outcome, assess, execute
 from playbooks.facts import COMMAND, Facts, parse
 from playbooks.model import Cluster, Host
-from playbooks.plan import File, Plan
+from playbooks.plan import Binary, File, Plan
 from playbooks.plans import HOST_PHASES
 from playbooks.plans.addons import AddonError, manifests
 from playbooks.plans.certificates import leaves
 from playbooks.plans.inputs import REMOTE_PKI, Inputs
+from playbooks.prefetch import Prefetch
 from playbooks.preflight import Finding, check
 from playbooks.remote import Remote, StepFailed
 
@@ -89,6 +90,7 @@ class Deployment:
         self.stop = threading.Event()
         self.facts: dict[str, Facts] = {}
         self.results: list[PhaseResult] = []
+        self.prefetch: Prefetch | None = None
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -133,7 +135,20 @@ class Deployment:
                 raise StepFailed(host.name, f"{step} (waited {seconds:.0f} s)", command, out.stderr or out.stdout)
             time.sleep(interval)
 
+    def start_prefetch(self, phases: list[str]) -> None:
+        """Send the binaries of the phases to come while the earlier ones wait on daemons."""
+        wanted: dict[Host, list[Binary]] = {}
+        for h in self.c.hosts:
+            plans = [HOST_PHASES[p](self.with_facts(), h) for p in phases if p in HOST_PHASES]
+            found = [b for plan in plans if plan is not None for b in plan.binaries]
+            if found:
+                wanted[h] = found
+        self.prefetch = Prefetch(self.remote, self.bundle, self.stop)
+        self.prefetch.start(wanted)
+
     def close(self) -> None:
+        if self.prefetch is not None:
+            self.prefetch.close()
         for r in self.remotes.values():
             r.close()
 
@@ -155,7 +170,8 @@ class Deployment:
                 raise Stopped
             if not found.empty:
                 self.report(host.name, f"{phase}: changing {_count(found)} item(s)")
-            outcome = execute(self.remote(host), plan, found, self.bundle)
+            staged = self.prefetch.staged(host) if self.prefetch and found.binaries else {}
+            outcome = execute(self.remote(host), plan, found, self.bundle, staged)
             if outcome.units_changed:
                 self.run(host, f"{phase}: systemctl daemon-reload", "systemctl daemon-reload")
             return found, outcome

@@ -41,6 +41,17 @@ class Output:
         return self.exited == 0
 
 
+def _gcm_first(*args: object, **kwargs: object) -> paramiko.Transport:
+    """AES-GCM preferred (authenticated encryption, no separate HMAC): about 60% more bytes per CPU second
+    than paramiko's default aes128-ctr + hmac-sha2-256, and binaries are most of a deploy's traffic. The
+    other ciphers stay as fallbacks for servers without it."""
+    transport = paramiko.Transport(*args, **kwargs)  # type: ignore[arg-type]
+    options = transport.get_security_options()
+    gcm = tuple(c for c in options.ciphers if "-gcm" in c)
+    options.ciphers = gcm + tuple(c for c in options.ciphers if c not in gcm)
+    return transport
+
+
 class Remote:
     """Commands on one host as root, with a name for every step so failures say what was being done."""
 
@@ -50,7 +61,10 @@ class Remote:
         self.name = host.name
         self.sudo = bool(ssh.sudo)
         self.log = log
-        kwargs: dict[str, object] = {"look_for_keys": ssh.key is None, "allow_agent": ssh.key is None}
+        kwargs: dict[str, object] = {"look_for_keys": ssh.key is None, "allow_agent": ssh.key is None,
+                                     # A new channel (a command, SFTP) must open within the timeout, not
+                                     # paramiko's default hour: a host that drops off fails the step instead.
+                                     "channel_timeout": timeout, "transport_factory": _gcm_first}
         if ssh.key is not None:
             kwargs["key_filename"] = str(cluster.path(ssh.key))
         self.conn = Connection(str(host.address), user=ssh.user, port=ssh.port, connect_timeout=connect_timeout,
@@ -71,7 +85,6 @@ class Remote:
         if self.log:
             self.log(self.name, f"$ {command}")
         try:
-            self._open()
             result = self.conn.run(self.wrap(command) if as_root else command, hide=True, warn=True,
                                    timeout=timeout, in_stream=False)
         except CommandTimedOut as exc:
@@ -89,7 +102,6 @@ class Remote:
     def upload(self, step: str, content: bytes | None, remote: str, local_path: str | None = None) -> None:
         """Put bytes (or a local file) at `remote`, a path the SSH user can write (a temp dir it made)."""
         try:
-            self._open()
             with self._lock:
                 # SFTP has no timeout of its own: a host that vanishes mid-upload would hang the run.
                 self.conn.sftp().get_channel().settimeout(self.timeout)
@@ -99,14 +111,6 @@ class Remote:
                     self.conn.put(io.BytesIO(content or b""), remote)
         except (OSError, paramiko.SSHException) as exc:
             raise StepFailed(self.name, step, f"sftp put {remote}", str(exc)) from None
-
-    def _open(self) -> None:
-        """Connect once; every later channel (a command, SFTP) must open within the timeout, not paramiko's
-        default hour, so a host that drops off the network fails the step instead of hanging the run."""
-        if not self.conn.is_connected:
-            self.conn.open()
-            assert self.conn.transport is not None
-            self.conn.transport.channel_timeout = self.timeout
 
     def close(self) -> None:
         self.conn.close()

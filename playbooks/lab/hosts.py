@@ -52,8 +52,9 @@ def host_files(name: str, address: IPv4Interface, peers: list[tuple[str, IPv4Add
     hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
     hosts += "".join(f"{ip}\t{peer}\n" for peer, ip in peers)
     # No Gateway: the lab has no route out. The .network name overrides systemd's own host0 (DHCP) file.
+    # Static addresses stay through a link flap (as on servers): fault tests cut and restore links.
     network = (f"[Match]\nName={HOST_IFACE}\n\n[Network]\nAddress={address}\n"
-               "LinkLocalAddressing=no\nIPv6AcceptRA=no\n")
+               "LinkLocalAddressing=no\nIPv6AcceptRA=no\nConfigureWithoutCarrier=yes\nIgnoreCarrierLoss=yes\n")
     files = {
         "etc/hostname": File(f"{name}\n"),
         "etc/machine-id": File(f"{uuid.uuid4().hex}\n", 0o444),

@@ -25,16 +25,20 @@ def kubernetes(version: str, arch: str, names: tuple[str, ...]) -> tuple[Binary,
 
 
 def containerd(version: str, arch: str) -> tuple[Binary, ...]:
+    """The daemon and the runc shim the CRI uses; not `ctr`, containerd's own debug client (23 MB on every
+    node): crictl, installed too, is the Kubernetes-aware one."""
     source = release("containerd", version, arch).bundle_path
     return tuple(Binary(source, f"bin/{n}", f"{KUBE_BIN}/{n}", ("containerd",) if n == "containerd" else ())
-                 for n in ("containerd", "containerd-shim-runc-v2", "ctr"))
+                 for n in ("containerd", "containerd-shim-runc-v2"))
 
 
 def runc(version: str, arch: str) -> tuple[Binary, ...]:
     return (Binary(release("runc", version, arch).bundle_path, None, "/usr/local/sbin/runc"),)
 
 
-CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap", "bandwidth", "tuning")
+# What the CNIs kubefab installs delegate to: Calico's and flannel's default chains (bridge, host-local,
+# portmap, bandwidth) and the loopback plugin every pod sandbox needs.
+CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap", "bandwidth")
 
 
 def cni_plugins(version: str, arch: str) -> tuple[Binary, ...]:

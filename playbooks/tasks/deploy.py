@@ -98,6 +98,7 @@ def deploy(c: Context, inventory: str | None = None, only: str | None = None, sk
     started = time.monotonic()
     try:
         run_preflight(d)
+        d.start_prefetch(phases)
         for name in phases:
             ui.out.print(f"[bold]== {name}[/]")
             d.phase(name)

@@ -6,6 +6,7 @@ import base64
 import http.client
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -45,6 +46,20 @@ def set_link(lab: Lab, name: str, up: bool) -> None:
     assert pid is not None
     subprocess.run(["nsenter", "-t", str(leader_pid(pid)), "-n", "ip", "link", "set", "host0",
                     "up" if up else "down"], check=True)
+    if up:  # back only once the host answers on its address again
+        address = lab.state.host(name).ip
+        deadline = time.monotonic() + 30
+        while not _answers(address, 22):
+            assert time.monotonic() < deadline, f"{name} ({address}) unreachable 30 s after its link came back"
+            time.sleep(0.1)
+
+
+def _answers(address: str, port: int) -> bool:
+    try:
+        socket.create_connection((address, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def cli(*args: str, timeout: float = 600) -> tuple[subprocess.CompletedProcess, float]:

@@ -1,0 +1,73 @@
+"""Binaries travel to the hosts while earlier phases wait on daemons (etcd's quorum, keepalived's VRRP timer,
+apiserver readiness): sent gzipped into a private temporary directory on each host and unpacked there. They
+are installed only by their own phase, which moves the staged copy into place instead of uploading it.
+Nothing is installed early, and a failed or unfinished transfer just means the phase uploads the file itself."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from playbooks.apply import local_sha256
+from playbooks.bundle import compressed, extracted
+from playbooks.model import Host
+from playbooks.plan import Binary
+from playbooks.remote import Remote, StepFailed
+
+
+class Prefetch:
+    def __init__(self, remote: Callable[[Host], Remote], bundle: Path, stop: threading.Event) -> None:
+        self.remote = remote
+        self.bundle = bundle
+        self.stop = stop
+        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="prefetch")
+        self.futures: dict[str, Future[dict[str, str]]] = {}
+        self.dirs: dict[Host, str] = {}
+        self.cancelled = threading.Event()
+
+    def start(self, wanted: dict[Host, list[Binary]]) -> None:
+        for host, found in wanted.items():
+            self.futures[host.name] = self.pool.submit(self._stage, host, found)
+
+    def _stage(self, host: Host, found: list[Binary]) -> dict[str, str]:
+        """sha256 of each binary -> its staged gzip on the host, for binaries the host does not have yet."""
+        remote = self.remote(host)
+        unique = {local_sha256(extracted(self.bundle, b)): b for b in found}
+        sizes = remote.run("prefetch: installed sizes", "; ".join(
+            f"stat -c %s {b.path} 2>/dev/null || echo -" for b in unique.values())).stdout.split()
+        todo = {sha: b for (sha, b), size in zip(unique.items(), sizes, strict=True)
+                if size != str(extracted(self.bundle, b).stat().st_size)}
+        if not todo:
+            return {}
+        directory = remote.run("prefetch: staging dir", "mktemp -d", as_root=False).stdout.strip()
+        self.dirs[host] = directory
+        staged = {}
+        for sha, b in todo.items():
+            if self.stop.is_set() or self.cancelled.is_set():
+                break
+            remote.upload(f"prefetch: {b.path}", None, f"{directory}/{sha}.gz", str(compressed(self.bundle, b)))
+            # Unpacked now too, so the phase that installs it only has to move it into place.
+            remote.run(f"prefetch: unpack {b.path}", f"gzip -d {directory}/{sha}.gz", as_root=False)
+            staged[sha] = f"{directory}/{sha}"
+        return staged
+
+    def staged(self, host: Host) -> dict[str, str]:
+        """What was staged on `host`, waiting for its transfers to end; empty if they failed."""
+        future = self.futures.get(host.name)
+        if future is None:
+            return {}
+        try:
+            return future.result()
+        except StepFailed:
+            return {}
+
+    def close(self) -> None:
+        """Remove the staging directories (best effort: an unreachable host keeps its own in /tmp)."""
+        self.cancelled.set()
+        self.pool.shutdown(wait=True)
+        for host, directory in self.dirs.items():
+            with contextlib.suppress(StepFailed):
+                self.remote(host).run("prefetch: clean up", f"rm -rf {directory}", check=False, timeout=15)
