@@ -151,9 +151,18 @@ def _member(archive: tarfile.TarFile, name: str, source: Path) -> tarfile.TarInf
     raise FileNotFoundError(f"{source}: has no member {name}")
 
 
-def download(c: Cluster, stack: Stack, arch: str, log=print) -> list[str]:
-    """`fab bundle`: fetch every missing release file, verify it, and record it in the manifest.
-    Returns the problems (unverifiable or mismatching files are not kept)."""
+def mirrored(url: str, mirror: str | None) -> str:
+    """`https://dl.k8s.io/v1.35.4/x` through mirror `http://m/k8s` -> `http://m/k8s/dl.k8s.io/v1.35.4/x`:
+    an internal mirror laid out by host name serves every upstream from one base URL."""
+    if not mirror:
+        return url
+    return mirror.rstrip("/") + "/" + url.split("://", 1)[1]
+
+
+def download(c: Cluster, stack: Stack, arch: str, log=print, mirror: str | None = None) -> list[str]:
+    """`fab bundle`: fetch every missing release file (from `mirror` when given), verify it against the
+    versions table, and record it in the manifest. Returns the problems (a file that fails verification is
+    not kept)."""
     bundle = c.bundle_dir
     bundle.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(bundle) or Manifest("release", arch, {})
@@ -164,11 +173,17 @@ def download(c: Cluster, stack: Stack, arch: str, log=print) -> list[str]:
     for r in [*required(c, stack, arch), cni_release(c.cni, stack)]:
         path = bundle / r.bundle_path
         if not path.exists():
-            log(f"fetching {r.url}")
+            url = mirrored(r.url, mirror)
+            log(f"fetching {url}")
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(path.name + ".part")
-            with urllib.request.urlopen(r.url, timeout=60) as response, open(partial, "wb") as out:
-                shutil.copyfileobj(response, out, 1 << 20)
+            try:
+                with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
+                    shutil.copyfileobj(response, out, 1 << 20)
+            except OSError as exc:
+                partial.unlink(missing_ok=True)
+                problems.append(f"{url}: {exc}")
+                continue
             partial.rename(path)
         if r.digest is not None and file_digest(path, r.digest[0]) != r.digest[1]:
             problems.append(f"{r.url}: {r.digest[0]} mismatch (expected {r.digest[1]}); file removed")

@@ -171,12 +171,15 @@ def describe_changes(d: Deployment, host: Host, p: Plan, found: Assessment) -> l
     return lines
 
 
-@task(name="bundle", auto_shortflags=False, help={"inventory": INVENTORY_HELP,
-                                                  "arch": "amd64 or arm64 (default amd64)"})
-def fetch_bundle(c: Context, inventory: str | None = None, arch: str = "amd64") -> None:
+@task(name="bundle", auto_shortflags=False, help={
+    "inventory": INVENTORY_HELP, "arch": "amd64 or arm64 (default amd64)",
+    "mirror": "base URL of an internal mirror laid out by upstream host name (e.g. http://mirror/kube serves "
+              "http://mirror/kube/dl.k8s.io/...); checksums are verified the same way",
+})
+def fetch_bundle(c: Context, inventory: str | None = None, arch: str = "amd64", mirror: str | None = None) -> None:
     """Download the pinned release files for the inventory into its bundle directory, verifying checksums."""
     cluster = load_cluster(c, inventory)
-    problems = bundle.download(cluster, stack_of(cluster), arch, log=ui.out.print)
+    problems = bundle.download(cluster, stack_of(cluster), arch, log=ui.out.print, mirror=mirror)
     if problems:
         raise Exit("\n".join(problems), code=1)
     ui.out.print(f"bundle ready in {cluster.bundle_dir}")
