@@ -4,7 +4,6 @@ a real kubectl reading every kubeconfig, and a real etcd enforcing client-certif
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tooling import need
 
 from pki.profiles import identities
 from pki.store import ensure, kubeconfig_dir, pki_dir
@@ -21,12 +21,6 @@ pytestmark = pytest.mark.tools
 EXAMPLE = Path(__file__).parents[2] / "inventory" / "example.yaml"
 CA_FILES = {"kubernetes": "ca.crt", "etcd": "etcd/ca.crt", "front-proxy": "front-proxy-ca.crt"}
 
-
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.skip(f"{tool} is not installed on this machine (.ci/run installs it)")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tooling import need
 
 from playbooks import tree
 
@@ -17,12 +18,6 @@ pytestmark = pytest.mark.tools
 # keepalived -t wants the VRRP interface to exist and not be loopback: a bridge with no ports stands in.
 CHECK_IFACE = "kfcheck0"
 
-
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.skip(f"{tool} is not installed on this machine (.ci/run installs it)")
-    return path
 
 
 @pytest.fixture(scope="module")
