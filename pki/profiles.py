@@ -16,7 +16,6 @@ from pki.certs import Request
 from playbooks.model import Cluster, Host
 
 AuthorityName = Literal["kubernetes", "etcd", "front-proxy"]
-AUTHORITIES: tuple[AuthorityName, ...] = ("kubernetes", "etcd", "front-proxy")
 
 REMOTE_PKI = "/etc/kubernetes/pki"
 LOCALHOST = ipaddress.IPv4Address("127.0.0.1")
@@ -135,6 +134,3 @@ def _apiserver_request(c: Cluster) -> Request:
             dns.append(san)
     return Request("kube-apiserver", (), tuple(dict.fromkeys(dns)), tuple(dict.fromkeys(ips)), ("server",))
 
-
-def service_account_hosts(c: Cluster) -> tuple[str, ...]:
-    return names(c.control_plane)

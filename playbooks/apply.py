@@ -59,7 +59,7 @@ class Outcome:
 
 
 @cache
-def _local_sha256(path: Path, size: int, mtime: int) -> str:
+def _local_sha256(path: Path, size: int, mtime: int) -> str:  # size and mtime: part of the cache key
     h = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):

@@ -71,7 +71,11 @@ def check(c: Cluster, facts: dict[str, Facts], bundle_arch: str, now: float) -> 
             add("time", "ok" if f.ntp_synchronized else "warn",
                 f"skew {skew:+.0f} s; NTP " + {True: "synchronized", False: "NOT synchronized",
                                                 None: "state unknown (no timedatectl)"}[f.ntp_synchronized])
-        add("swap", "warn" if f.swap else "ok", f"on ({', '.join(f.swap)}): prepare turns it off" if f.swap else "off")
+        if f.swap or f.fstab_swap:
+            where = ", ".join([*(f"on: {s}" for s in f.swap), *(f"in fstab: {s}" for s in f.fstab_swap)])
+            add("swap", "warn", f"{where}; prepare turns it off and comments it out of fstab")
+        else:
+            add("swap", "ok", "off")
         if f.cgroup_version == 2:
             add("cgroup", "ok", "v2 (unified)")
         elif c.cgroup_v1 == "allow":

@@ -11,10 +11,8 @@ from typing import Any
 import yaml
 
 VERSIONS_FILE = Path(__file__).parent / "data" / "versions.yaml"
-ARCHES = ("amd64", "arm64")
+# What the Kubernetes server tarball holds under kubernetes/server/bin/.
 KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
-# Components whose version an inventory may override (`versions:`), besides Kubernetes itself.
-COMPONENTS = ("etcd", "containerd", "runc", "cni_plugins", "crictl", "coredns", "calico", "flannel")
 
 
 @cache
