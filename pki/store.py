@@ -91,7 +91,7 @@ def ensure(c: Cluster, now: dt.datetime | None = None) -> list[Row]:
         if ident.kubeconfig is not None:
             _kubeconfig(c, run, ident, cas["kubernetes"])
     for path, data in run.writes.items():
-        write_private(path, data)
+        write_private(path, data, 0o644 if path.suffix in (".crt", ".pub") else 0o600)
     return run.rows
 
 
@@ -99,14 +99,15 @@ def pair_files(base: Path) -> tuple[Path, Path]:
     return base.with_name(base.name + ".crt"), base.with_name(base.name + ".key")
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Atomically write `data` readable by the owner only, in directories only the owner can enter."""
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Atomically write `data` (owner-only unless `mode` says otherwise: certificates and public keys are not
+    secret) in directories only the owner can enter."""
     _private_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o600 if path.suffix in (".key", ".conf") else 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -1,0 +1,121 @@
+"""Task-level behaviour an operator relies on: where the inventory comes from, `certs.check`'s verdict,
+generated secrets created once and reused, and `render` giving byte-identical trees."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from invoke.config import Config
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from pki.report import check_rows
+from pki.store import ensure
+from playbooks import secrets
+from playbooks.inventory import ENV_VAR, load
+from playbooks.tasks.common import inventory_path
+from tests.conftest import EXAMPLE
+
+
+def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "playbooks.cli", *args], capture_output=True, text=True,
+                          timeout=120, cwd=cwd, env={**os.environ, "COLUMNS": "200", **(env or {})})
+
+
+@pytest.fixture
+def inventory(tmp_path: Path) -> Path:
+    data = yaml.safe_load(EXAMPLE.read_text()) | {"cluster_dir": str(tmp_path / "cluster"),
+                                                   "bundle": str(tmp_path / "bundle")}
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_inventory_from_option_env_or_fabric_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    ctx = Context(Config(overrides={"kubefab": {"inventory": "from-config.yaml"}}))
+    assert inventory_path(ctx, "given.yaml") == Path("given.yaml")
+    assert inventory_path(ctx, None) == Path("from-config.yaml")
+    monkeypatch.setenv(ENV_VAR, "from-env.yaml")
+    assert inventory_path(ctx, None) == Path("from-env.yaml")
+    monkeypatch.delenv(ENV_VAR)
+    with pytest.raises(Exit, match="no inventory"):
+        inventory_path(Context(Config()), None)
+
+
+def test_inventory_from_the_environment_on_the_command_line(inventory: Path) -> None:
+    result = cli("inventory.check", env={ENV_VAR: str(inventory)})
+    assert result.returncode == 0 and "inventory OK" in result.stdout
+
+
+def test_invalid_inventory_exits_with_every_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("virtual_router_id: 51", "virtual_router_id: 300")
+                   .replace("ip: 192.168.10.12", "ip: 192.168.10.300"))
+    result = cli("inventory.check", "--inventory", str(bad))
+    assert result.returncode == 1
+    assert "api.virtual_router_id" in result.stderr and "host k8s-2: hosts[1].ip" in result.stderr
+    assert "2 problem(s); nothing was changed" in result.stderr
+
+
+def test_fab_pki_twice_reports_kept_and_issued(inventory: Path) -> None:
+    first = cli("pki", "--inventory", str(inventory))
+    assert first.returncode == 0 and "kept 0, issued 22" in first.stdout, first.stdout[-500:]  # 22 leaves
+    second = cli("pki", "--inventory", str(inventory))
+    assert second.returncode == 0 and "issued 0" in second.stdout and "other changes 0" in second.stdout
+
+
+def test_certs_check_flags_expiry_and_mismatch(inventory: Path) -> None:
+    cluster = load(inventory)
+    ensure(cluster)
+    assert {r.status for r in check_rows(cluster)} == {"ok"}
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=cluster.certificates.validity_days - 5)
+    soon = {r.identity for r in check_rows(cluster, later) if r.status == "expires soon"}
+    assert "apiserver" in soon and "kubernetes CA" not in soon
+    moved = yaml.safe_load(inventory.read_text())
+    moved["api"]["extra_sans"] = ["other.example.internal"]
+    inventory.write_text(yaml.safe_dump(moved))
+    rows = {r.identity: r.status for r in check_rows(load(inventory))}
+    assert rows["apiserver"].startswith("mismatch: DNS SANs")
+    result = cli("certs.check", "--inventory", str(inventory))
+    assert result.returncode == 1 and "need attention" in result.stderr
+
+
+def test_certs_check_reports_missing_certificates(inventory: Path) -> None:
+    result = cli("certs.check", "--inventory", str(inventory))
+    assert result.returncode == 1 and "missing" in result.stdout
+
+
+def test_secrets_created_once_private_and_reused(inventory: Path) -> None:
+    cluster = load(inventory)
+    first = secrets.ensure(cluster)
+    path = secrets.path(cluster)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    mtime = path.stat().st_mtime_ns
+    assert secrets.ensure(cluster) == first and path.stat().st_mtime_ns == mtime
+    assert len(first.vrrp_password) == 8 and len(first.stats_password) >= 20
+    # A secret removed by hand is generated again; the others are kept.
+    doc = yaml.safe_load(path.read_text())
+    del doc["stats_password"]
+    path.write_text(yaml.safe_dump(doc))
+    again = secrets.ensure(cluster)
+    assert again.encryption_key == first.encryption_key and again.stats_password != first.stats_password
+    assert secrets.generate() != secrets.generate()
+
+
+def test_render_twice_gives_byte_identical_trees(inventory: Path, tmp_path: Path) -> None:
+    for out in ("one", "two"):
+        result = cli("render", "--inventory", str(inventory), "--out", str(tmp_path / out))
+        assert result.returncode == 0, result.stderr
+    one = {p.relative_to(tmp_path / "one"): p.read_bytes() for p in (tmp_path / "one").rglob("*") if p.is_file()}
+    two = {p.relative_to(tmp_path / "two"): p.read_bytes() for p in (tmp_path / "two").rglob("*") if p.is_file()}
+    assert one == two and len(one) > 150
+    assert stat.S_IMODE((tmp_path / "one").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "one" / "k8s-1" / "etc/kubernetes/pki/ca.key").stat().st_mode) == 0o600
