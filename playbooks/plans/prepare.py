@@ -23,6 +23,13 @@ PACKAGES = {
 _FSTAB_SWAP = r"^[^#].*[[:space:]]swap[[:space:]]"
 
 
+IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack")
+
+
+def modules(c: Cluster) -> tuple[str, ...]:
+    return ("overlay", "br_netfilter", *(IPVS_MODULES if c.kube_proxy_mode == "ipvs" else ()))
+
+
 def packages(c: Cluster, host: Host) -> tuple[str, ...]:
     names: list[str] = []
     if host.has("lb"):
@@ -41,9 +48,10 @@ def plan(inputs: Inputs, host: Host) -> Plan:
              unless=f"[ -z \"$(awk 'NR > 1' /proc/swaps)\" ] && ! grep -Eq '{_FSTAB_SWAP}' /etc/fstab",
              run=f"swapoff -a && sed -ri '/{_FSTAB_SWAP}/s/^/#kubefab: /' /etc/fstab"),
         # Checked by what the modules provide, so kernels with them built in (no modprobe possible) pass.
-        Step("kernel modules overlay, br_netfilter",
-             unless="grep -qw overlay /proc/filesystems && [ -d /proc/sys/net/bridge ]",
-             run="modprobe overlay && modprobe br_netfilter"),
+        Step(f"kernel modules {', '.join(modules(c))}",
+             unless="grep -qw overlay /proc/filesystems && [ -d /proc/sys/net/bridge ]"
+                    + (" && [ -e /proc/net/ip_vs ]" if c.kube_proxy_mode == "ipvs" else ""),
+             run=f"modprobe -a {' '.join(modules(c))}"),
         Step("sysctl settings applied",
              unless="[ \"$(sysctl -n net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables "
                     "net.bridge.bridge-nf-call-ip6tables | tr -d '\\n')\" = 111 ]",
@@ -56,7 +64,8 @@ def plan(inputs: Inputs, host: Host) -> Plan:
         "prepare",
         files=(
             File("/etc/sysctl.d/99-kubernetes.conf", render("base/99-kubernetes.conf.j2")),
-            File("/etc/modules-load.d/kubernetes.conf", render("base/kubernetes.conf.j2")),
+            File("/etc/modules-load.d/kubernetes.conf",
+                 render("base/kubernetes.conf.j2", modules=modules(c), ipvs=c.kube_proxy_mode == "ipvs")),
         ),
         blocks=(Block("/etc/hosts", f"kubefab {c.name}", render("base/hosts.j2", cluster=c).decode()),),
         steps=tuple(steps),
