@@ -79,14 +79,15 @@ class Remote:
     def wrap(self, command: str) -> str:
         return f"sudo -n sh -c {shlex.quote(command)}" if self.sudo else command
 
-    def run(self, step: str, command: str, check: bool = True, timeout: int | None = 300,
+    def run(self, step: str, command: str, check: bool = True, timeout: int | None = None,
             as_root: bool = True) -> Output:
-        """Run `command` (as root unless told otherwise). With `check`, a non-zero exit raises StepFailed."""
+        """Run `command` (as root unless told otherwise) within `timeout` seconds (default: the connection's).
+        With `check`, a non-zero exit raises StepFailed."""
         if self.log:
             self.log(self.name, f"$ {command}")
         try:
             result = self.conn.run(self.wrap(command) if as_root else command, hide=True, warn=True,
-                                   timeout=timeout, in_stream=False)
+                                   timeout=timeout or self.timeout, in_stream=False)
         except CommandTimedOut as exc:
             raise StepFailed(self.name, step, command, f"timed out after {exc.timeout} s") from None
         except (OSError, paramiko.SSHException) as exc:
