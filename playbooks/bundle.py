@@ -89,7 +89,7 @@ def verify(c: Cluster, stack: Stack, arch: str, addons: bool = False) -> list[st
         problems.append(
             f"{bundle}: {len(missing)} release file(s) missing:\n"
             + "".join(f"    {r.bundle_path}  ({r.url})\n" for r in missing)
-            + f"  fetch them with: fab bundle --inventory {c.source}"
+            + f"  fetch them with: kubefab bundle --inventory {c.source}"
         )
     for r in wanted:
         path = bundle / r.bundle_path
@@ -98,13 +98,13 @@ def verify(c: Cluster, stack: Stack, arch: str, addons: bool = False) -> list[st
         if manifest is not None and manifest.kind == "lab":
             entry = manifest.files.get(r.bundle_path)
             if entry is None or file_digest(path, "sha256") != entry.sha256:
-                problems.append(f"{path}: does not match the lab bundle's manifest; rebuild it with `fab lab.up`")
+                problems.append(f"{path}: does not match the lab bundle's manifest; rebuild it with `kubefab lab.up`")
         elif r.digest is None:
             problems.append(f"{path}: the versions table pins no checksum for {r.component} {r.version}; "
                             "use a pinned version or add its published checksum")
         elif file_digest(path, r.digest[0]) != r.digest[1]:
             problems.append(f"{path}: {r.digest[0]} differs from the published {r.checksum}; delete it and "
-                            f"run `fab bundle --inventory {c.source}`")
+                            f"run `kubefab bundle --inventory {c.source}`")
     return problems
 
 

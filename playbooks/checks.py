@@ -85,11 +85,30 @@ def _version(c: Cluster) -> Iterator[Finding]:
     if minor not in supported:
         yield Finding(("kubernetes_version",), repr(c.kubernetes_version),
                       f"one of the supported minors: {', '.join(supported)}")
+        return
+    stack = versions.stack(c.kubernetes_version, c.versions.model_dump())
+    pinned = versions.stack(minor).kubernetes
+    if stack.kubernetes != pinned:
+        yield Finding(("kubernetes_version",), f"{c.kubernetes_version!r}, a patch release with no pinned checksum",
+                      f"{minor} or {pinned}: kubefab bundle and deploy verify release files only against the versions "
+                      "table (a lab bundle is checked against its own manifest)", "warning")
+    if getattr(stack, c.cni) in (None, "None"):
+        yield Finding(("cni",), f"{c.cni}, which has no version pinned for Kubernetes {minor}",
+                      f"calico, or versions.{c.cni} set to a release you have checked")
+
+
+NODE_MASK = 24  # --node-cidr-mask-size: each node's pod range is a /24 of pod_cidr
 
 
 def _networks(c: Cluster) -> Iterator[Finding]:
     n = c.network
     svc, pod = n.service_cidr, n.pod_cidr
+    nodes = len(c.workers)
+    room = 2 ** (NODE_MASK - pod.prefixlen) if pod.prefixlen <= NODE_MASK else 0
+    if room < max(nodes, 1):
+        yield Finding(("network", "pod_cidr"), f"{pod}: room for {room} node range(s) of /{NODE_MASK}, "
+                      f"for {nodes} worker(s)",
+                      f"a CIDR holding a /{NODE_MASK} per worker (e.g. 10.244.0.0/16)")
     if svc.overlaps(pod):
         yield Finding(("network", "pod_cidr"), f"{pod}, overlapping network.service_cidr {svc}",
                       "service and pod CIDRs that do not overlap")
@@ -124,6 +143,12 @@ def _endpoint(c: Cluster) -> Iterator[Finding]:
 
 def _certificates(c: Cluster) -> Iterator[Finding]:
     cert = c.certificates
+    if cert.authorities == "single":
+        for name in ("etcd", "front_proxy"):
+            if getattr(cert.import_ca, name) is not None:
+                yield Finding(("certificates", "import_ca", name), "an imported CA that single mode would not use",
+                              "only import_ca.kubernetes with authorities: single (it signs everything), or "
+                              "authorities: split")
     if cert.validity_days > cert.ca_validity_days:
         yield Finding(("certificates", "validity_days"), f"{cert.validity_days} days",
                       f"no more than certificates.ca_validity_days ({cert.ca_validity_days})")

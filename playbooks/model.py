@@ -11,11 +11,21 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 Role = Literal["etcd", "control_plane", "lb", "worker"]
 ROLES: tuple[Role, ...] = ("etcd", "control_plane", "lb", "worker")
 
+def _text(value: object) -> object:
+    """Addresses must be written as text: pydantic would take `1` or `true` as 0.0.0.1."""
+    if not isinstance(value, str):
+        raise ValueError(f"an address written as text, like 10.0.0.1 or 10.96.0.0/12 (not a {type(value).__name__})")
+    return value
+
+
+IPv4 = Annotated[ipaddress.IPv4Address, BeforeValidator(_text)]
+IPv4Net = Annotated[ipaddress.IPv4Network, BeforeValidator(_text)]
+IPv4If = Annotated[ipaddress.IPv4Interface, BeforeValidator(_text)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Days = Annotated[int, Field(ge=1, le=36500)]
 
@@ -47,9 +57,9 @@ class Strict(BaseModel):
 
 
 class Network(Strict):
-    service_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/12")
-    pod_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.244.0.0/16")
-    dns_ip: ipaddress.IPv4Address = ipaddress.IPv4Address("10.96.0.10")
+    service_cidr: IPv4Net = ipaddress.IPv4Network("10.96.0.0/12")
+    pod_cidr: IPv4Net = ipaddress.IPv4Network("10.244.0.0/16")
+    dns_ip: IPv4 = ipaddress.IPv4Address("10.96.0.10")
     domain: str = "cluster.local"
     host_prefix: Annotated[int, Field(ge=8, le=30)] = 24
 
@@ -65,12 +75,12 @@ class Network(Strict):
 
 
 class Stats(Strict):
-    bind: ipaddress.IPv4Address = ipaddress.IPv4Address("127.0.0.1")
+    bind: IPv4 = ipaddress.IPv4Address("127.0.0.1")
     port: Port = 9000
 
 
 class Api(Strict):
-    vip: ipaddress.IPv4Address | None = None
+    vip: IPv4 | None = None
     port: Port = 8443
     apiserver_port: Port = 6443
     interface: str = "eth0"
@@ -113,7 +123,7 @@ class HostSSH(Strict):
 
 class Host(Strict):
     name: str
-    ip: ipaddress.IPv4Interface
+    ip: IPv4If
     roles: tuple[Role, ...] = Field(min_length=1)
     interface: str | None = None
     ssh: HostSSH = HostSSH()

@@ -169,7 +169,7 @@ def ensure_bundle(dest: Path, debs: Path, kubernetes_version: str, standins: Pat
                *standin_files(staging, builder, kubernetes_version, arch, flags)]
     manifest = {"kind": "lab", "arch": arch, "files": entries}
     (staging / MANIFEST).write_text(
-        "# Built by `fab lab.up` from Debian packages and Kubernetes stand-ins: for the lab only.\n"
+        "# Built by `kubefab lab.up` from Debian packages and Kubernetes stand-ins: for the lab only.\n"
         + yaml.safe_dump(manifest, sort_keys=False, default_flow_style=None, width=1000))
     (staging / INPUTS_FILE).write_text(key + "\n")
     remove_tree(dest)

@@ -52,13 +52,13 @@ def lab_inventory(hosts: tuple[LabHost, ...], subnet: IPv4Network, key: Path, kn
 
 
 def render(inventory: dict[str, Any]) -> str:
-    return ("# Written by `fab lab.up` for the hosts it started; rewritten on every `lab.up`.\n"
+    return ("# Written by `kubefab lab.up` for the hosts it started; rewritten on every `lab.up`.\n"
             + yaml.safe_dump(inventory, sort_keys=False, default_flow_style=None, width=110))
 
 
 def usage(path: Path) -> str:
     return (f"lab inventory: {path}\n"
-            f"  fab inventory.check --inventory {path}\n"
-            f"  fab deploy --inventory {path}   (or: export KUBEFAB_INVENTORY={path})\n"
-            "  fab lab.ssh lab-1 --command 'sudo systemctl status'\n"
-            "  fab lab.down")
+            f"  kubefab inventory.check --inventory {path}\n"
+            f"  kubefab deploy --inventory {path}   (or: export KUBEFAB_INVENTORY={path})\n"
+            "  kubefab lab.ssh lab-1 --command 'sudo systemctl status'\n"
+            "  kubefab lab.down")

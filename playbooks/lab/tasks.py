@@ -44,7 +44,7 @@ def up(c: Context, hosts: int = 3, subnet: str = str(network.DEFAULT_SUBNET),
     except ValueError as exc:  # a bad --hosts/--subnet, found before anything starts
         raise Exit(f"lab.up: {exc}", code=2) from None
     except (RuntimeError, OSError) as exc:  # CommandError and TimeoutError included
-        raise Exit(f"lab.up failed: {exc}\nwhat did start is listed in {paths.state}; `fab lab.down` removes it"
+        raise Exit(f"lab.up failed: {exc}\nwhat did start is listed in {paths.state}; `kubefab lab.down` removes it"
                    f" (consoles: {paths.hosts}/*/console.log)", code=1) from None
     ui.out.print(usage(paths.inventory))
 

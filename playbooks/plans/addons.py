@@ -29,7 +29,7 @@ def manifests(inputs: Inputs, bundle: Path) -> dict[str, bytes]:
     rel = cni_release(inputs.cluster.cni, inputs.stack)
     source = bundle / rel.bundle_path
     if not source.exists():
-        raise AddonError(f"{source}: the {inputs.cluster.cni} manifest is not in the bundle (run `fab bundle`)")
+        raise AddonError(f"{source}: the {inputs.cluster.cni} manifest is not in the bundle (run `kubefab bundle`)")
     patch = patch_calico if inputs.cluster.cni == "calico" else patch_flannel
     return {
         "00-apiserver-to-kubelet-rbac.yaml": render("addons/apiserver-to-kubelet-rbac.yaml.j2"),

@@ -104,7 +104,7 @@ def deploy(c: Context, inventory: str | None = None, only: str | None = None, sk
             d.phase(name)
     except DeployFailed as exc:
         summary(d.results, cluster)
-        raise Exit(f"deploy stopped: {exc}\nfix the cause and run `fab deploy` again: finished work is kept and "
+        raise Exit(f"deploy stopped: {exc}\nfix the cause and run `kubefab deploy` again: finished work is kept and "
                    "only what still differs is changed", code=1) from None
     finally:
         d.close()

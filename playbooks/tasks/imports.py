@@ -45,6 +45,6 @@ def import_inventory(c: Context, src: str, out: str = "", tool: str | None = Non
     todo += [] if verdict.ok else ["fix the problems listed"]
     if todo:
         raise Exit(f"{path}: written, NOT VALID YET (the file's header says the same): {'; '.join(todo)}; then run "
-                   f"`fab inventory.check --inventory {path}`", code=1)
+                   f"`kubefab inventory.check --inventory {path}`", code=1)
     ui.out.print(f"{path}: valid, {len(imported.data['hosts'])} hosts. Review the report above, then\n"
-                 f"  fab inventory.check --inventory {path}")
+                 f"  kubefab inventory.check --inventory {path}")

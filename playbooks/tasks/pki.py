@@ -1,5 +1,5 @@
 """`fab pki` (generate or refresh every certificate, key and kubeconfig; nothing remote) and
-`fab certs.check` (expiry and inventory match report)."""
+`kubefab certs.check` (expiry and inventory match report)."""
 
 from invoke.collection import Collection
 from invoke.context import Context
@@ -39,7 +39,7 @@ def check(c: Context, inventory: str | None = None) -> None:
              [(r.identity, r.file, ui.date(r.expires), r.days_left, r.status) for r in rows])
     bad = [r for r in rows if r.status != "ok"]
     if bad:
-        raise Exit(f"{len(bad)} certificate(s) need attention: run `fab pki` to renew or reissue them", code=1)
+        raise Exit(f"{len(bad)} certificate(s) need attention: run `kubefab pki` to renew or reissue them", code=1)
     ui.out.print(f"all {len(rows)} certificates ok")
 
 

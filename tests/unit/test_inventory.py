@@ -199,6 +199,31 @@ def test_wrong_types(mutate: Callable, field: str) -> None:
     assert field in {p.field for p in found}, [str(p) for p in found]
 
 
+@pytest.mark.parametrize("value", [1, True, 3232238091])
+def test_addresses_must_be_text(value: object) -> None:
+    p = only(lambda d: d["hosts"][0].update(ip=value), "hosts[0].ip", str(value))
+    assert "written as text" in p.expected
+
+
+def test_cni_without_a_pinned_version() -> None:
+    p = only(lambda d: d.update(kubernetes_version="1.32", cni="flannel"), "cni", "flannel")
+    assert "versions.flannel" in p.expected
+
+
+def test_unpinned_patch_release_is_a_warning() -> None:
+    only(lambda d: d.update(kubernetes_version="1.35.1"), "kubernetes_version", "no pinned checksum", "warning")
+
+
+def test_pod_cidr_too_small_for_a_range_per_node() -> None:
+    only(lambda d: d["network"].update(pod_cidr="10.244.0.0/25"), "network.pod_cidr", "room for 0")
+    only(lambda d: d["network"].update(pod_cidr="10.244.0.0/23"), "network.pod_cidr", "room for 2 node range(s)")
+
+
+def test_single_ca_ignores_no_import() -> None:
+    only(lambda d: d["certificates"].update(authorities="single", import_ca={"etcd": {"cert": "a", "key": "b"}}),
+         "certificates.import_ca.etcd", "single mode would not use")
+
+
 def test_missing_required_field() -> None:
     only(lambda d: d["hosts"][1].pop("ip"), "hosts[1].ip", "nothing")
 
