@@ -61,6 +61,8 @@ def _row(c: Cluster, identity: str, file: str, cert: x509.Certificate | None, no
     days = (cert.not_valid_after_utc - now).days
     if issues:
         status = "mismatch: " + "; ".join(issues)
+    elif days < c.certificates.renew_within_days and identity.endswith(" CA"):
+        status = ("CA expires soon" if days >= 0 else "CA expired") + ": kubefab never replaces a CA; rotate it by hand"
     elif days < c.certificates.renew_within_days:
         status = "expires soon" if days >= 0 else "expired"
     else:

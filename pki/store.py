@@ -203,6 +203,12 @@ def _imported(c: Cluster, run: _Run, spec: CA, cert_file: str, key_file: str) ->
     if not certs.is_ca(cert):
         run.problems.append(f"{c.path(cert_file)} ({field}.cert): not a CA certificate")
         return None
+    if not certs.signed_by(cert, cert):
+        # Hosts are given this file alone as their trust anchor (HAProxy's ca-file, openssl verify, kubelets):
+        # an intermediate without its root fails verification there.
+        run.problems.append(f"{c.path(cert_file)} ({field}.cert): not self-signed (an intermediate CA?); import "
+                            "a self-signed root CA: intermediates are not supported yet")
+        return None
     if not keys.matches(cert, private):
         run.problems.append(f"{c.path(key_file)} ({field}.key): does not match {c.path(cert_file)}")
         return None

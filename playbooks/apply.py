@@ -19,6 +19,9 @@ from playbooks.plan import Binary, Block, Directory, File, Plan, Step
 from playbooks.remote import Remote
 
 UNIT_DIR = "/etc/systemd/system/"
+# Services whose files changed in a run that did not reach their phase (e.g. --only certificates): the next
+# run that does restarts them. One name per line.
+PENDING_RESTARTS = "/var/lib/kubefab/restart-pending"
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Assessment:
     users: list[str] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     services: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (is-enabled, is-active)
+    pending_restarts: set[str] = field(default_factory=set)  # left by an earlier run (PENDING_RESTARTS)
     unchanged: int = 0
 
     @property
@@ -92,11 +96,12 @@ def state_script(plan: Plan) -> str:
     for s in plan.services:
         lines.append(f"printf 'V\\t%s\\t%s\\t%s\\n' {q(s)} \"$(systemctl is-enabled {q(s)} 2>/dev/null)\" "
                      f"\"$(systemctl is-active {q(s)} 2>/dev/null)\"")
+    lines.append(f"printf 'R\\t%s\\n' \"$(cat {PENDING_RESTARTS} 2>/dev/null | tr '\\n' ' ')\"")
     return "\n".join(lines) + "\ntrue\n"
 
 
 def parse_state(text: str) -> dict[str, dict]:
-    state: dict[str, dict] = {"F": {}, "D": {}, "B": {}, "U": {}, "S": {}, "V": {}}
+    state: dict[str, dict] = {"F": {}, "D": {}, "B": {}, "U": {}, "S": {}, "V": {}, "R": {}}
     for line in text.splitlines():
         kind, *rest = line.split("\t")
         if kind == "F" and len(rest) == 3:
@@ -111,6 +116,8 @@ def parse_state(text: str) -> dict[str, dict]:
             state["S"][int(rest[0])] = rest[1] == "ok"
         elif kind == "V" and len(rest) == 3:
             state["V"][rest[0]] = (rest[1], rest[2])
+        elif kind == "R" and rest:
+            state["R"] = dict.fromkeys(rest[0].split(), True)
     return state
 
 
@@ -134,7 +141,7 @@ def with_block(current: str, block: Block) -> str:
 
 def assess(remote: Remote, plan: Plan, bundle: Path) -> Assessment:
     state = parse_state(remote.run(f"{plan.component}: read host state", state_script(plan)).stdout)
-    out = Assessment(services=state["V"])
+    out = Assessment(services=state["V"], pending_restarts=set(state["R"]))
     for f in plan.files:
         have = state["F"].get(f.path)
         if have is None or have.sha256 != f.sha256:

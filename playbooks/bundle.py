@@ -21,6 +21,9 @@ from playbooks.versions import Release, Stack, release
 
 MANIFEST = "manifest.yaml"
 CACHE = ".extracted"
+# Release files nobody publishes a checksum for: `kubefab bundle` records the SHA-256 it downloaded in the
+# manifest, and deploy checks the file against that record.
+RECORDED = ("calico_manifest", "flannel_manifest")
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,11 @@ def verify(c: Cluster, stack: Stack, arch: str, addons: bool = False) -> list[st
             entry = manifest.files.get(r.bundle_path)
             if entry is None or file_digest(path, "sha256") != entry.sha256:
                 problems.append(f"{path}: does not match the lab bundle's manifest; rebuild it with `kubefab lab.up`")
+        elif r.digest is None and r.component in RECORDED:
+            entry = manifest.files.get(r.bundle_path) if manifest else None
+            if entry is None or file_digest(path, "sha256") != entry.sha256:
+                problems.append(f"{path}: differs from the SHA-256 `kubefab bundle` recorded when it fetched it; "
+                                f"delete it and run `kubefab bundle --inventory {c.source}`")
         elif r.digest is None:
             problems.append(f"{path}: the versions table pins no checksum for {r.component} {r.version}; "
                             "use a pinned version or add its published checksum")
@@ -172,6 +180,10 @@ def download(c: Cluster, stack: Stack, arch: str, log=print, mirror: str | None 
     files = dict(manifest.files)
     for r in [*required(c, stack, arch), cni_release(c.cni, stack)]:
         path = bundle / r.bundle_path
+        if r.digest is None and r.component not in RECORDED:
+            problems.append(f"{r.url}: the versions table pins no checksum for {r.component} {r.version}; "
+                            "not fetched (use a pinned version)")
+            continue
         if not path.exists():
             url = mirrored(r.url, mirror)
             log(f"fetching {url}")
@@ -189,8 +201,12 @@ def download(c: Cluster, stack: Stack, arch: str, log=print, mirror: str | None 
             problems.append(f"{r.url}: {r.digest[0]} mismatch (expected {r.digest[1]}); file removed")
             path.unlink()
             continue
-        if r.digest is None:
-            log(f"warning: {r.url}: no published checksum in the versions table; kept as downloaded")
+        if r.digest is None and r.bundle_path not in files:
+            log(f"note: {r.url} has no published checksum; its SHA-256 is recorded in {MANIFEST} and checked "
+                "on every deploy")
+        if r.digest is None and r.bundle_path in files and file_digest(path, "sha256") != files[r.bundle_path].sha256:
+            problems.append(f"{path}: differs from the SHA-256 recorded when it was fetched; delete it to fetch again")
+            continue
         files[r.bundle_path] = Entry(r.component, r.version, r.bundle_path, file_digest(path, "sha256"), r.url)
     write_manifest(bundle, Manifest("release", arch, files))
     return problems

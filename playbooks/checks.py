@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from playbooks import versions
-from playbooks.model import Cluster
+from playbooks.model import NODE_MASK, Cluster
 
 Path = tuple[str | int, ...]
 
@@ -95,9 +95,6 @@ def _version(c: Cluster) -> Iterator[Finding]:
     if getattr(stack, c.cni) in (None, "None"):
         yield Finding(("cni",), f"{c.cni}, which has no version pinned for Kubernetes {minor}",
                       f"calico, or versions.{c.cni} set to a release you have checked")
-
-
-NODE_MASK = 24  # --node-cidr-mask-size: each node's pod range is a /24 of pod_cidr
 
 
 def _networks(c: Cluster) -> Iterator[Finding]:

@@ -27,6 +27,7 @@ IPv4 = Annotated[ipaddress.IPv4Address, BeforeValidator(_text)]
 IPv4Net = Annotated[ipaddress.IPv4Network, BeforeValidator(_text)]
 IPv4If = Annotated[ipaddress.IPv4Interface, BeforeValidator(_text)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+NODE_MASK = 24  # the controller-manager's --node-cidr-mask-size: each node's pod range is a /24 of pod_cidr
 Days = Annotated[int, Field(ge=1, le=36500)]
 
 # RFC 1123 label: what a node name and a certificate DNS SAN can hold.

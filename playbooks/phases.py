@@ -7,7 +7,9 @@ restart one host at a time, each followed by its health check."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import shlex
 import threading
 import time
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from playbooks import bundle as bundles
-from playbooks.apply import Assessment, Outcome, assess, execute
+from playbooks.apply import PENDING_RESTARTS, Assessment, Outcome, assess, execute
 from playbooks.facts import COMMAND, Facts, parse
 from playbooks.model import Cluster, Host
 from playbooks.plan import Binary, File, Plan
@@ -87,6 +89,7 @@ class Deployment:
         self.lab_bundle = manifest is not None and manifest.kind == "lab"
         self.remotes: dict[str, Remote] = {}
         self.pending: dict[str, set[str]] = {h.name: set() for h in cluster.hosts}
+        self.recorded: dict[str, set[str]] = {}  # what each host's PENDING_RESTARTS held when first read
         self.stop = threading.Event()
         self.facts: dict[str, Facts] = {}
         self.results: list[PhaseResult] = []
@@ -149,8 +152,22 @@ class Deployment:
     def close(self) -> None:
         if self.prefetch is not None:
             self.prefetch.close()
+        self.record_pending()
         for r in self.remotes.values():
             r.close()
+
+    def record_pending(self) -> None:
+        """Leave on each host the restarts this run owed but did not do (its phase did not run or failed),
+        for the next run; clear what was done. Best effort on hosts that cannot be reached."""
+        for name, before in self.recorded.items():
+            after = self.pending[name]
+            if after == before:
+                continue
+            names = " ".join(sorted(after))
+            command = (f"mkdir -p {os.path.dirname(PENDING_RESTARTS)} && printf '%s\\n' {names} > {PENDING_RESTARTS}"
+                       if after else f"rm -f {PENDING_RESTARTS}")
+            with contextlib.suppress(StepFailed):
+                self.run(self.c.host(name), "record pending restarts", command, timeout=15)
 
     # -- phases ---------------------------------------------------------------------------------------------
 
@@ -179,13 +196,16 @@ class Deployment:
         try:
             done = self.each(phase, hosts, apply_host)
         except DeployFailed as exc:
-            for name, (found, outcome) in exc.done.items():
-                result.hosts[name] = Tally(outcome.changed, found.unchanged)
+            self.tally(exc.done, result)  # what did change is owed its restarts by the next run
             raise
+        self.tally(done, result)
+        self.services(phase, plans, {n: found for n, (found, _) in done.items()}, result)
+
+    def tally(self, done: dict[str, tuple[Assessment, Outcome]], result: PhaseResult) -> None:
         for name, (found, outcome) in done.items():
             result.hosts[name] = Tally(outcome.changed, found.unchanged)
-            self.pending[name] |= outcome.notified
-        self.services(phase, plans, {n: found for n, (found, _) in done.items()}, result)
+            self.recorded.setdefault(name, set(found.pending_restarts))
+            self.pending[name] |= outcome.notified | found.pending_restarts
 
     def services(self, phase: str, plans: dict[str, Plan], found: dict[str, Assessment], result: PhaseResult) -> None:
         hosts = tuple(h for h in self.c.hosts if h.name in plans and plans[h.name].services)

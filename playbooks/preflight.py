@@ -81,7 +81,8 @@ def check(c: Cluster, facts: dict[str, Facts], bundle_arch: str, now: float) -> 
         elif c.cgroup_v1 == "allow":
             add("cgroup", "warn", "v1: allowed by the inventory (failCgroupV1: false); v1 is deprecated")
         else:
-            add("cgroup", "fail", "v1: the kubelet refuses it (1.35+); move to cgroup v2 or set cgroup_v1: allow")
+            add("cgroup", "fail", "v1: kubefab renders failCgroupV1: true (cgroup_v1: refuse), so the kubelet would "
+                "not start; move the host to cgroup v2 or set cgroup_v1: allow")
         if host.has("etcd"):
             if f.etcd_member and len(etcd_with_data) == len(c.etcd_hosts):
                 add("etcd data", "ok", "existing member data: kept, the cluster is not re-initialised")

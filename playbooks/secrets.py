@@ -37,12 +37,20 @@ def path(c: Cluster) -> Path:
     return c.dir / FILE
 
 
+class SecretsError(Exception):
+    pass
+
+
 def ensure(c: Cluster) -> Secrets:
-    """The cluster's secrets, generating (and writing) only the ones not yet on disk."""
+    """The cluster's secrets, generating (and writing) only the ones not yet on disk. A damaged file is an
+    error, never overwritten: it holds the key Secrets are encrypted with."""
     file = path(c)
-    stored = yaml.safe_load(file.read_text()) if file.exists() else {}
-    if not isinstance(stored, dict):
-        raise ValueError(f"{file}: expected a mapping of secrets")
+    try:
+        stored = yaml.safe_load(file.read_text()) if file.exists() else {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SecretsError(f"{file}: unreadable ({exc}); restore it from a backup") from None
+    if not isinstance(stored, dict) or not all(isinstance(v, str) for v in stored.values()):
+        raise SecretsError(f"{file}: expected a mapping of secret names to strings; restore it from a backup")
     fresh = asdict(generate())
     merged = {k: stored.get(k) or fresh[k] for k in fresh}
     if merged != stored:

@@ -71,8 +71,8 @@ def document(imported: Imported, out: Path) -> tuple[str, list[Problem]]:
     """The YAML to write to `out`, and its validation problems (lines as in that text). With fields missing or
     errors, the text opens with a NOT VALID YET block listing them, so the file itself says what to fill in."""
     body = yaml.safe_dump(imported.data, sort_keys=False, default_flow_style=None, width=110)
-    header = [f"# Imported by `fab import-inventory` from {imported.source} ({imported.format}).",
-              "# Check it against the report the import printed, then: fab inventory.check --inventory FILE"]
+    header = [f"# Imported by `kubefab import-inventory` from {imported.source} ({imported.format}).",
+              "# Check it against the report the import printed, then: kubefab inventory.check --inventory FILE"]
     problems = validate_text(body, out).problems
     missing = [f"#   missing: {e.target}: {e.note}" for e in imported.report.of("missing")]
     if missing or any(p.severity == "error" for p in problems):

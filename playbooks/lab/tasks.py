@@ -76,7 +76,7 @@ def ssh(c: Context, name: str, command: str = "") -> None:
     paths = _paths()
     state = load(paths.state)
     if state is None:
-        raise Exit("no lab running: fab lab.up first", code=2)
+        raise Exit("no lab running: kubefab lab.up first", code=2)
     try:
         host = state.host(name)
     except KeyError as exc:

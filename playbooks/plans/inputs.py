@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from playbooks.facts import Facts
-from playbooks.model import Cluster, Host
+from playbooks.model import NODE_MASK, Cluster, Host
 from playbooks.secrets import Secrets
 from playbooks.versions import Stack, stack
 
@@ -25,7 +25,7 @@ class Inputs:
     def context(self, host: Host | None = None, **extra: object) -> dict[str, object]:
         """Template variables shared by every template."""
         return {"cluster": self.cluster, "stack": self.stack, "secrets": self.secrets, "pki": REMOTE_PKI,
-                "host": host, **extra}
+                "host": host, "node_mask": NODE_MASK, **extra}
 
 
 def read_cluster_files(c: Cluster) -> dict[str, bytes]:

@@ -4,22 +4,17 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from pki.store import PKIError
 from playbooks import ui
 from playbooks.audit import audit_host
 from playbooks.plans import host_plans
-from playbooks.plans.inputs import gather
-from playbooks.tasks.common import load_cluster
+from playbooks.tasks.common import gather_inputs, load_cluster
 
 
 @task(auto_shortflags=False, help={"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)"})
 def audit(c: Context, inventory: str | None = None) -> None:
     """Check the rendered configuration against CIS-style rules; exit 1 on any failure."""
     cluster = load_cluster(c, inventory)
-    try:
-        inputs = gather(cluster)
-    except PKIError as exc:
-        raise Exit(str(exc), code=1) from None
+    inputs = gather_inputs(cluster)
     results = [r for h in cluster.hosts for r in audit_host(h.name, h.has("control_plane"), host_plans(inputs, h))]
     ui.table(f"security audit of {cluster.name}", ["check", "host", "result", "detail"],
              [(r.check, r.host, "pass" if r.ok else "FAIL", r.detail) for r in results])

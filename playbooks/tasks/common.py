@@ -8,9 +8,12 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.exceptions import Exit
 
+from pki.store import PKIError
 from playbooks import ui
 from playbooks.inventory import ENV_VAR, validate
 from playbooks.model import Cluster
+from playbooks.plans.inputs import Inputs, gather
+from playbooks.secrets import SecretsError
 
 
 def inventory_path(c: Context, inventory: str | None) -> Path:
@@ -30,3 +33,11 @@ def load_cluster(c: Context, inventory: str | None) -> Cluster:
         raise Exit(f"{verdict.path}: {errors} problem(s); nothing was changed", code=1)
     assert verdict.cluster is not None
     return verdict.cluster
+
+
+def gather_inputs(cluster: Cluster) -> Inputs:
+    """The plan inputs, or exit naming the file when the PKI or the secrets on disk are unusable."""
+    try:
+        return gather(cluster)
+    except (PKIError, SecretsError) as exc:
+        raise Exit(str(exc), code=1) from None

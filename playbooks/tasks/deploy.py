@@ -10,17 +10,18 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from pki.store import PKIError, kubeconfig_dir
+from pki.store import kubeconfig_dir
 from playbooks import bundle, ui
 from playbooks.apply import Assessment, assess
 from playbooks.model import Cluster, Host
 from playbooks.phases import PHASES, DeployFailed, Deployment, PhaseResult
 from playbooks.plan import Plan
 from playbooks.plans import HOST_PHASES
-from playbooks.plans.inputs import Inputs, gather, stack_of
+from playbooks.plans.addons import AddonError
+from playbooks.plans.inputs import Inputs, stack_of
 from playbooks.preflight import Finding
 from playbooks.remote import StepFailed
-from playbooks.tasks.common import load_cluster
+from playbooks.tasks.common import gather_inputs, load_cluster
 
 INVENTORY_HELP = "cluster YAML file (default: $KUBEFAB_INVENTORY)"
 
@@ -38,14 +39,14 @@ def select(only: str | None, skip: str | None) -> list[str]:
     return [p for p in PHASES if p != "preflight" and (not wanted or p in wanted) and p not in skipped]
 
 
-def prepared(c: Context, inventory: str | None) -> tuple[Cluster, Inputs]:
-    """Everything checked on this machine before any host is touched: inventory, PKI, bundle."""
+def prepared(c: Context, inventory: str | None, phases: list[str]) -> tuple[Cluster, Inputs]:
+    """Everything checked on this machine before any host is touched: inventory, PKI, secrets, and every bundle
+    file the phases will read (the CNI manifest too when add-ons run, which a lab bundle skips)."""
     cluster = load_cluster(c, inventory)
-    try:
-        inputs = gather(cluster)
-    except PKIError as exc:
-        raise Exit(str(exc), code=1) from None
-    problems = bundle.verify(cluster, inputs.stack, inputs.arch)
+    inputs = gather_inputs(cluster)
+    manifest = bundle.read_manifest(cluster.bundle_dir)
+    addons = "addons" in phases and not (manifest is not None and manifest.kind == "lab")
+    problems = bundle.verify(cluster, inputs.stack, inputs.arch, addons=addons)
     if problems:
         raise Exit("the bundle is not ready; no host was touched:\n" + "\n".join(problems), code=1)
     return cluster, inputs
@@ -89,7 +90,7 @@ def deploy(c: Context, inventory: str | None = None, only: str | None = None, sk
            verbose: bool = False, command_timeout: int = 300) -> None:
     """Take the inventory's hosts to a running HA cluster; a second run changes nothing."""
     phases = select(only, skip)
-    cluster, inputs = prepared(c, inventory)
+    cluster, inputs = prepared(c, inventory, phases)
 
     def report(host: str, text: str) -> None:
         ui.out.print(f"  {host:<14} {text}")
@@ -119,7 +120,7 @@ def deploy(c: Context, inventory: str | None = None, only: str | None = None, sk
 def plan(c: Context, inventory: str | None = None, only: str | None = None, skip: str | None = None) -> None:
     """Show, per host, what deploy would change (unified diffs, steps, services); change nothing."""
     phases = [p for p in select(only, skip) if p in HOST_PHASES]
-    cluster, inputs = prepared(c, inventory)
+    cluster, inputs = prepared(c, inventory, phases)
     d = Deployment(cluster, inputs, lambda host, text: None)
     try:
         run_preflight(d)
@@ -179,7 +180,10 @@ def describe_changes(d: Deployment, host: Host, p: Plan, found: Assessment) -> l
 def fetch_bundle(c: Context, inventory: str | None = None, arch: str = "amd64", mirror: str | None = None) -> None:
     """Download the pinned release files for the inventory into its bundle directory, verifying checksums."""
     cluster = load_cluster(c, inventory)
-    problems = bundle.download(cluster, stack_of(cluster), arch, log=ui.out.print, mirror=mirror)
+    try:
+        problems = bundle.download(cluster, stack_of(cluster), arch, log=ui.out.print, mirror=mirror)
+    except AddonError as exc:
+        raise Exit(str(exc), code=1) from None
     if problems:
         raise Exit("\n".join(problems), code=1)
     ui.out.print(f"bundle ready in {cluster.bundle_dir}")

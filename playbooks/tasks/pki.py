@@ -39,7 +39,8 @@ def check(c: Context, inventory: str | None = None) -> None:
              [(r.identity, r.file, ui.date(r.expires), r.days_left, r.status) for r in rows])
     bad = [r for r in rows if r.status != "ok"]
     if bad:
-        raise Exit(f"{len(bad)} certificate(s) need attention: run `kubefab pki` to renew or reissue them", code=1)
+        raise Exit(f"{len(bad)} certificate(s) need attention: `kubefab pki` reissues leaves, then `kubefab deploy` "
+                   "delivers them", code=1)
     ui.out.print(f"all {len(rows)} certificates ok")
 
 

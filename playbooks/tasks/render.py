@@ -3,15 +3,12 @@
 from pathlib import Path
 
 from invoke.context import Context
-from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from pki.store import PKIError
 from playbooks import tree, ui
 from playbooks.plans import host_plans
 from playbooks.plans.addons import AddonError, manifests
-from playbooks.plans.inputs import gather
-from playbooks.tasks.common import load_cluster
+from playbooks.tasks.common import gather_inputs, load_cluster
 
 
 @task(auto_shortflags=False, help={"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)",
@@ -19,10 +16,7 @@ from playbooks.tasks.common import load_cluster
 def render(c: Context, inventory: str | None = None, out: str = "out") -> None:
     """Render every host's files (certificates included) and the add-on manifests into OUT."""
     cluster = load_cluster(c, inventory)
-    try:
-        inputs = gather(cluster)
-    except PKIError as exc:
-        raise Exit(str(exc), code=1) from None
+    inputs = gather_inputs(cluster)
     try:
         addons = manifests(inputs, cluster.bundle_dir)
     except AddonError as exc:

@@ -142,3 +142,19 @@ def test_keys_survive_a_rolling_restart_of_every_member(lab: Lab, cluster: Clust
     assert stored == keys
     during = etcd.prefix("/kubefab-test/during/", etcd.endpoints[2])
     assert set(acknowledged) <= set(during), "an acknowledged write was lost"
+
+
+def test_restarts_owed_by_a_partial_run_are_done_by_the_next(lab: Lab, cluster: Cluster) -> None:
+    """`--only certificates` delivers a changed certificate but runs no service phase: the restart it owes is
+    left on the host and done by the next run that reaches the control plane."""
+    host = cluster.control_plane[1].name
+    lab.run(host, "sudo sh -c 'echo >> /etc/kubernetes/pki/apiserver.crt'")
+    result, _ = cli("deploy", "--inventory", str(lab.paths.inventory), "--only", "certificates")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "restarted" not in result.stdout
+    assert lab.run(host, "cat /var/lib/kubefab/restart-pending").split() == ["kube-apiserver"]
+    result, _ = cli("deploy", "--inventory", str(lab.paths.inventory))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    restarts = [line.split()[0] for line in result.stdout.splitlines() if "restarted kube-apiserver" in line]
+    assert restarts == [host], result.stdout[-3000:]
+    assert lab.run(host, "test -e /var/lib/kubefab/restart-pending && echo left || echo none") == "none"
