@@ -8,6 +8,7 @@ import shlex
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import paramiko
 from fabric import Connection
@@ -39,6 +40,25 @@ class Output:
     @property
     def ok(self) -> bool:
         return self.exited == 0
+
+
+USER_KNOWN_HOSTS = Path("~/.ssh/known_hosts").expanduser()
+
+
+class AcceptNew(paramiko.MissingHostKeyPolicy):
+    """Record a host key seen for the first time (appended under a lock: hosts connect in parallel)."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        with self._lock:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with self.path.open("a") as known:
+                known.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
 
 
 def _gcm_first(*args: object, **kwargs: object) -> paramiko.Transport:
@@ -74,6 +94,11 @@ class Remote:
             # Strict: only the keys recorded for these hosts are accepted.
             self.conn.client.load_host_keys(str(cluster.path(ssh.known_hosts)))
             self.conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        else:
+            # OpenSSH's accept-new: a known host must present its recorded key; a new one is recorded.
+            if USER_KNOWN_HOSTS.exists():
+                self.conn.client.get_host_keys().load(str(USER_KNOWN_HOSTS))
+            self.conn.client.set_missing_host_key_policy(AcceptNew(USER_KNOWN_HOSTS))
         self._lock = threading.Lock()
 
     def wrap(self, command: str) -> str:

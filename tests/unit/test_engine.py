@@ -11,6 +11,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import paramiko
 import pytest
 import yaml
 from invoke.exceptions import Exit
@@ -19,7 +20,7 @@ from playbooks import bundle, facts, preflight
 from playbooks.apply import parse_state, state_script, with_block
 from playbooks.inventory import load
 from playbooks.plan import Binary, Block, Directory, File, Plan, Step
-from playbooks.remote import Remote
+from playbooks.remote import AcceptNew, Remote
 from playbooks.tasks.deploy import select
 from playbooks.versions import stack
 from tests.conftest import EXAMPLE
@@ -250,3 +251,21 @@ def test_binaries_are_read_from_archives(tmp_path: Path) -> None:
     assert gzip.decompress(bundle.compressed(tmp_path / "b", b).read_bytes()) == b"hello"
     with pytest.raises(FileNotFoundError, match="has no member bin/other"):
         bundle.extracted(tmp_path / "b", Binary("x/1/amd64/x.tar.gz", "bin/other", "/x"))
+
+
+def test_new_host_keys_are_recorded_and_known_ones_enforced(tmp_path: Path) -> None:
+    known = tmp_path / ".ssh" / "known_hosts"
+    key = paramiko.Ed25519Key.from_private_key_file(str(_ed25519(tmp_path)))
+    AcceptNew(known).missing_host_key(paramiko.SSHClient(), "[10.0.0.5]:2222", key)
+    assert known.read_text() == f"[10.0.0.5]:2222 ssh-ed25519 {key.get_base64()}\n"
+    assert oct(known.parent.stat().st_mode & 0o777) == "0o700"
+    reloaded = paramiko.HostKeys(str(known))
+    assert reloaded.check("[10.0.0.5]:2222", key)
+    other = paramiko.Ed25519Key.from_private_key_file(str(_ed25519(tmp_path, "other")))
+    assert not reloaded.check("[10.0.0.5]:2222", other)  # a changed key is refused on the next connection
+
+
+def _ed25519(tmp_path: Path, name: str = "key") -> Path:
+    path = tmp_path / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
