@@ -1,5 +1,6 @@
 """The `kubefab` command: Fabric's own program with kubefab's tasks, usable without a fabfile."""
 
+import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from fabric import Config, Executor
@@ -18,8 +19,18 @@ def _version() -> str:
 program = Fab(name="kubefab", namespace=ns, version=_version(), executor_class=Executor, config_class=Config)
 
 
+def help_first(argv: list[str]) -> list[str]:
+    """`kubefab TASK ... --help` as `kubefab --help TASK`: invoke would hand `--help` to a task's positional
+    argument (`lab.ssh NAME`, `import-inventory SRC`) instead of showing the task's help."""
+    words = argv[1:]
+    tasks = [w for w in words if not w.startswith("-")]
+    if tasks and any(w in ("--help", "-h") for w in words[words.index(tasks[0]):]):
+        return [argv[0], "--help", tasks[0]]
+    return argv
+
+
 def main() -> None:
-    program.run()
+    program.run(help_first(sys.argv))
 
 
 if __name__ == "__main__":

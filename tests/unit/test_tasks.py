@@ -119,3 +119,13 @@ def test_render_twice_gives_byte_identical_trees(inventory: Path, tmp_path: Path
     assert one == two and len(one) > 150
     assert stat.S_IMODE((tmp_path / "one").stat().st_mode) == 0o700
     assert stat.S_IMODE((tmp_path / "one" / "k8s-1" / "etc/kubernetes/pki/ca.key").stat().st_mode) == 0o600
+
+
+def test_help_after_a_task_with_a_positional_argument() -> None:
+    from playbooks.cli import help_first
+
+    assert help_first(["kubefab", "lab.ssh", "--help"]) == ["kubefab", "--help", "lab.ssh"]
+    assert help_first(["kubefab", "import-inventory", "src", "-h"]) == ["kubefab", "--help", "import-inventory"]
+    assert help_first(["kubefab", "deploy", "--inventory", "x.yaml"]) == ["kubefab", "deploy", "--inventory", "x.yaml"]
+    result = cli("lab.ssh", "--help")
+    assert result.returncode == 0 and "lab host, e.g. lab-1" in result.stdout
