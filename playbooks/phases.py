@@ -204,8 +204,10 @@ class Deployment:
     def tally(self, done: dict[str, tuple[Assessment, Outcome]], result: PhaseResult) -> None:
         for name, (found, outcome) in done.items():
             result.hosts[name] = Tally(outcome.changed, found.unchanged)
-            self.recorded.setdefault(name, set(found.pending_restarts))
-            self.pending[name] |= outcome.notified | found.pending_restarts
+            if name not in self.recorded:  # read once: later phases would re-queue what was done since
+                self.recorded[name] = set(found.pending_restarts)
+                self.pending[name] |= found.pending_restarts
+            self.pending[name] |= outcome.notified
 
     def services(self, phase: str, plans: dict[str, Plan], found: dict[str, Assessment], result: PhaseResult) -> None:
         hosts = tuple(h for h in self.c.hosts if h.name in plans and plans[h.name].services)
