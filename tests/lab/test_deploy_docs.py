@@ -55,9 +55,11 @@ def mapping(lab: Lab) -> list[tuple[str, str]]:
 
 
 def rewrite(text: str, lab: Lab) -> str:
-    for theirs, ours in sorted(mapping(lab), key=lambda p: -len(p[0])):
-        text = re.sub(rf"(?<![\w.]){re.escape(theirs)}(?![\w])", ours, text)
-    return text
+    """One pass, longest names first, so a replacement is never rewritten again (a lab directory named like
+    the default one plus a suffix would be, replacement after replacement)."""
+    pairs = dict(sorted(mapping(lab), key=lambda p: -len(p[0])))
+    pattern = re.compile(r"(?<![\w.])(" + "|".join(re.escape(k) for k in pairs) + r")(?![\w])")
+    return pattern.sub(lambda m: pairs[m.group(1)], text)
 
 
 def parsed(argv: list[str]) -> dict[str, object]:
