@@ -24,6 +24,7 @@ echo "listening=$(ss -Hltnp 2>/dev/null | awk '{print $4 "|" $6}' | tr '\n' ' ')
 echo "etcd_member=$(test -d /var/lib/etcd/member && echo yes || echo no)"
 echo "selinux=$(getenforce 2>/dev/null)"
 echo "firewalld=$(systemctl is-active firewalld 2>/dev/null)"
+echo "firewalld_enabled=$(systemctl is-enabled firewalld 2>/dev/null)"
 echo "package_manager=$(basename "$(command -v dnf || command -v yum || command -v apt-get)" 2>/dev/null)"
 echo "systemd=$(cat /proc/1/comm 2>/dev/null)"
 """
@@ -58,6 +59,7 @@ class Facts:
     etcd_member: bool = False
     selinux: str = ""  # Enforcing / Permissive / Disabled, empty when absent
     firewalld_active: bool = False
+    firewalld_enabled: bool = False  # starts at the next boot even when stopped now
     package_manager: str = ""
     init: str = ""
 
@@ -102,6 +104,7 @@ def parse(text: str) -> Facts:
         etcd_member=values.get("etcd_member") == "yes",
         selinux=values.get("selinux", ""),
         firewalld_active=values.get("firewalld") == "active",
+        firewalld_enabled=values.get("firewalld_enabled") == "enabled",
         package_manager=values.get("package_manager", ""),
         init=values.get("systemd", ""),
     )

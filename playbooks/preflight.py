@@ -83,6 +83,9 @@ def check(c: Cluster, facts: dict[str, Facts], bundle_arch: str, now: float) -> 
         else:
             add("cgroup", "fail", "v1: kubefab renders failCgroupV1: true (cgroup_v1: refuse), so the kubelet would "
                 "not start; move the host to cgroup v2 or set cgroup_v1: allow")
+        if c.firewall == "open" and f.firewalld_enabled and not f.firewalld_active:
+            add("firewall", "warn", "firewalld is enabled but stopped: kubefab opens ports only in a running "
+                "firewalld, so the next boot would block them; start it and re-run, or set firewall: disable")
         if host.has("etcd"):
             if f.etcd_member and len(etcd_with_data) == len(c.etcd_hosts):
                 add("etcd data", "ok", "existing member data: kept, the cluster is not re-initialised")

@@ -93,8 +93,10 @@ def _os_steps(c: Cluster, host: Host, facts: Facts) -> list[Step]:
                                  "/etc/selinux/config",
                           run="setenforce 0 || true; sed -i 's/^SELINUX=enforcing/SELINUX=permissive/' "
                               "/etc/selinux/config"))
-    if facts.firewalld_active and c.firewall == "disable":
-        steps.append(Step("firewalld stopped and disabled", unless="! systemctl is-active -q firewalld",
+    if (facts.firewalld_active or facts.firewalld_enabled) and c.firewall == "disable":
+        # Enabled but stopped counts too: it would start at the next boot and block the cluster's ports.
+        steps.append(Step("firewalld stopped and disabled",
+                          unless="! systemctl is-active -q firewalld && ! systemctl is-enabled -q firewalld",
                           run="systemctl disable --now firewalld"))
     elif facts.firewalld_active and c.firewall == "open":
         ports = firewall_ports(c, host)

@@ -122,6 +122,14 @@ def test_preflight_centos7_host(cluster) -> None:
     assert ("k8s-3", "operating system") not in failed(found)
 
 
+def test_preflight_warns_of_a_stopped_but_enabled_firewalld(cluster) -> None:
+    """firewall: open adds rules to a running firewalld only; one that starts at the next boot would block ports."""
+    stopped = DEBIAN.replace("hostname=k8s-1", "hostname=k8s-2") + "firewalld_enabled=enabled\n"
+    found = findings(cluster, {"k8s-2": stopped})
+    assert [(f.host, f.status) for f in found if f.check == "firewall"] == [("k8s-2", "warn")]
+    assert "enabled but stopped" in next(f.detail for f in found if f.check == "firewall")
+
+
 def test_preflight_cgroup_v1_allowed(tmp_path: Path) -> None:
     data = yaml.safe_load(EXAMPLE.read_text()) | {"cgroup_v1": "allow"}
     (tmp_path / "i.yaml").write_text(yaml.safe_dump(data))

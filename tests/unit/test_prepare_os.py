@@ -161,8 +161,18 @@ def test_firewalld_disable(os: str) -> None:
     step = only(p, "firewalld")
     assert step.name == "firewalld stopped and disabled"
     assert step.run == "systemctl disable --now firewalld"
-    assert step.unless == "! systemctl is-active -q firewalld"
+    assert step.unless == "! systemctl is-active -q firewalld && ! systemctl is-enabled -q firewalld"
     assert not any("firewall-cmd" in s.run for s in p.steps)
+
+
+def test_firewalld_enabled_but_stopped_is_disabled_too() -> None:
+    """Stopped now but enabled: it would start at the next boot and block the cluster's ports."""
+    stopped = facts("stream9", firewalld="inactive", firewalld_enabled="enabled")
+    assert stopped.firewalld_enabled and not stopped.firewalld_active
+    assert only(plan(cluster(firewall="disable"), "all", stopped), "firewalld").run == \
+        "systemctl disable --now firewalld"
+    gone = facts("stream9", firewalld="inactive", firewalld_enabled="disabled")
+    assert steps(plan(cluster(firewall="disable"), "all", gone), "firewalld") == []
 
 
 @pytest.mark.parametrize("os", RHEL)

@@ -264,17 +264,14 @@ def get(port: int, path: str, ca: Path | None, client: Pair | None = None) -> tu
         ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     if client:
         ctx.load_cert_chain(client.cert, client.key)
-    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        conn.close()
+    return fetch(http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5), path)
 
 
 def get_plain(port: int, path: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    return fetch(http.client.HTTPConnection("127.0.0.1", port, timeout=5), path)
+
+
+def fetch(conn: http.client.HTTPConnection, path: str) -> tuple[int, str]:
     try:
         conn.request("GET", path)
         response = conn.getresponse()
