@@ -22,6 +22,12 @@ UNIT_DIR = "/etc/systemd/system/"
 # Services whose files changed in a run that did not reach their phase (e.g. --only certificates): the next
 # run that does restarts them. One name per line.
 PENDING_RESTARTS = "/var/lib/kubefab/restart-pending"
+# The SHA-256 of each binary kubefab installed, with the inode, size and ctime it had then (tab-separated). A
+# binary whose stat still matches is not hashed again on the next run (hundreds of MB per node); any change to
+# it, even in place or by a root user's `touch`, moves its ctime and brings the full hash back. What a line
+# records was checked at install: gzip's CRC of the unpacked bytes, over SSH's authenticated transport.
+BINARY_RECORD = "/var/lib/kubefab/binaries"
+STAT_KEY = "stat -c '%i %s %z'"  # inode, size, ctime to the nanosecond
 
 
 @dataclass(frozen=True)
@@ -76,13 +82,20 @@ def local_sha256(path: Path) -> str:
     return _local_sha256(path, st.st_size, st.st_mtime_ns)
 
 
-def state_script(plan: Plan) -> str:
+def state_script(plan: Plan, record: str = BINARY_RECORD) -> str:
     """One shell script printing, tab-separated, the state of everything the plan touches."""
     q = shlex.quote
     lines = []
-    for path in [f.path for f in plan.files] + [b.path for b in plan.binaries]:
+    hashed = "$(sha256sum < \"$p\" | cut -c1-64)"
+    for path in [f.path for f in plan.files]:
         lines.append(f"p={q(path)}; if [ -f \"$p\" ]; then printf 'F\\t%s\\t%s\\t%s\\n' \"$p\" "
-                     f"\"$(stat -c '%a:%U:%G' \"$p\")\" \"$(sha256sum < \"$p\" | cut -c1-64)\"; "
+                     f"\"$(stat -c '%a:%U:%G' \"$p\")\" \"{hashed}\"; "
+                     f"else printf 'F\\t%s\\t-\\t-\\n' \"$p\"; fi")
+    for path in [b.path for b in plan.binaries]:
+        recorded = (f"$(awk -F '\\t' -v p=\"$p\" -v k=\"$({STAT_KEY} \"$p\")\" "
+                    f"'$1 == p && $2 == k {{h = $3}} END {{print h}}' {q(record)} 2>/dev/null)")
+        lines.append(f"p={q(path)}; if [ -f \"$p\" ]; then h=\"{recorded}\"; [ -n \"$h\" ] || h=\"{hashed}\"; "
+                     f"printf 'F\\t%s\\t%s\\t%s\\n' \"$p\" \"$(stat -c '%a:%U:%G' \"$p\")\" \"$h\"; "
                      f"else printf 'F\\t%s\\t-\\t-\\n' \"$p\"; fi")
     for d in plan.directories:
         lines.append(f"p={q(d.path)}; printf 'D\\t%s\\t%s\\n' \"$p\" \"$(stat -c '%a:%U:%G' \"$p\" 2>/dev/null)\"")
@@ -187,8 +200,9 @@ class _Upload:
     local: Path | None = None
     gzipped: bool = False
     on_host: str | None = None  # already on the host, unpacked (staged by playbooks.prefetch)
+    sha256: str | None = None  # a binary's: recorded in BINARY_RECORD once it is in place
 
-    def install(self, sent: str) -> str:
+    def install(self, sent: str, record: str = BINARY_RECORD) -> str:
         """Shell to put the uploaded copy `sent` in place as root: written under a temporary name beside the
         target then renamed, so readers never see half a file and running binaries are replaced without
         "text file busy". A gzipped binary is unpacked straight there: one copy, not two."""
@@ -197,12 +211,24 @@ class _Upload:
         owner = f"{q(self.owner)}:{q(self.group)}"
         if self.on_host is not None:  # a rename when on the same filesystem, a copy otherwise
             return (f"mkdir -p {q(os.path.dirname(self.path))} && mv -f {q(self.on_host)} {staged} && "
-                    f"chmod {self.mode:04o} {staged} && chown {owner} {staged} && mv -f {staged} {path}")
+                    f"chmod {self.mode:04o} {staged} && chown {owner} {staged} && mv -f {staged} {path}"
+                    + self.recorded(record))
         if self.gzipped:
             return (f"mkdir -p {q(os.path.dirname(self.path))} && gzip -dc {sent} > {staged} && "
-                    f"chmod {self.mode:04o} {staged} && chown {owner} {staged} && mv -f {staged} {path}")
+                    f"chmod {self.mode:04o} {staged} && chown {owner} {staged} && mv -f {staged} {path}"
+                    + self.recorded(record))
         return (f"install -D -m {self.mode:04o} -o {q(self.owner)} -g {q(self.group)} {sent} {staged} "
                 f"&& mv -f {staged} {path}")
+
+
+    def recorded(self, record: str) -> str:
+        """Shell replacing the binary's line in `record`: its path, stat key and SHA-256."""
+        if self.sha256 is None:
+            return ""
+        q, rec = shlex.quote, shlex.quote(record)
+        return (f" && mkdir -p {q(os.path.dirname(record))} && {{ awk -F '\\t' -v p={q(self.path)} '$1 != p' {rec} "
+                f"2>/dev/null; printf '%s\\t%s\\t%s\\n' {q(self.path)} \"$({STAT_KEY} {q(self.path)})\" "
+                f"{self.sha256}; }} > {rec}.new && mv -f {rec}.new {rec}")
 
 
 def execute(remote: Remote, plan: Plan, found: Assessment, bundle: Path,
@@ -222,9 +248,10 @@ def execute(remote: Remote, plan: Plan, found: Assessment, bundle: Path,
         out.changed += [f"directory {d.path}" for d in found.directories]
     uploads = [_Upload(f.path, f.mode, f.owner, f.group, f.notifies, content=f.content) for f in found.files]
     for b in found.binaries:
-        on_host = (staged or {}).get(local_sha256(extracted(bundle, b)))
+        sha = local_sha256(extracted(bundle, b))
+        on_host = (staged or {}).get(sha)
         uploads.append(_Upload(b.path, b.mode, "root", "root", b.notifies, gzipped=on_host is None,
-                               local=None if on_host else compressed(bundle, b), on_host=on_host))
+                               local=None if on_host else compressed(bundle, b), on_host=on_host, sha256=sha))
     uploads += [_Upload(b.path, 0o644, "root", "root", (), content=new.encode()) for b, _, new in found.blocks]
     if uploads:
         tmp = remote.run(f"{c}: make upload dir", "mktemp -d", as_root=False).stdout.strip()

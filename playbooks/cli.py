@@ -1,5 +1,7 @@
 """The `kubefab` command: Fabric's own program with kubefab's tasks, usable without a fabfile."""
 
+import faulthandler
+import signal
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -29,7 +31,13 @@ def help_first(argv: list[str]) -> list[str]:
     return argv
 
 
+def dump_stacks_on_usr1() -> None:
+    """`kill -USR1 <pid>` makes a run that seems stuck print every thread's stack to stderr and go on."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
 def main() -> None:
+    dump_stacks_on_usr1()
     program.run(help_first(sys.argv))
 
 

@@ -115,8 +115,9 @@ class Remote:
                                    timeout=timeout or self.timeout, in_stream=False)
         except CommandTimedOut as exc:
             raise StepFailed(self.name, step, command, f"timed out after {exc.timeout} s") from None
-        except (OSError, paramiko.SSHException) as exc:
-            raise StepFailed(self.name, step, command, f"cannot reach the host over SSH: {exc}") from None
+        except (OSError, EOFError, paramiko.SSHException) as exc:  # EOFError: the connection was dropped
+            raise StepFailed(self.name, step, command,
+                             f"cannot reach the host over SSH: {exc or 'connection lost'}") from None
         out = Output(result.stdout, result.stderr, result.exited)
         if check and not out.ok:
             if "a password is required" in out.stderr or "a terminal is required" in out.stderr:
@@ -135,8 +136,8 @@ class Remote:
                     self.conn.put(local_path, remote)
                 else:
                     self.conn.put(io.BytesIO(content or b""), remote)
-        except (OSError, paramiko.SSHException) as exc:
-            raise StepFailed(self.name, step, f"sftp put {remote}", str(exc)) from None
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise StepFailed(self.name, step, f"sftp put {remote}", str(exc) or "connection lost") from None
 
     def close(self) -> None:
         self.conn.close()

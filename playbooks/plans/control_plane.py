@@ -8,7 +8,7 @@ from playbooks.plans import binaries
 from playbooks.plans.inputs import Inputs
 from playbooks.render import render
 
-COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+COMPONENTS = binaries.CONTROL_PLANE
 
 
 def plan(inputs: Inputs, host: Host) -> Plan | None:
@@ -23,7 +23,7 @@ def plan(inputs: Inputs, host: Host) -> Plan | None:
         host.name,
         "control-plane",
         directories=(Directory("/etc/kubernetes"), Directory("/var/log/kubernetes", 0o700)),
-        binaries=binaries.kubernetes(inputs.stack.kubernetes, inputs.arch, (*COMPONENTS, "kubectl")),
+        binaries=binaries.for_control_plane(inputs.stack, inputs.arch),
         files=(
             conf("kube-apiserver/apiserver.j2", "/etc/kubernetes/apiserver", "kube-apiserver"),
             conf("kube-apiserver/encryption-config.yaml.j2", "/etc/kubernetes/encryption-config.yaml",

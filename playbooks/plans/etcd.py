@@ -20,7 +20,7 @@ def plan(inputs: Inputs, host: Host) -> Plan | None:
         "etcd",
         users=("etcd",),
         directories=(Directory("/etc/etcd"), Directory(DATA_DIR, 0o700, "etcd", "etcd")),
-        binaries=binaries.etcd(inputs.stack.etcd, inputs.arch, ("etcd",)),
+        binaries=binaries.for_etcd(inputs.stack, inputs.arch),
         files=(
             File("/etc/etcd/etcd.conf", render("etcd/etcd.conf.j2", **ctx), notifies=("etcd",)),
             File("/etc/systemd/system/etcd.service", render("etcd/etcd.service.j2", **ctx), notifies=("etcd",)),

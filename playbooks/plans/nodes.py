@@ -39,11 +39,7 @@ def plan(inputs: Inputs, host: Host) -> Plan | None:
             Directory("/etc/containerd"), Directory("/opt/cni/bin"), Directory("/etc/cni/net.d"),
             Directory("/var/lib/kubelet", 0o700), Directory("/var/lib/kube-proxy"), Directory("/etc/kubernetes"),
         ),
-        binaries=(
-            *binaries.containerd(s.containerd, arch), *binaries.runc(s.runc, arch),
-            *binaries.cni_plugins(s.cni_plugins, arch), *binaries.crictl(s.crictl, arch),
-            *binaries.kubernetes(s.kubernetes, arch, ("kubelet", "kube-proxy")),
-        ),
+        binaries=binaries.for_node(s, arch),
         files=(
             conf("containerd/config.toml.j2", "/etc/containerd/config.toml", "containerd"),
             conf("containerd/containerd.service.j2", "/etc/systemd/system/containerd.service", "containerd"),

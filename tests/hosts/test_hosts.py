@@ -6,6 +6,11 @@ from __future__ import annotations
 import pytest
 from nodes import Node, needs
 
+from playbooks import bundle
+from playbooks.apply import local_sha256
+from playbooks.plans import binaries
+from playbooks.plans.inputs import stack_of
+
 PKI = "/etc/kubernetes/pki"
 SERVICES = {
     "etcd": ("etcd",),
@@ -109,3 +114,17 @@ def test_node(host, node: Node) -> None:
     healthz = host.run("timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/10248 && "
                        "printf \"GET /healthz HTTP/1.0\\r\\n\\r\\n\" >&3 && head -1 <&3'")
     assert " 200 " in healthz.stdout, healthz.stdout + healthz.stderr
+
+
+def test_binaries_match_the_bundle(host, node: Node) -> None:
+    """Every binary the host's roles run is hashed in full and compared with the bundle it came from (deploy
+    itself skips the hash of a binary unchanged since it installed it; this check never does)."""
+    manifest = bundle.read_manifest(node.cluster.bundle_dir)
+    if manifest is None:
+        pytest.skip(f"no bundle at {node.cluster.bundle_dir} on this machine: binaries not compared")
+    wanted = {b.path: local_sha256(bundle.extracted(node.cluster.bundle_dir, b))
+              for b in binaries.of_host(stack_of(node.cluster), manifest.arch, node.host)}
+    out = host.run("sha256sum " + " ".join(wanted))
+    found = {path: sha for sha, path in (line.split(maxsplit=1) for line in out.stdout.splitlines())}
+    differ = [p for p, sha in wanted.items() if found.get(p) != sha]
+    assert not differ, f"not the bundle's (missing or changed): {', '.join(differ)}"

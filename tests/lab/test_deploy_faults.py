@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -83,7 +84,14 @@ def test_unreachable_host_mid_deploy_stops_the_phase_and_a_rerun_completes(lab: 
             if line.startswith("== certificates"):
                 set_link(lab, victim, up=False)
                 break
-        out, err = proc.communicate(timeout=300)
+        try:
+            out, err = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:  # show where it is stuck instead of only that it is
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"deploy still running 300 s after the cut; its threads:\n{err[-6000:]}")
     finally:
         set_link(lab, victim, up=True)
     stdout = "".join(seen) + out
@@ -158,3 +166,22 @@ def test_restarts_owed_by_a_partial_run_are_done_by_the_next(lab: Lab, cluster: 
     restarts = [line.split()[0] for line in result.stdout.splitlines() if "restarted kube-apiserver" in line]
     assert restarts == [host], result.stdout[-3000:]
     assert lab.run(host, "test -e /var/lib/kubefab/restart-pending && echo left || echo none") == "none"
+
+
+def test_binary_changed_in_place_is_caught_by_verify_and_replaced_by_deploy(lab: Lab, cluster: Cluster) -> None:
+    """Deploy does not hash a binary again while its inode, size and ctime match what it recorded at install.
+    A change that keeps the inode and the size (bytes overwritten in place) must still be seen: by `verify`,
+    which always hashes in full, and by the next deploy, through the ctime."""
+    host, path = cluster.hosts[1].name, "/usr/local/bin/crictl"
+    assert path in lab.run(host, "cat /var/lib/kubefab/binaries"), "deploy recorded no hash for the binary"
+    before = lab.run(host, f"stat -c '%i %s' {path}")
+    lab.run(host, f"printf XX | sudo dd of={path} bs=1 seek=100 conv=notrunc status=none")
+    assert lab.run(host, f"stat -c '%i %s' {path}") == before  # same inode, same size
+    result, _ = cli("verify", "--inventory", str(lab.paths.inventory), "--options", "-k binaries")
+    assert result.returncode != 0 and path in result.stdout, result.stdout[-3000:]
+    result, _ = cli("deploy", "--inventory", str(lab.paths.inventory), "--only", "nodes")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "1 change(s)" in result.stdout, result.stdout[-3000:]
+    result, _ = cli("verify", "--inventory", str(lab.paths.inventory), "--options", "-k binaries")
+    assert result.returncode == 0, result.stdout[-3000:]
+

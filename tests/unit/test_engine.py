@@ -3,9 +3,12 @@ parser, managed blocks, bundle verification, phase selection and sudo wrapping."
 
 from __future__ import annotations
 
+import getpass
+import grp
 import gzip
 import hashlib
 import io
+import os
 import shlex
 import subprocess
 import tarfile
@@ -17,7 +20,7 @@ import yaml
 from invoke.exceptions import Exit
 
 from playbooks import bundle, facts, preflight
-from playbooks.apply import parse_state, state_script, with_block
+from playbooks.apply import _Upload, parse_state, state_script, with_block
 from playbooks.inventory import load
 from playbooks.plan import Binary, Block, Directory, File, Plan, Step
 from playbooks.remote import AcceptNew, Remote
@@ -165,6 +168,34 @@ def test_state_script_and_parser_round_trip(tmp_path: Path) -> None:
     assert state["D"][str(tmp_path)] is not None
     assert state["U"] == {"root": True}
     assert state["S"] == {0: True, 1: False}
+
+
+def test_installed_binary_is_not_hashed_again_until_it_changes(tmp_path: Path) -> None:
+    """The install records the binary's SHA-256 with its inode, size and ctime; the state script trusts the
+    record only while all three match. The recorded value here is deliberately not the content's hash, so
+    the test sees which one the script reported."""
+    record, target, sent = tmp_path / "state" / "binaries", tmp_path / "bin" / "etcd", tmp_path / "sent.gz"
+    sent.write_bytes(gzip.compress(b"the etcd binary"))
+    recorded = "0" * 64
+    upload = _Upload(str(target), 0o755, getpass.getuser(), grp.getgrgid(os.getgid()).gr_name, (), gzipped=True,
+                     sha256=recorded)
+    subprocess.run(["sh", "-c", upload.install(str(sent), record=str(record))], check=True, timeout=30)
+    assert target.read_bytes() == b"the etcd binary"
+    plan = Plan("h", "t", binaries=(Binary("x", None, str(target)),))
+
+    def reported() -> str:
+        out = subprocess.run(["sh", "-c", state_script(plan, record=str(record))], capture_output=True, text=True,
+                             timeout=30, check=True).stdout
+        return parse_state(out)["F"][str(target)].sha256
+
+    assert reported() == recorded
+    with target.open("r+b") as f:  # same inode, same size: only the ctime moves
+        f.write(b"THE")
+    assert reported() == hashlib.sha256(target.read_bytes()).hexdigest()
+    # A second install replaces the path's line instead of adding one.
+    subprocess.run(["sh", "-c", upload.install(str(sent), record=str(record))], check=True, timeout=30)
+    assert [line.split("\t")[0] for line in record.read_text().splitlines()] == [str(target)]
+    assert reported() == recorded
 
 
 def test_state_script_quotes_paths(tmp_path: Path) -> None:

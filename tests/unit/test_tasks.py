@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -129,3 +130,16 @@ def test_help_after_a_task_with_a_positional_argument() -> None:
     assert help_first(["kubefab", "deploy", "--inventory", "x.yaml"]) == ["kubefab", "deploy", "--inventory", "x.yaml"]
     result = cli("lab.ssh", "--help")
     assert result.returncode == 0 and "lab host, e.g. lab-1" in result.stdout
+
+
+def test_a_stuck_run_prints_its_threads_on_sigusr1() -> None:
+    """What `kubefab` registers at start: SIGUSR1 dumps every thread's stack and the run goes on."""
+    code = ("import threading, time; from playbooks.cli import dump_stacks_on_usr1; dump_stacks_on_usr1(); "
+            "threading.Thread(target=time.sleep, args=(30,), name='a-worker', daemon=True).start(); "
+            "print('ready', flush=True); time.sleep(1.5); print('went on', flush=True)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGUSR1)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and out == "went on\n", err
+    assert "Current thread 0x" in err and "threading.py" in err, err  # the main thread and the worker
