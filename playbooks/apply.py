@@ -87,14 +87,11 @@ def state_script(plan: Plan, record: str = BINARY_RECORD) -> str:
     q = shlex.quote
     lines = []
     hashed = "$(sha256sum < \"$p\" | cut -c1-64)"
-    for path in [f.path for f in plan.files]:
-        lines.append(f"p={q(path)}; if [ -f \"$p\" ]; then printf 'F\\t%s\\t%s\\t%s\\n' \"$p\" "
-                     f"\"$(stat -c '%a:%U:%G' \"$p\")\" \"{hashed}\"; "
-                     f"else printf 'F\\t%s\\t-\\t-\\n' \"$p\"; fi")
-    for path in [b.path for b in plan.binaries]:
-        recorded = (f"$(awk -F '\\t' -v p=\"$p\" -v k=\"$({STAT_KEY} \"$p\")\" "
-                    f"'$1 == p && $2 == k {{h = $3}} END {{print h}}' {q(record)} 2>/dev/null)")
-        lines.append(f"p={q(path)}; if [ -f \"$p\" ]; then h=\"{recorded}\"; [ -n \"$h\" ] || h=\"{hashed}\"; "
+    recorded = (f"$(awk -F '\\t' -v p=\"$p\" -v k=\"$({STAT_KEY} \"$p\")\" "
+                f"'$1 == p && $2 == k {{h = $3}} END {{print h}}' {q(record)} 2>/dev/null)")
+    # Files are always hashed; a binary first looks for its install record (BINARY_RECORD).
+    for path, known in [(f.path, "") for f in plan.files] + [(b.path, recorded) for b in plan.binaries]:
+        lines.append(f"p={q(path)}; if [ -f \"$p\" ]; then h=\"{known}\"; [ -n \"$h\" ] || h=\"{hashed}\"; "
                      f"printf 'F\\t%s\\t%s\\t%s\\n' \"$p\" \"$(stat -c '%a:%U:%G' \"$p\")\" \"$h\"; "
                      f"else printf 'F\\t%s\\t-\\t-\\n' \"$p\"; fi")
     for d in plan.directories:
@@ -202,7 +199,7 @@ class _Upload:
     on_host: str | None = None  # already on the host, unpacked (staged by playbooks.prefetch)
     sha256: str | None = None  # a binary's: recorded in BINARY_RECORD once it is in place
 
-    def install(self, sent: str, record: str = BINARY_RECORD) -> str:
+    def install(self, sent: str) -> str:
         """Shell to put the uploaded copy `sent` in place as root: written under a temporary name beside the
         target then renamed, so readers never see half a file and running binaries are replaced without
         "text file busy". A gzipped binary is unpacked straight there: one copy, not two."""
@@ -211,25 +208,29 @@ class _Upload:
         owner = f"{q(self.owner)}:{q(self.group)}"
         if self.on_host is not None:  # a rename when on the same filesystem, a copy otherwise
             return (f"mkdir -p {q(os.path.dirname(self.path))} && mv -f {q(self.on_host)} {staged} && "
-                    f"chmod {self.mode:04o} {staged} && chown {owner} {staged} && mv -f {staged} {path}"
-                    + self.recorded(record))
+                    f"chmod {self.mode:04o} {staged} && chown {owner} {staged} && mv -f {staged} {path}")
         if self.gzipped:
             return (f"mkdir -p {q(os.path.dirname(self.path))} && gzip -dc {sent} > {staged} && "
-                    f"chmod {self.mode:04o} {staged} && chown {owner} {staged} && mv -f {staged} {path}"
-                    + self.recorded(record))
+                    f"chmod {self.mode:04o} {staged} && chown {owner} {staged} && mv -f {staged} {path}")
         return (f"install -D -m {self.mode:04o} -o {q(self.owner)} -g {q(self.group)} {sent} {staged} "
                 f"&& mv -f {staged} {path}")
 
 
-    def recorded(self, record: str) -> str:
-        """Shell replacing the binary's line in `record`: its path, stat key and SHA-256."""
-        if self.sha256 is None:
-            return ""
-        q, rec = shlex.quote, shlex.quote(record)
-        return (f" && mkdir -p {q(os.path.dirname(record))} && {{ awk -F '\\t' -v p={q(self.path)} '$1 != p' {rec} "
-                f"2>/dev/null; printf '%s\\t%s\\t%s\\n' {q(self.path)} \"$({STAT_KEY} {q(self.path)})\" "
-                f"{self.sha256}; }} > {rec}.new && mv -f {rec}.new {rec}")
 
+def install_script(uploads: list[tuple[_Upload, str]], record: str = BINARY_RECORD) -> str:
+    """Shell installing each upload from where it was sent, then replacing the binaries' lines in `record`
+    (path, stat key, SHA-256) in one rewrite."""
+    q, rec = shlex.quote, shlex.quote(record)
+    steps = [u.install(sent) for u, sent in uploads]
+    binaries = [u for u, _ in uploads if u.sha256 is not None]
+    if binaries:
+        paths = "\\n".join(u.path for u in binaries)
+        lines = "; ".join(f"printf '%s\\t%s\\t%s\\n' {q(u.path)} \"$({STAT_KEY} {q(u.path)})\" {u.sha256}"
+                          for u in binaries)
+        steps.append(f"mkdir -p {q(os.path.dirname(record))} && {{ awk -F '\\t' -v ps={q(paths)} "
+                     f"'BEGIN {{n = split(ps, a, \"\\n\"); for (i = 1; i <= n; i++) skip[a[i]] = 1}} !($1 in skip)' "
+                     f"{rec} 2>/dev/null; {lines}; }} > {rec}.new && mv -f {rec}.new {rec}")
+    return " && ".join(steps)
 
 def execute(remote: Remote, plan: Plan, found: Assessment, bundle: Path,
             staged: Mapping[str, str] | None = None) -> Outcome:
@@ -259,8 +260,8 @@ def execute(remote: Remote, plan: Plan, found: Assessment, bundle: Path,
             for i, u in enumerate(uploads):
                 if u.on_host is None:
                     remote.upload(f"{c}: upload {u.path}", u.content, f"{tmp}/{i}", str(u.local) if u.local else None)
-            remote.run(f"{c}: install {len(uploads)} file(s)", " && ".join(u.install(f"{tmp}/{i}")
-                                                                            for i, u in enumerate(uploads)))
+            remote.run(f"{c}: install {len(uploads)} file(s)",
+                       install_script([(u, f"{tmp}/{i}") for i, u in enumerate(uploads)]))
         finally:
             remote.run(f"{c}: remove upload dir", f"rm -rf {q(tmp)}", check=False)
         for u in uploads:

@@ -20,7 +20,7 @@ import yaml
 from invoke.exceptions import Exit
 
 from playbooks import bundle, facts, preflight
-from playbooks.apply import _Upload, parse_state, state_script, with_block
+from playbooks.apply import _Upload, install_script, parse_state, state_script, with_block
 from playbooks.inventory import load
 from playbooks.plan import Binary, Block, Directory, File, Plan, Step
 from playbooks.remote import AcceptNew, Remote
@@ -179,7 +179,7 @@ def test_installed_binary_is_not_hashed_again_until_it_changes(tmp_path: Path) -
     recorded = "0" * 64
     upload = _Upload(str(target), 0o755, getpass.getuser(), grp.getgrgid(os.getgid()).gr_name, (), gzipped=True,
                      sha256=recorded)
-    subprocess.run(["sh", "-c", upload.install(str(sent), record=str(record))], check=True, timeout=30)
+    subprocess.run(["sh", "-c", install_script([(upload, str(sent))], record=str(record))], check=True, timeout=30)
     assert target.read_bytes() == b"the etcd binary"
     plan = Plan("h", "t", binaries=(Binary("x", None, str(target)),))
 
@@ -193,7 +193,7 @@ def test_installed_binary_is_not_hashed_again_until_it_changes(tmp_path: Path) -
         f.write(b"THE")
     assert reported() == hashlib.sha256(target.read_bytes()).hexdigest()
     # A second install replaces the path's line instead of adding one.
-    subprocess.run(["sh", "-c", upload.install(str(sent), record=str(record))], check=True, timeout=30)
+    subprocess.run(["sh", "-c", install_script([(upload, str(sent))], record=str(record))], check=True, timeout=30)
     assert [line.split("\t")[0] for line in record.read_text().splitlines()] == [str(target)]
     assert reported() == recorded
 
