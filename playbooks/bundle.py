@@ -1,6 +1,7 @@
 """The bundle directory: every release file a deploy installs, laid out as `<component>/<version>/<arch>/<file>`
-with a `manifest.yaml`. Deploy reads only from here; `fab bundle` fills it, verifying the versions table's
-checksums. A lab bundle (kind: lab) carries test stand-ins and its own checksums instead."""
+with a `manifest.yaml`. Deploy reads only from here. `kubefab bundle` fills it with the official release files,
+verified against the versions table's checksums; `kubefab bundle --from-source` with the same versions built
+here (playbooks/source.py), which the manifest records with their SHA-256 and how they were made."""
 
 from __future__ import annotations
 
@@ -26,19 +27,25 @@ CACHE = ".extracted"
 RECORDED = ("calico_manifest", "flannel_manifest")
 
 
+DOWNLOADED, BUILT = "download", "source"
+
+
 @dataclass(frozen=True)
 class Entry:
     component: str
     version: str
     path: str
     sha256: str
-    source: str = ""
-    standin: bool = False
+    source: str = ""  # the URL it came from, or how it was built
+    origin: str = DOWNLOADED  # download | source
+
+    @property
+    def built(self) -> bool:
+        return self.origin == BUILT
 
 
 @dataclass(frozen=True)
 class Manifest:
-    kind: str  # release | lab
     arch: str
     files: dict[str, Entry]
 
@@ -48,25 +55,32 @@ def read_manifest(bundle: Path) -> Manifest | None:
     if not path.exists():
         return None
     doc = yaml.safe_load(path.read_text()) or {}
-    entries = [Entry(**{k: str(v) if k != "standin" else bool(v) for k, v in e.items()})
-               for e in doc.get("files", [])]
-    return Manifest(str(doc.get("kind", "release")), str(doc.get("arch", "amd64")), {e.path: e for e in entries})
+    fields = set(Entry.__dataclass_fields__)
+    entries = [Entry(**{k: str(v) for k, v in e.items() if k in fields}) for e in doc.get("files", [])]
+    return Manifest(str(doc.get("arch", "amd64")), {e.path: e for e in entries})
 
 
 def write_manifest(bundle: Path, manifest: Manifest) -> None:
-    doc = {"kind": manifest.kind, "arch": manifest.arch,
+    doc = {"arch": manifest.arch,
            "files": [vars(e) for e in sorted(manifest.files.values(), key=lambda e: e.path)]}
-    (bundle / MANIFEST).write_text(yaml.safe_dump(doc, sort_keys=False))
+    (bundle / MANIFEST).write_text(yaml.safe_dump(doc, sort_keys=False, width=1000))
+
+
+NODE_COMPONENTS = ("containerd", "runc", "cni_plugins", "crictl")
+
+
+def release_files(stack: Stack, arch: str, etcd: bool = True, nodes: bool = True) -> list[Release]:
+    out = [release("kubernetes_server", stack.kubernetes, arch)]
+    if etcd:
+        out.append(release("etcd", stack.etcd, arch))
+    if nodes:
+        out += [release(name, getattr(stack, name), arch) for name in NODE_COMPONENTS]
+    return out
 
 
 def required(c: Cluster, stack: Stack, arch: str) -> list[Release]:
     """Every release file a deploy of `c` reads from the bundle."""
-    out = [release("kubernetes_server", stack.kubernetes, arch)]
-    if c.etcd_hosts:
-        out.append(release("etcd", stack.etcd, arch))
-    if c.workers:
-        out += [release(name, getattr(stack, name), arch) for name in ("containerd", "runc", "cni_plugins", "crictl")]
-    return out
+    return release_files(stack, arch, etcd=bool(c.etcd_hosts), nodes=bool(c.workers))
 
 
 def file_digest(path: Path, algorithm: str) -> str:
@@ -92,18 +106,19 @@ def verify(c: Cluster, stack: Stack, arch: str, addons: bool = False) -> list[st
         problems.append(
             f"{bundle}: {len(missing)} release file(s) missing:\n"
             + "".join(f"    {r.bundle_path}  ({r.url})\n" for r in missing)
-            + f"  fetch them with: kubefab bundle --inventory {c.source}"
+            + f"  fetch them with: kubefab bundle --inventory {c.source}\n"
+            + f"  or build them here: kubefab bundle --from-source --inventory {c.source}"
         )
     for r in wanted:
         path = bundle / r.bundle_path
         if r in missing:
             continue
-        if manifest is not None and manifest.kind == "lab":
-            entry = manifest.files.get(r.bundle_path)
-            if entry is None or file_digest(path, "sha256") != entry.sha256:
-                problems.append(f"{path}: does not match the lab bundle's manifest; rebuild it with `kubefab lab.up`")
+        entry = manifest.files.get(r.bundle_path) if manifest else None
+        if entry is not None and entry.built:
+            if file_digest(path, "sha256") != entry.sha256:
+                problems.append(f"{path}: differs from the SHA-256 recorded when it was built ({entry.sha256}); "
+                                f"delete it and run `kubefab bundle --from-source --inventory {c.source}`")
         elif r.digest is None and r.component in RECORDED:
-            entry = manifest.files.get(r.bundle_path) if manifest else None
             if entry is None or file_digest(path, "sha256") != entry.sha256:
                 problems.append(f"{path}: differs from the SHA-256 `kubefab bundle` recorded when it fetched it; "
                                 f"delete it and run `kubefab bundle --inventory {c.source}`")
@@ -173,9 +188,9 @@ def download(c: Cluster, stack: Stack, arch: str, log=print, mirror: str | None 
     not kept)."""
     bundle = c.bundle_dir
     bundle.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(bundle) or Manifest("release", arch, {})
-    if manifest.kind != "release" or manifest.arch != arch:
-        return [f"{bundle}: holds a {manifest.kind} bundle for {manifest.arch}; use another bundle directory"]
+    manifest = read_manifest(bundle) or Manifest(arch, {})
+    if manifest.arch != arch:
+        return [f"{bundle}: holds a bundle for {manifest.arch}; use another bundle directory"]
     problems = []
     files = dict(manifest.files)
     for r in [*required(c, stack, arch), cni_release(c.cni, stack)]:
@@ -184,6 +199,8 @@ def download(c: Cluster, stack: Stack, arch: str, log=print, mirror: str | None 
             problems.append(f"{r.url}: the versions table pins no checksum for {r.component} {r.version}; "
                             "not fetched (use a pinned version)")
             continue
+        if r.bundle_path in files and files[r.bundle_path].built:
+            continue  # built here from the same version: kept (delete it to fetch the official file)
         if not path.exists():
             url = mirrored(r.url, mirror)
             log(f"fetching {url}")
@@ -208,5 +225,5 @@ def download(c: Cluster, stack: Stack, arch: str, log=print, mirror: str | None 
             problems.append(f"{path}: differs from the SHA-256 recorded when it was fetched; delete it to fetch again")
             continue
         files[r.bundle_path] = Entry(r.component, r.version, r.bundle_path, file_digest(path, "sha256"), r.url)
-    write_manifest(bundle, Manifest("release", arch, files))
+    write_manifest(bundle, Manifest(arch, files))
     return problems

@@ -83,15 +83,22 @@ def _version(c: Cluster) -> Iterator[Finding]:
                       f"a version like {supported[-1]} or {supported[-1]}.0")
         return
     if minor not in supported:
-        yield Finding(("kubernetes_version",), repr(c.kubernetes_version),
-                      f"one of the supported minors: {', '.join(supported)}")
+        ended = versions.end_of_life(minor)
+        found = f"{c.kubernetes_version!r}" + (f", a minor that reached its end of life on {ended}" if ended else "")
+        yield Finding(("kubernetes_version",), found, f"one of the supported minors: {', '.join(supported)}")
         return
     stack = versions.stack(c.kubernetes_version, c.versions.model_dump())
     pinned = versions.stack(minor).kubernetes
     if stack.kubernetes != pinned:
         yield Finding(("kubernetes_version",), f"{c.kubernetes_version!r}, a patch release with no pinned checksum",
-                      f"{minor} or {pinned}: kubefab bundle and deploy verify release files only against the versions "
-                      "table (a lab bundle is checked against its own manifest)", "warning")
+                      f"{minor} or {pinned}: kubefab bundle downloads only release files it can verify against the "
+                      "versions table (kubefab bundle --from-source can build other patch releases)", "warning")
+    if int(stack.containerd.split(".")[0]) < 2:
+        yield Finding(("versions", "containerd"), stack.containerd,
+                      "containerd 2.x: kubefab renders containerd's version 3 configuration")
+    if c.kube_proxy_mode == "ipvs":
+        yield Finding(("kube_proxy_mode",), "ipvs, deprecated in kube-proxy since Kubernetes 1.35",
+                      "nftables (GA since 1.33) or iptables (the default)", "warning")
     if getattr(stack, c.cni) in (None, "None"):
         yield Finding(("cni",), f"{c.cni}, which has no version pinned for Kubernetes {minor}",
                       f"calico, or versions.{c.cni} set to a release you have checked")

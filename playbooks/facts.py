@@ -27,6 +27,7 @@ echo "firewalld=$(systemctl is-active firewalld 2>/dev/null)"
 echo "firewalld_enabled=$(systemctl is-enabled firewalld 2>/dev/null)"
 echo "package_manager=$(basename "$(command -v dnf || command -v yum || command -v apt-get)" 2>/dev/null)"
 echo "systemd=$(cat /proc/1/comm 2>/dev/null)"
+echo "resolv_stub=$(grep -qs '^nameserver 127\.0\.0\.53' /etc/resolv.conf && test -s /run/systemd/resolve/resolv.conf && echo yes || echo no)"
 """
 
 Family = Literal["rhel", "debian", "unknown"]
@@ -62,6 +63,9 @@ class Facts:
     firewalld_enabled: bool = False  # starts at the next boot even when stopped now
     package_manager: str = ""
     init: str = ""
+    # /etc/resolv.conf points at systemd-resolved's stub (127.0.0.53, Ubuntu's default), which pods cannot
+    # reach: kubelet must hand them the upstream servers in /run/systemd/resolve/resolv.conf instead.
+    resolved_stub: bool = False
 
     @property
     def family(self) -> Family:
@@ -107,6 +111,7 @@ def parse(text: str) -> Facts:
         firewalld_enabled=values.get("firewalld_enabled") == "enabled",
         package_manager=values.get("package_manager", ""),
         init=values.get("systemd", ""),
+        resolved_stub=values.get("resolv_stub") == "yes",
     )
 
 

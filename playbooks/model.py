@@ -202,6 +202,8 @@ class Cluster(Strict):
     cluster_dir: str | None = None  # default: clusters/<name> under the current directory
     container_runtime: Literal["containerd"] = "containerd"
     cni: Literal["calico", "flannel"] = "calico"
+    # What the add-ons phase applies: leave out `cni` to bring your own network plugin, `coredns` your own DNS.
+    addons: tuple[Literal["rbac", "cni", "coredns"], ...] = ("rbac", "cni", "coredns")
     kube_proxy_mode: Literal["iptables", "ipvs", "nftables"] = "iptables"
     firewall: Literal["open", "disable", "skip"] = "open"
     cgroup_v1: Literal["refuse", "allow"] = "refuse"

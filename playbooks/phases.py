@@ -85,8 +85,6 @@ class Deployment:
         self.command_log = command_log
         self.timeout = command_timeout
         self.bundle = cluster.bundle_dir
-        manifest = bundles.read_manifest(self.bundle)
-        self.lab_bundle = manifest is not None and manifest.kind == "lab"
         self.remotes: dict[str, Remote] = {}
         self.pending: dict[str, set[str]] = {h.name: set() for h in cluster.hosts}
         self.recorded: dict[str, set[str]] = {}  # what each host's PENDING_RESTARTS held when first read
@@ -334,9 +332,8 @@ class Deployment:
         self.each("nodes", self.c.workers, verify)
 
     def addons(self, result: PhaseResult) -> None:
-        if self.lab_bundle:
-            result.note = ("skipped: the lab bundle's Kubernetes binaries are stand-ins, which run no pods; "
-                           "the CNI and CoreDNS need a real cluster")
+        if not self.c.addons:
+            result.note = "skipped: the inventory selects no add-ons"
             return
         try:
             docs = manifests(self.inputs, self.bundle)
@@ -348,10 +345,15 @@ class Deployment:
         out = self.run(first, "addons: kubectl apply", self.kubectl(args=f"apply -f {ADDONS_DIR}/")).stdout
         changed = [line for line in out.splitlines() if line.endswith(("created", "configured"))]
         result.hosts[first.name].changed += changed
-        self.wait(first, "nodes Ready", self.kubectl(args="wait --for=condition=Ready nodes --all --timeout=10s"), 600,
-                  5)
-        self.wait(first, "CoreDNS available",
-                  self.kubectl(args="-n kube-system rollout status deployment/coredns --timeout=10s"), 600, 5)
+        if "cni" in self.c.addons:  # without a network plugin no node becomes Ready
+            self.wait(first, "nodes Ready", self.kubectl(args="wait --for=condition=Ready nodes --all --timeout=10s"),
+                      600, 5)
+        if "coredns" in self.c.addons:
+            self.wait(first, "CoreDNS available",
+                      self.kubectl(args="-n kube-system rollout status deployment/coredns --timeout=10s"), 600, 5)
+        skipped = [a for a in ("cni", "coredns") if a not in self.c.addons]
+        if skipped:
+            result.note = f"not selected by the inventory: {', '.join(skipped)}"
 
     def checks(self) -> dict[str, Callable[[dict[str, Plan]], None]]:
         return {

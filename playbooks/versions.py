@@ -28,6 +28,11 @@ def default_minor() -> str:
     return str(table()["default"])
 
 
+def end_of_life(minor: str) -> str | None:
+    """The date a minor kubefab no longer supports reached its end of life upstream, if the table has it."""
+    return (table().get("end_of_life") or {}).get(minor)
+
+
 def minor_of(version: str) -> str:
     """'1.35' or '1.35.2' or 'v1.35.2' -> '1.35'; raises ValueError on anything else."""
     parts = version.removeprefix("v").split(".")

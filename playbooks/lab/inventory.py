@@ -32,12 +32,10 @@ def roles(index: int, count: int) -> list[str]:
 
 
 def lab_inventory(hosts: tuple[LabHost, ...], subnet: IPv4Network, key: Path, known_hosts: Path, bundle: Path,
-                  cluster_dir: Path, kubernetes_version: str, component_versions: dict[str, str]) -> dict[str, Any]:
+                  cluster_dir: Path, kubernetes_version: str) -> dict[str, Any]:
     return {
         "name": NAME,
         "kubernetes_version": kubernetes_version,
-        # What the lab bundle holds (Debian's builds), instead of the versions the minor pins.
-        "versions": component_versions,
         "network": {"host_prefix": subnet.prefixlen},
         # One host has no lb pair, so no VIP: clients talk to its apiserver directly.
         "api": {"vip": str(vip(subnet)) if len(hosts) >= 2 else None, "interface": HOST_IFACE,
@@ -47,6 +45,9 @@ def lab_inventory(hosts: tuple[LabHost, ...], subnet: IPv4Network, key: Path, kn
         "cluster_dir": str(cluster_dir),
         # Lab hosts are reachable only on the lab bridge: no host firewall to manage.
         "firewall": "skip",
+        # No container registry is reachable from the lab and the bundle carries no images yet, so no pod can
+        # start: the CNI and CoreDNS are left out (nodes register, and stay NotReady without a CNI).
+        "addons": ["rbac"],
         "hosts": [{"name": h.name, "ip": h.ip, "roles": roles(i, len(hosts))} for i, h in enumerate(hosts)],
     }
 

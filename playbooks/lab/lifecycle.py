@@ -7,9 +7,9 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
-from playbooks import versions
+from playbooks import source
 from playbooks.lab import cgroups, hosts, network
-from playbooks.lab.bundle import STANDINS_DIR, ensure_bundle, versions_of
+from playbooks.lab.bundle import ensure_bundle, lab_stack
 from playbooks.lab.image import ensure_image
 from playbooks.lab.inventory import lab_inventory, render
 from playbooks.lab.keys import SSHKey, ensure_key, known_hosts, new_host_keys
@@ -25,14 +25,14 @@ def host_names(subnet: IPv4Network, count: int) -> list[tuple[str, IPv4Address]]
 
 
 def kubernetes_version() -> str:
-    """The patch release the versions table pins for the default minor: what the stand-ins claim."""
-    return versions.stack(versions.default_minor()).kubernetes
+    """The patch release the versions table pins for the default minor: what the lab runs."""
+    return lab_stack().kubernetes
 
 
 def up(count: int = 3, *, paths: LabPaths | None = None, subnet: IPv4Network = network.DEFAULT_SUBNET,
-       bridge: str = network.DEFAULT_BRIDGE, standins: Path = STANDINS_DIR, log: Log = print) -> LabState:
+       bridge: str = network.DEFAULT_BRIDGE, cache: Path | None = None, log: Log = print) -> LabState:
     """Start `count` fresh hosts (whatever is left of an earlier lab is brought down first), wait for
-    their sshd, write known_hosts and the lab inventory."""
+    their sshd, write known_hosts and the lab inventory. The bundle is built first if it is missing."""
     paths = paths or lab_paths()
     if not 1 <= count <= network.max_hosts():
         raise ValueError(f"--hosts must be between 1 and {network.max_hosts()}, not {count}")
@@ -41,8 +41,7 @@ def up(count: int = 3, *, paths: LabPaths | None = None, subnet: IPv4Network = n
     network.check_free(subnet, bridge)
     paths.root.mkdir(parents=True, exist_ok=True)
     rootfs = ensure_image(paths, log)
-    k8s = kubernetes_version()
-    manifest = ensure_bundle(paths.bundle, paths.debs, k8s, standins, log)
+    ensure_bundle(paths.bundle, cache or source.cache_dir(), log=log)
     public_key = ensure_key(paths.key, "kubefab-lab")
     network.create_bridge(bridge, subnet)
     state = LabState(bridge, str(subnet))
@@ -64,7 +63,7 @@ def up(count: int = 3, *, paths: LabPaths | None = None, subnet: IPv4Network = n
         ([name, str(ip)], key) for name, ip in peers for key in host_keys[name].values()))
     hosts.wait_for_ssh([str(ip) for _, ip in peers])
     paths.inventory.write_text(render(lab_inventory(
-        state.hosts, subnet, paths.key, paths.known_hosts, paths.bundle, paths.cluster, k8s, versions_of(manifest))))
+        state.hosts, subnet, paths.key, paths.known_hosts, paths.bundle, paths.cluster, kubernetes_version())))
     log(f"lab up: {count} host(s) on {bridge} {subnet}, ssh as kubefab with {paths.key}")
     return state
 

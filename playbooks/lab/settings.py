@@ -53,10 +53,6 @@ class LabPaths:
         return self.root / "bundle"
 
     @property
-    def debs(self) -> Path:
-        return self.root / "debs"
-
-    @property
     def cluster(self) -> Path:
         return self.root / "cluster"
 

@@ -25,17 +25,22 @@ def cni_release(cni: str, stack: Stack) -> Release:
 
 
 def manifests(inputs: Inputs, bundle: Path) -> dict[str, bytes]:
-    """File name -> manifest, in the order they are applied."""
-    rel = cni_release(inputs.cluster.cni, inputs.stack)
-    source = bundle / rel.bundle_path
-    if not source.exists():
-        raise AddonError(f"{source}: the {inputs.cluster.cni} manifest is not in the bundle (run `kubefab bundle`)")
-    patch = patch_calico if inputs.cluster.cni == "calico" else patch_flannel
-    return {
-        "00-apiserver-to-kubelet-rbac.yaml": render("addons/apiserver-to-kubelet-rbac.yaml.j2"),
-        f"10-{rel.filename}": patch(source.read_text(), str(inputs.cluster.network.pod_cidr), str(source)).encode(),
-        "20-coredns.yaml": render("addons/coredns.yaml.j2", **inputs.context()),
-    }
+    """File name -> manifest of the add-ons the inventory selects, in the order they are applied."""
+    selected = inputs.cluster.addons
+    docs = {}
+    if "rbac" in selected:
+        docs["00-apiserver-to-kubelet-rbac.yaml"] = render("addons/apiserver-to-kubelet-rbac.yaml.j2")
+    if "cni" in selected:
+        rel = cni_release(inputs.cluster.cni, inputs.stack)
+        source = bundle / rel.bundle_path
+        if not source.exists():
+            raise AddonError(f"{source}: the {inputs.cluster.cni} manifest is not in the bundle (run `kubefab bundle`)")
+        patch = patch_calico if inputs.cluster.cni == "calico" else patch_flannel
+        docs[f"10-{rel.filename}"] = patch(source.read_text(), str(inputs.cluster.network.pod_cidr),
+                                           str(source)).encode()
+    if "coredns" in selected:
+        docs["20-coredns.yaml"] = render("addons/coredns.yaml.j2", **inputs.context())
+    return docs
 
 
 def patch_calico(text: str, pod_cidr: str, name: str) -> str:

@@ -10,6 +10,8 @@ from playbooks.render import render
 
 # Where a registry's own endpoint is when it is not https://<name> (Docker Hub's historical quirk).
 UPSTREAM = {"docker.io": "https://registry-1.docker.io"}
+# systemd-resolved's list of the real name servers (its stub at 127.0.0.53 is unreachable from pods).
+RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
 
 
 def registry_hosts(c: Cluster) -> tuple[File, ...]:
@@ -26,8 +28,9 @@ def plan(inputs: Inputs, host: Host) -> Plan | None:
     if not host.has("worker"):
         return None
     c, s, arch = inputs.cluster, inputs.stack, inputs.arch
+    facts = inputs.facts.get(host.name)
     ctx = inputs.context(host, pause_image=c.registry.pause_image or s.pause_image,
-                         containerd_major=int(s.containerd.split(".")[0]))
+                         resolv_conf=RESOLVED_UPSTREAM if facts and facts.resolved_stub else None)
 
     def conf(template: str, path: str, service: str) -> File:
         return File(path, render(template, **ctx), notifies=(service,))

@@ -11,7 +11,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from pki.store import kubeconfig_dir
-from playbooks import bundle, ui
+from playbooks import bundle, source, ui
 from playbooks.apply import Assessment, assess
 from playbooks.model import Cluster, Host
 from playbooks.phases import PHASES, DeployFailed, Deployment, PhaseResult
@@ -41,11 +41,10 @@ def select(only: str | None, skip: str | None) -> list[str]:
 
 def prepared(c: Context, inventory: str | None, phases: list[str]) -> tuple[Cluster, Inputs]:
     """Everything checked on this machine before any host is touched: inventory, PKI, secrets, and every bundle
-    file the phases will read (the CNI manifest too when add-ons run, which a lab bundle skips)."""
+    file the phases will read (the CNI manifest too when the add-ons phase applies the CNI)."""
     cluster = load_cluster(c, inventory)
     inputs = gather_inputs(cluster)
-    manifest = bundle.read_manifest(cluster.bundle_dir)
-    addons = "addons" in phases and not (manifest is not None and manifest.kind == "lab")
+    addons = "addons" in phases and "cni" in cluster.addons
     problems = bundle.verify(cluster, inputs.stack, inputs.arch, addons=addons)
     if problems:
         raise Exit("the bundle is not ready; no host was touched:\n" + "\n".join(problems), code=1)
@@ -176,12 +175,32 @@ def describe_changes(d: Deployment, host: Host, p: Plan, found: Assessment) -> l
     "inventory": INVENTORY_HELP, "arch": "amd64 or arm64 (default amd64)",
     "mirror": "base URL of an internal mirror laid out by upstream host name (e.g. http://mirror/kube serves "
               "http://mirror/kube/dl.k8s.io/...); checksums are verified the same way",
+    "from-source": "build the release files from their pinned Go modules with this machine's go toolchain and "
+                   f"module proxy instead of downloading them (cached under ${source.CACHE_ENV}, default "
+                   f"{source.DEFAULT_CACHE})",
 })
-def fetch_bundle(c: Context, inventory: str | None = None, arch: str = "amd64", mirror: str | None = None) -> None:
-    """Download the pinned release files for the inventory into its bundle directory, verifying checksums."""
+def fetch_bundle(c: Context, inventory: str | None = None, arch: str = "amd64", mirror: str | None = None,
+                 from_source: bool = False) -> None:
+    """Download the pinned release files for the inventory into its bundle directory, verifying checksums, or
+    build them from source (--from-source)."""
     cluster = load_cluster(c, inventory)
+    stack = stack_of(cluster)
+    if from_source:
+        start = time.monotonic()
+        try:
+            built = source.fill_bundle(cluster.bundle_dir, bundle.required(cluster, stack, arch), source.cache_dir(),
+                                       log=ui.out.print)
+        except source.BuildError as exc:
+            raise Exit(f"bundle --from-source: {exc}", code=1) from None
+        ui.table(f"bundle in {cluster.bundle_dir} ({time.monotonic() - start:.0f} s)",
+                 ["component", "version", "built", "sha256"],
+                 [(b.component, b.version, "cached" if b.cached else f"{b.seconds:.0f} s", b.sha256[:16])
+                  for b in built])
+        if "cni" in cluster.addons:
+            ui.out.print(f"note: the {cluster.cni} manifest is not built from source; `kubefab bundle` fetches it")
+        return
     try:
-        problems = bundle.download(cluster, stack_of(cluster), arch, log=ui.out.print, mirror=mirror)
+        problems = bundle.download(cluster, stack, arch, log=ui.out.print, mirror=mirror)
     except AddonError as exc:
         raise Exit(str(exc), code=1) from None
     if problems:

@@ -10,10 +10,11 @@ import pytest
 import yaml
 from labkit import Lab
 
-from playbooks import versions
+from playbooks import source
+from playbooks.bundle import release_files
 from playbooks.inventory import load
 from playbooks.lab import lifecycle
-from playbooks.lab.bundle import STANDINS_DIR, ensure_bundle
+from playbooks.lab.bundle import ensure_bundle, lab_stack, machine_arch
 
 pytestmark = pytest.mark.lab
 
@@ -32,20 +33,20 @@ def test_inventory_is_valid_and_describes_the_running_lab(lab: Lab) -> None:
         "user": "kubefab", "port": 22, "key": str(lab.paths.key), "sudo": True,
         "known_hosts": str(lab.paths.known_hosts)}
     assert cluster.bundle_dir == lab.paths.bundle and cluster.dir == lab.paths.cluster
-    assert cluster.versions.model_dump(exclude_none=True) == {
-        f["component"]: f["version"] for f in manifest(lab)["files"] if not f["standin"]}
+    # No overrides: the lab runs the versions the default minor pins.
+    assert cluster.versions.model_dump(exclude_none=True) == {}
+    assert cluster.kubernetes_version == lifecycle.kubernetes_version()
 
 
-def test_bundle_files_match_their_manifest_checksums(lab: Lab) -> None:
+def test_bundle_holds_the_pinned_releases_each_with_its_checksum_and_origin(lab: Lab) -> None:
     m = manifest(lab)
-    assert m["kind"] == "lab"
-    for f in m["files"]:
-        data = (lab.paths.bundle / f["path"]).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == f["sha256"], f["path"]
-        assert f["path"].startswith(f"{f['component']}/{f['version']}/{m['arch']}/")
-    standins = {f["component"]: f["version"] for f in m["files"] if f["standin"]}
-    assert standins == {"kubernetes_server": lifecycle.kubernetes_version(),
-                        "crictl": versions.stack(lifecycle.kubernetes_version()).crictl}
+    files = {f["path"]: f for f in m["files"]}
+    for r in release_files(lab_stack(), machine_arch()):
+        f = files[r.bundle_path]
+        assert (f["component"], f["version"]) == (r.component, r.version)
+        assert hashlib.sha256((lab.paths.bundle / f["path"]).read_bytes()).hexdigest() == f["sha256"], f["path"]
+        # Offline here: every file was built from its pinned Go module, and the manifest says so.
+        assert f["origin"] == "source" and f"@v{r.version} (h1:" in f["source"], f
 
 
 def members(path: Path) -> list[str]:
@@ -66,6 +67,8 @@ def test_release_archives_are_laid_out_as_upstream_ships_them(lab: Lab) -> None:
 
 
 def test_bundle_is_reused_while_its_inputs_are_unchanged(lab: Lab) -> None:
-    before = (lab.paths.bundle / "manifest.yaml").stat().st_mtime_ns
-    ensure_bundle(lab.paths.bundle, lab.paths.debs, lifecycle.kubernetes_version(), STANDINS_DIR)
-    assert (lab.paths.bundle / "manifest.yaml").stat().st_mtime_ns == before
+    before = {p: p.stat().st_mtime_ns for p in lab.paths.bundle.rglob("*") if p.is_file()}
+    logged: list[str] = []
+    ensure_bundle(lab.paths.bundle, source.cache_dir(), log=logged.append)
+    assert logged == [], "a second bundle run built something"
+    assert {p: p.stat().st_mtime_ns for p in lab.paths.bundle.rglob("*") if p.is_file()} == before

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from playbooks.archive import tar_gz
 from playbooks.lab.aptsource import AptSource, parse_deb822, parse_one_line, pick_source
-from playbooks.lab.archive import tar_gz
-from playbooks.lab.bundle import Package, parse_apt_show, upstream_version
 from playbooks.lab.cgroups import enter_then_exec, systemd_hierarchies
 from playbooks.lab.hosts import host_files, passwd_ids
 from playbooks.lab.image import PACKAGES, image_key
@@ -42,22 +41,6 @@ def test_mirror_and_suite_come_from_the_release_suite_of_apt_sources() -> None:
     one_line = "deb [arch=amd64 signed-by=/k.gpg] http://m.invalid/debian bookworm main contrib\n"
     assert pick_source(parse_one_line(one_line)) == AptSource("http://m.invalid/debian", "bookworm")
     assert pick_source(parse_deb822(SOURCES.replace("Components: main", "Components: contrib"))) is None
-
-
-@pytest.mark.parametrize(("debian", "upstream"), [
-    ("3.4.23-4+b4", "3.4.23"), ("1.6.20~ds1-1+deb12u3", "1.6.20"), ("1.1.5+ds1-1+deb12u1", "1.1.5"),
-    ("1.1.1+ds1-3+b5", "1.1.1"), ("1:2.2.7-1+b2", "2.2.7"),
-])
-def test_upstream_version_drops_epoch_repack_suffix_and_revision(debian: str, upstream: str) -> None:
-    assert upstream_version(debian) == upstream
-
-
-def test_apt_show_gives_candidates_and_their_download_names() -> None:
-    text = "Package: etcd-server\nVersion: 3.4.23-4+b4\nArchitecture: amd64\n\n" \
-           "Package: keepalived\nVersion: 1:2.2.7-1+b2\nArchitecture: amd64\n"
-    found = parse_apt_show(text)
-    assert found["etcd-server"] == Package("etcd-server", "3.4.23-4+b4", "amd64")
-    assert found["keepalived"].filename == "keepalived_1%3a2.2.7-1+b2_amd64.deb"
 
 
 def test_archives_are_byte_identical_whatever_the_member_order() -> None:

@@ -231,7 +231,9 @@ def test_sudo_wraps_the_whole_step_in_one_root_shell(cluster) -> None:
     assert shlex.split(wrapped)[-1] == "a && b > '/x y'"
 
 
-def lab_like_bundle(tmp_path: Path, kind: str) -> tuple:
+def recorded_bundle(tmp_path: Path, origin: str) -> tuple:
+    """A bundle whose manifest records each file's SHA-256, as `bundle --from-source` (origin "source") or
+    `bundle` (origin "download") write it; the files are decoys, not the published ones."""
     data = yaml.safe_load(EXAMPLE.read_text()) | {"bundle": str(tmp_path / "bundle")}
     (tmp_path / "i.yaml").write_text(yaml.safe_dump(data))
     c = load(tmp_path / "i.yaml")
@@ -242,8 +244,8 @@ def lab_like_bundle(tmp_path: Path, kind: str) -> tuple:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(r.component.encode())
         files[r.bundle_path] = bundle.Entry(r.component, r.version, r.bundle_path,
-                                            hashlib.sha256(r.component.encode()).hexdigest())
-    bundle.write_manifest(tmp_path / "bundle", bundle.Manifest(kind, "amd64", files))
+                                            hashlib.sha256(r.component.encode()).hexdigest(), "test", origin)
+    bundle.write_manifest(tmp_path / "bundle", bundle.Manifest("amd64", files))
     return c, s
 
 
@@ -255,18 +257,20 @@ def test_bundle_missing_files_are_one_error_with_the_fetch_command(tmp_path: Pat
     assert "6 release file(s) missing" in problem
     assert "kubernetes-server-linux-amd64.tar.gz" in problem and "crictl" in problem
     assert f"fab bundle --inventory {c.source}" in problem
+    assert f"kubefab bundle --from-source --inventory {c.source}" in problem
 
 
-def test_lab_bundle_is_checked_against_its_manifest(tmp_path: Path) -> None:
-    c, s = lab_like_bundle(tmp_path, "lab")
+def test_built_files_are_checked_against_the_sha256_recorded_when_built(tmp_path: Path) -> None:
+    c, s = recorded_bundle(tmp_path, bundle.BUILT)
     assert bundle.verify(c, s, "amd64") == []
     tampered = tmp_path / "bundle" / bundle.required(c, s, "amd64")[0].bundle_path
     tampered.write_bytes(b"changed")
-    assert "does not match the lab bundle's manifest" in bundle.verify(c, s, "amd64")[0]
+    (problem,) = bundle.verify(c, s, "amd64")
+    assert "differs from the SHA-256 recorded when it was built" in problem and str(tampered) in problem
 
 
-def test_release_bundle_is_checked_against_published_checksums(tmp_path: Path) -> None:
-    c, s = lab_like_bundle(tmp_path, "release")
+def test_downloaded_files_are_checked_against_published_checksums(tmp_path: Path) -> None:
+    c, s = recorded_bundle(tmp_path, bundle.DOWNLOADED)
     problems = bundle.verify(c, s, "amd64")
     assert problems and all("differs from the published" in p for p in problems)
     assert any("sha512" in p for p in problems)  # the server tarball's CHANGELOG checksum

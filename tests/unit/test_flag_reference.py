@@ -1,5 +1,6 @@
-"""Rendered command lines and config files against the official references of every supported minor:
-no flag the target version lacks, no deprecated flag, every required flag, the right kinds and apiVersions."""
+"""Rendered command lines and config files against the references of every supported minor, generated from
+that minor's real binaries and API types (playbooks/reference.py): no flag the target version lacks, no
+deprecated flag, every required flag, the right kinds and apiVersions, no config field the version lacks."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import yaml
 
 from playbooks import versions
 from playbooks.audit import args_of
-from playbooks.flagref import valid_flags
+from playbooks.flagref import config_fields, field_paths, valid_flags
 from playbooks.inventory import load
 from playbooks.plans.inputs import gather
 from tests.conftest import EXAMPLE, Rendered
@@ -48,7 +49,9 @@ REMOVED = {"insecure-port", "insecure-bind-address", "logtostderr", "alsologtost
            "network-plugin", "pod-infra-container-image", "apiserver-count", "feature-gates=RemoveSelfLink",
            "experimental-encryption-provider-config", "basic-auth-file", "port", "address", "kubelet-https"}
 KINDS = yaml.safe_load((Path(versions.VERSIONS_FILE).parent / "config_kinds.yaml").read_text())
-STANDIN_FIELDS = yaml.safe_load((Path(__file__).parents[1] / "lab" / "standins" / "config_fields.yaml").read_text())
+# Fields whose keys are data (gate names, signal names), not part of the schema.
+MAP_FIELDS = {"featureGates", "evictionHard", "evictionSoft", "evictionSoftGracePeriod", "kubeReserved",
+              "systemReserved", "evictionMinimumReclaim"}
 CONFIG_FILES = {
     "/var/lib/kubelet/config.yaml": "KubeletConfiguration",
     "/var/lib/kube-proxy/config.yaml": "KubeProxyConfiguration",
@@ -103,20 +106,35 @@ def test_config_kinds_and_api_versions(minor_render, path: str, kind: str) -> No
     assert doc["apiVersion"] == KINDS["minors"][minor]["kinds"][kind]
 
 
-def test_kube_proxy_config_fields(minor_render) -> None:
+@pytest.mark.parametrize(("path", "kind"), [("/var/lib/kubelet/config.yaml", "KubeletConfiguration"),
+                                           ("/var/lib/kube-proxy/config.yaml", "KubeProxyConfiguration"),
+                                           ("/etc/kubernetes/kube-scheduler.yaml", "KubeSchedulerConfiguration")])
+def test_every_rendered_config_field_exists_in_the_target_version(minor_render, path: str, kind: str) -> None:
+    minor, rendered = minor_render
+    doc = yaml.safe_load(rendered.files("k8s-1")[path])
+    data_keys = {f"{m}." for m in MAP_FIELDS}
+    paths = {p for p in field_paths(doc) if not any(p.startswith(k) for k in data_keys)}
+    unknown = sorted(paths - config_fields(kind, minor))
+    assert not unknown, f"{kind} {minor} has no field(s): {unknown}"
+
+
+def test_field_reference_can_fail() -> None:
+    """The generated lists hold nested fields, and not what the real types lack."""
+    newest = versions.supported_minors()[-1]
+    kubelet = config_fields("KubeletConfiguration", newest)
+    assert {"authentication.x509.clientCAFile", "containerRuntimeEndpoint", "failCgroupV1"} <= kubelet
+    assert "cgroupDriverr" not in kubelet and "networkPlugin" not in kubelet
+
+
+def test_kube_proxy_mode_is_one_the_version_has(minor_render) -> None:
     minor, rendered = minor_render
     doc = yaml.safe_load(rendered.files("k8s-1")["/var/lib/kube-proxy/config.yaml"])
-    allowed = set(KINDS["minors"][minor]["kube_proxy_configuration_fields"])
-    assert set(doc) <= allowed, sorted(set(doc) - allowed)
-    assert doc["mode"] in KINDS["minors"][minor]["kube_proxy_modes"]["linux"]
+    modes = KINDS["minors"][minor]["kube_proxy_modes"]
+    assert doc["mode"] in modes["linux"] and doc["mode"] not in modes["deprecated"]
 
 
-def test_kubelet_config_fields(minor_render) -> None:
-    """The per-minor field lists are not in the references gathered so far (config_kinds.yaml says null);
-    the KubeletConfiguration v1beta1 field list of the current API types (the stand-ins' reference) is used."""
+def test_kubelet_takes_its_cgroup_driver_from_containerd(minor_render) -> None:
     minor, rendered = minor_render
     doc = yaml.safe_load(rendered.files("k8s-1")["/var/lib/kubelet/config.yaml"])
-    fields = KINDS["minors"][minor].get("kubelet_configuration_fields") or STANDIN_FIELDS["KubeletConfiguration"]
-    allowed = {"apiVersion", "kind", *fields}
-    assert set(doc) <= allowed, sorted(set(doc) - allowed)
-    assert "containerRuntimeEndpoint" in doc and "failCgroupV1" in doc
+    assert "cgroupDriver" not in doc and "containerRuntimeEndpoint" in doc and "failCgroupV1" in doc
+    assert "SystemdCgroup = true" in rendered.text("k8s-1", "/etc/containerd/config.toml")

@@ -11,6 +11,7 @@ import yaml
 from invoke.context import Context
 from invoke.exceptions import Exit
 
+from playbooks import versions
 from playbooks.importers import SourceError, convert, document
 from playbooks.importers.ansible import read
 from playbooks.importers.common import Candidate, Draft, add_hosts, valid_name
@@ -41,7 +42,7 @@ def test_kubeasz(tmp_path: Path) -> None:
     imp = convert(KUBEASZ)
     d = imp.data
     assert imp.format == "kubeasz"
-    assert d["name"] == "k8s-prod" and d["kubernetes_version"] == "1.34.1"  # CLUSTER_NAME, K8S_VER of config.yml
+    assert d["name"] == "k8s-prod" and d["kubernetes_version"] == "1.36.1"  # CLUSTER_NAME, K8S_VER of config.yml
     assert d["network"] == {"service_cidr": "10.68.0.0/16", "pod_cidr": "172.20.0.0/16", "domain": "cluster.local",
                             "dns_ip": "10.68.0.2"}  # kubeasz's CoreDNS address: the second of SERVICE_CIDR
     assert d["api"] == {"apiserver_port": 6443, "vip": "10.20.0.250", "port": 8443,
@@ -65,11 +66,11 @@ def test_kubeasz(tmp_path: Path) -> None:
 def test_old_kubeasz_unsupported_values_keep_defaults(tmp_path: Path) -> None:
     imp = convert(KUBEASZ_OLD)
     d = imp.data
-    assert "cni" not in d and "container_runtime" not in d and d["kubernetes_version"] == "1.35"
+    assert "cni" not in d and "container_runtime" not in d and d["kubernetes_version"] == versions.default_minor()
     unsupported = entries(imp, "unsupported")
     assert any("CONTAINER_RUNTIME" in e and "'docker'" in e and "containerd stands" in e for e in unsupported)
     assert any("CLUSTER_NETWORK" in e and "'kube-router'" in e and "calico stands" in e for e in unsupported)
-    assert any("K8S_VER" in e and "'v1.20.4'" in e and "1.35 stands" in e for e in unsupported)
+    assert any("K8S_VER" in e and "'v1.20.4'" in e and f"{versions.default_minor()} stands" in e for e in unsupported)
     assert d["network"]["domain"] == "cluster.local"  # "cluster.local." as kubeasz 2.x wrote it
     assert mentions(imp, "[kube-master]", "kube_master")
     assert [h["name"] for h in d["hosts"]] == ["etcd1", "etcd2", "etcd3", "node-192-168-122-103"]
@@ -86,7 +87,7 @@ def test_kubespray_yaml_with_group_vars(tmp_path: Path) -> None:
     imp = convert(KUBESPRAY)  # the directory: hosts.yaml is found in it
     d = imp.data
     assert imp.format == "kubespray" and imp.source.name == "hosts.yaml"
-    assert d["name"] == "mycluster" and d["kubernetes_version"] == "1.33.4"
+    assert d["name"] == "mycluster" and d["kubernetes_version"] == "1.35.4"
     assert d["network"] == {"service_cidr": "10.233.0.0/18", "pod_cidr": "10.233.64.0/18",
                             "domain": "cluster.local",  # dns_domain: "{{ cluster_name }}", resolved
                             "dns_ip": "10.233.0.3"}  # skydns_server is Jinja: kubespray's default, the third

@@ -205,9 +205,27 @@ def test_addresses_must_be_text(value: object) -> None:
     assert "written as text" in p.expected
 
 
-def test_cni_without_a_pinned_version() -> None:
-    p = only(lambda d: d.update(kubernetes_version="1.32", cni="flannel"), "cni", "flannel")
+def test_cni_without_a_pinned_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = copy.deepcopy(versions.table())
+    table["minors"]["1.36"]["flannel"] = None
+    monkeypatch.setattr(versions, "table", lambda: table)
+    p = only(lambda d: d.update(kubernetes_version="1.36", cni="flannel"), "cni", "flannel")
     assert "versions.flannel" in p.expected
+
+
+@pytest.mark.parametrize("minor", ["1.32", "1.34"])
+def test_end_of_life_minor_is_refused_with_its_date(minor: str) -> None:
+    p = only(lambda d: d.update(kubernetes_version=minor), "kubernetes_version", "end of life")
+    assert "1.35, 1.36, 1.37" in p.expected
+
+
+def test_ipvs_is_a_deprecation_warning() -> None:
+    p = only(lambda d: d.update(kube_proxy_mode="ipvs"), "kube_proxy_mode", "deprecated", "warning")
+    assert "nftables" in p.expected
+
+
+def test_containerd_1_is_refused() -> None:
+    only(lambda d: d.update(versions={"containerd": "1.7.24"}), "versions.containerd", "1.7.24")
 
 
 def test_unpinned_patch_release_is_a_warning() -> None:

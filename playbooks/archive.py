@@ -6,14 +6,24 @@ from __future__ import annotations
 import gzip
 import io
 import tarfile
+from pathlib import Path
+from typing import BinaryIO
 
 MTIME = 0
+# What a member holds: bytes, a file on disk (streamed: release binaries are tens of MB each), or None for a
+# directory, whose name ends in '/'.
+Member = bytes | Path | None
 
 
-def tar_gz(members: dict[str, bytes | None], mode: int = 0o755) -> bytes:
-    """Archive name -> content (None for a directory, whose name ends in '/')."""
+def tar_gz(members: dict[str, Member], mode: int = 0o755, level: int = 6) -> bytes:
+    """Archive name -> content, as bytes."""
     buf = io.BytesIO()
-    with gzip.GzipFile(filename="", fileobj=buf, mode="wb", mtime=MTIME, compresslevel=6) as gz, \
+    write_tar_gz(buf, members, mode, level)
+    return buf.getvalue()
+
+
+def write_tar_gz(out: BinaryIO, members: dict[str, Member], mode: int = 0o755, level: int = 6) -> None:
+    with gzip.GzipFile(filename="", fileobj=out, mode="wb", mtime=MTIME, compresslevel=level) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for name in sorted(members):
             data = members[name]
@@ -24,7 +34,10 @@ def tar_gz(members: dict[str, bytes | None], mode: int = 0o755) -> bytes:
             if data is None:
                 info.type = tarfile.DIRTYPE
                 tar.addfile(info)
+            elif isinstance(data, Path):
+                info.size = data.stat().st_size
+                with data.open("rb") as f:
+                    tar.addfile(info, f)
             else:
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()

@@ -1,0 +1,370 @@
+"""Release files built from source: the pinned versions compiled with the machine's Go toolchain through its
+configured module proxy, then packed in the shape of the upstream release file, so a deploy cannot tell them
+apart except by the manifest entry saying how each was made.
+
+Provenance: a wrapper module per component requires the pinned module versions and nothing else; `go mod
+tidy` writes its go.sum, which the go command checks against the checksum database (GOSUMDB, as the user
+configured it) before any source is compiled. Builds are cached twice: Go's own build cache, and the finished
+release file per version under the kubefab cache directory, keyed by everything that went into it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from playbooks.archive import Member, write_tar_gz
+from playbooks.bundle import BUILT, Entry, Manifest, file_digest, read_manifest, write_manifest
+from playbooks.versions import Release, release
+
+HELPERS = Path(__file__).parent / "data" / "reference"
+CACHE_ENV = "KUBEFAB_CACHE_DIR"
+DEFAULT_CACHE = Path("/var/cache/kubefab")
+# Bump when a recipe's packing or build flags change, so cached release files are rebuilt.
+RECIPE_REVISION = 1
+
+Log = Callable[[str], None]
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Command:
+    package: str  # Go import path of the main package
+    name: str  # the file name in the release
+    tags: tuple[str, ...] = ()
+    cgo: bool = False
+    static: bool = False  # cgo linked statically (runc, as upstream's release binary)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    component: str  # as in the versions table
+    modules: tuple[str, ...]  # required at the release version; the first one names the release
+    commands: tuple[Command, ...]
+    # -X flags; {version} {major} {minor} {commit} {date} are filled in. The version variables upstream's
+    # release scripts set, so `--version` prints the release it is.
+    ldflags: tuple[str, ...]
+    packages: tuple[str, ...] = ()  # Debian packages the build needs (cgo headers and static libraries)
+    # A Go program of playbooks/data/reference/ built in the same module and run once after the build; its
+    # output is kept beside the release file as <file>.<name>.json (the configuration field reference).
+    helper: str | None = None
+
+    @property
+    def module(self) -> str:
+        return self.modules[0]
+
+
+def _kube_version_flags() -> tuple[str, ...]:
+    flags = []
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [f"{pkg}.gitVersion=v{{version}}", f"{pkg}.gitMajor={{major}}", f"{pkg}.gitMinor={{minor}}",
+                  f"{pkg}.gitCommit={{commit}}", f"{pkg}.gitTreeState=clean", f"{pkg}.buildDate={{date}}"]
+    return tuple(flags)
+
+
+KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
+# The plugins of upstream's release archive (not the Windows ones or the sample).
+CNI_PLUGINS = {"main": ("bridge", "dummy", "host-device", "ipvlan", "loopback", "macvlan", "ptp", "tap", "vlan"),
+               "ipam": ("dhcp", "host-local", "static"),
+               "meta": ("bandwidth", "firewall", "portmap", "sbr", "tuning", "vrf")}
+CONTAINERD = "github.com/containerd/containerd/v2"
+
+RECIPES = {r.component: r for r in (
+    Recipe("kubernetes_server", ("k8s.io/kubernetes",),
+           tuple(Command(f"k8s.io/kubernetes/cmd/{n}", n) for n in KUBE_COMMANDS), _kube_version_flags(),
+           helper="fields"),
+    Recipe("etcd", ("go.etcd.io/etcd/server/v3", "go.etcd.io/etcd/etcdctl/v3", "go.etcd.io/etcd/etcdutl/v3"),
+           (Command("go.etcd.io/etcd/server/v3", "etcd"), Command("go.etcd.io/etcd/etcdctl/v3", "etcdctl"),
+            Command("go.etcd.io/etcd/etcdutl/v3", "etcdutl")),
+           ("go.etcd.io/etcd/api/v3/version.GitSHA={commit}",)),
+    Recipe("containerd", (CONTAINERD,),
+           (Command(f"{CONTAINERD}/cmd/containerd", "containerd", ("urfave_cli_no_docs",)),
+            Command(f"{CONTAINERD}/cmd/ctr", "ctr", ("urfave_cli_no_docs",)),
+            Command(f"{CONTAINERD}/cmd/containerd-shim-runc-v2", "containerd-shim-runc-v2",
+                    ("urfave_cli_no_docs", "no_grpc"))),
+           (f"{CONTAINERD}/version.Version=v{{version}}", f"{CONTAINERD}/version.Revision={{commit}}",
+            f"{CONTAINERD}/version.Package=github.com/containerd/containerd/v2")),
+    Recipe("runc", ("github.com/opencontainers/runc",),
+           (Command("github.com/opencontainers/runc", "runc", ("seccomp", "urfave_cli_no_docs", "netgo", "osusergo"),
+                    cgo=True, static=True),),
+           ("main.version={version}", "main.gitCommit={commit}"), packages=("libseccomp-dev", "pkg-config")),
+    Recipe("cni_plugins", ("github.com/containernetworking/plugins",),
+           tuple(Command(f"github.com/containernetworking/plugins/plugins/{kind}/{n}", n)
+                 for kind, names in CNI_PLUGINS.items() for n in names),
+           ("github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=v{version}",)),
+    Recipe("crictl", ("sigs.k8s.io/cri-tools",), (Command("sigs.k8s.io/cri-tools/cmd/crictl", "crictl"),),
+           ("sigs.k8s.io/cri-tools/pkg/version.Version=v{version}",)),
+)}
+
+
+def cache_dir(env: dict[str, str] | os._Environ = os.environ) -> Path:
+    return Path(env.get(CACHE_ENV) or DEFAULT_CACHE)
+
+
+# -- pure parts ------------------------------------------------------------------------------------------------
+
+def companion_version(module: str, version: str) -> str:
+    """The published version of a module that `module`'s own go.mod replaces with a directory of its repo.
+    Kubernetes publishes its staging modules as v0.<minor>.<patch>; etcd its sub-modules at its own version."""
+    if module == "k8s.io/kubernetes":
+        return "v0." + version.split(".", 1)[1]
+    return "v" + version
+
+
+def local_replaces(gomod: str) -> list[str]:
+    """Modules a go.mod replaces with a directory inside its own repository (`=> ./x` or `=> ../x`), which a
+    module that depends on it must pin to published versions itself; placeholders like upstream's
+    FORBIDDEN_DEPENDENCY are skipped."""
+    found = []
+    for left, right in re.findall(r"^[ \t]*(?:replace[ \t]+)?([^\s(]\S*)(?:[ \t]+v\S+)?[ \t]+=>[ \t]+(\.\.?/\S*)[ \t]*$", gomod, re.M):
+        if "FORBIDDEN" not in right:
+            found.append(left)
+    return found
+
+
+def wrapper_gomod(recipe: Recipe, version: str, go_version: str, companions: list[str]) -> str:
+    """The go.mod of the build module: the release's modules at the pinned version, every companion replaced
+    by its published version (a replace only: ones the commands do not import need not exist), and the
+    commands as tools."""
+    v = "v" + version
+    lines = [f"module kubefab.build/{recipe.component}", "", f"go {go_version}", "", "require ("]
+    lines += [f"\t{m} {v}" for m in sorted(recipe.modules)]
+    lines += [")", ""]
+    replaced = sorted(m for m in companions if m not in recipe.modules)
+    if replaced:
+        lines += ["replace ("]
+        lines += [f"\t{m} => {m} {companion_version(recipe.module, version)}" for m in replaced] + [")", ""]
+    lines += ["tool ("] + [f"\t{c.package}" for c in recipe.commands] + [")", ""]
+    return "\n".join(lines)
+
+
+def ldflags(recipe: Recipe, version: str, commit: str, date: str) -> str:
+    major, minor = version.split(".")[:2]
+    values = {"version": version, "major": major, "minor": minor, "commit": commit or "unknown", "date": date}
+    return " ".join(["-s", "-w", *(f"-X {flag.format(**values)}" for flag in recipe.ldflags)])
+
+
+def build_groups(recipe: Recipe) -> list[tuple[tuple[str, ...], bool, bool, list[Command]]]:
+    """Commands sharing tags and cgo settings go into one `go build`, which compiles their common packages
+    once (Kubernetes' six commands share most of theirs)."""
+    groups: dict[tuple[tuple[str, ...], bool, bool], list[Command]] = {}
+    for c in recipe.commands:
+        groups.setdefault((c.tags, c.cgo, c.static), []).append(c)
+    return [(tags, cgo, static, cmds) for (tags, cgo, static), cmds in groups.items()]
+
+
+def default_binary_name(package: str) -> str:
+    """What `go build -o DIR/` names a main package: its last path element, a /vN suffix skipped."""
+    parts = package.split("/")
+    if re.fullmatch(r"v\d+", parts[-1]) and len(parts) > 1:
+        return parts[-2]
+    return parts[-1]
+
+
+def pack_members(component: str, version: str, arch: str, binaries: dict[str, Path]) -> dict[str, Member] | None:
+    """The members of the release archive in upstream's layout; None for a release that is a bare binary."""
+    match component:
+        case "kubernetes_server":
+            top = "kubernetes/server/bin/"
+            return {"kubernetes/": None, "kubernetes/server/": None, top: None,
+                    **{top + n: p for n, p in binaries.items()}}
+        case "etcd":
+            top = f"etcd-v{version}-linux-{arch}/"
+            return {top: None, **{top + n: p for n, p in binaries.items()}}
+        case "containerd":
+            return {"bin/": None, **{"bin/" + n: p for n, p in binaries.items()}}
+        case "cni_plugins":
+            return {"./": None, **{"./" + n: p for n, p in binaries.items()}}
+        case "crictl":
+            return dict(binaries)
+        case "runc":
+            return None
+    raise ValueError(f"no release layout for {component}")
+
+
+# -- the build ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class Built:
+    component: str
+    version: str
+    path: Path  # the release file in the cache
+    sha256: str
+    source: str  # how it was made, for the bundle manifest
+    seconds: float = 0.0
+    cached: bool = False
+
+
+@dataclass
+class GoTool:
+    """The machine's go command, with the user's environment (GOPROXY, GOFLAGS, GONOSUMDB, GOCACHE ...)."""
+
+    go: str = "go"
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def version(self) -> str:
+        """'1.26.8' from `go env GOVERSION` (go1.26.8)."""
+        return self.output(["env", "GOVERSION"]).strip().removeprefix("go")
+
+    def output(self, args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+        proc = subprocess.run([self.go, *args], cwd=cwd, capture_output=True, text=True,
+                              env={**self.env, **(env or {})}, check=False)
+        if proc.returncode != 0:
+            raise BuildError(f"`go {' '.join(args)}` in {cwd} exited {proc.returncode}:\n{proc.stderr.strip()[-3000:]}")
+        return proc.stdout
+
+
+def module_info(go: GoTool, work: Path, module: str, version: str) -> dict:
+    """`go mod download -json`: the module's go.mod file and, where the proxy knows it, its VCS commit."""
+    doc = json.loads(go.output(["mod", "download", "-json", f"{module}@{version}"], cwd=work))
+    if doc.get("Error"):
+        raise BuildError(f"{module}@{version}: {doc['Error']}")
+    info = json.loads(Path(doc["Info"]).read_text())
+    return {"gomod": Path(doc["GoMod"]).read_text(), "commit": (info.get("Origin") or {}).get("Hash", ""),
+            "time": info.get("Time", "1970-01-01T00:00:00Z"), "sum": doc.get("Sum", "")}
+
+
+def recipe_key(recipe: Recipe, version: str, arch: str, go_version: str) -> str:
+    text = json.dumps({"recipe": repr(recipe), "version": version, "arch": arch, "go": go_version,
+                       "revision": RECIPE_REVISION}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def build(component: str, version: str, arch: str, cache: Path, go: GoTool | None = None,
+          log: Log = print) -> Built:
+    """The release file for `component` `version`, from the cache or built now."""
+    go = go or GoTool()
+    recipe = RECIPES[component]
+    go_version = go.version()
+    target = cache / "source" / release(component, version, arch).bundle_path
+    stamp = target.with_name(target.name + ".built")
+    key = recipe_key(recipe, version, arch, go_version)
+    if target.is_file() and stamp.is_file():
+        record = json.loads(stamp.read_text())
+        if record.get("key") == key:
+            return Built(component, version, target, record["sha256"], record["source"], cached=True)
+
+    start = time.monotonic()
+    work = cache / "work" / f"{component}-{version}-{arch}"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "out").mkdir(parents=True)
+    log(f"building {component} {version} ({arch}) from {recipe.module}@v{version} with go {go_version} ...")
+    info = module_info(go, work, recipe.module, "v" + version)
+    (work / "go.mod").write_text(wrapper_gomod(recipe, version, go_version, local_replaces(info["gomod"])))
+    if recipe.helper:
+        (work / recipe.helper).mkdir()
+        shutil.copyfile(HELPERS / f"{recipe.helper}.go", work / recipe.helper / "main.go")
+    # Resolves the graph and writes go.sum; every module's hash is checked against the checksum database.
+    go.output(["mod", "tidy"], cwd=work)
+    flags = ldflags(recipe, version, info["commit"], info["time"])
+    env = {"GOOS": "linux", "GOARCH": arch}
+    for tags, cgo, static, commands in build_groups(recipe):
+        args = ["build", "-v", "-trimpath", "-o", str(work / "out") + "/"]
+        if tags:
+            args += ["-tags", ",".join(tags)]
+        args += ["-ldflags", flags + (" -extldflags -static" if static else "")]
+        _go_build(go, work, args, [c.package for c in commands], {**env, "CGO_ENABLED": "1" if cgo else "0"},
+                  f"{component} {version}", log)
+    binaries = {c.name: work / "out" / default_binary_name(c.package) for c in recipe.commands}
+    if recipe.helper:
+        go.output(["build", "-o", str(work / "out" / ".helper"), f"./{recipe.helper}"], cwd=work)
+        helper_output(target, recipe.helper).parent.mkdir(parents=True, exist_ok=True)
+        helper_output(target, recipe.helper).write_text(
+            subprocess.run([work / "out" / ".helper"], capture_output=True, text=True, check=True).stdout)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    members = pack_members(component, version, arch, binaries)
+    if members is None:
+        shutil.copyfile(next(iter(binaries.values())), partial)
+    else:
+        with partial.open("wb") as out:
+            write_tar_gz(out, members, level=1)  # fast: deploy re-compresses each binary for the wire anyway
+    digest = file_digest(partial, "sha256")
+    partial.rename(target)
+    source = (f"built from source: {recipe.module}@v{version} ({info['sum']}), go {go_version}, "
+              "module checksums verified by go.sum against the checksum database")
+    stamp.write_text(json.dumps({"key": key, "sha256": digest, "source": source}) + "\n")
+    shutil.copyfile(work / "go.sum", target.with_name(target.name + ".go.sum"))
+    shutil.rmtree(work / "out", ignore_errors=True)
+    seconds = time.monotonic() - start
+    log(f"built {component} {version} in {seconds:.0f} s")
+    return Built(component, version, target, digest, source, seconds)
+
+
+def helper_output(target: Path, helper: str) -> Path:
+    return target.with_name(f"{target.name}.{helper}.json")
+
+
+def _go_build(go: GoTool, work: Path, args: list[str], packages: list[str], env: dict[str, str], what: str,
+              log: Log) -> None:
+    """`go build -v`, reporting how many packages it has compiled every 15 seconds (a cold Kubernetes build
+    takes many minutes on two cores)."""
+    total = len(go.output(["list", "-deps", *packages], cwd=work, env=env).split())
+    proc = subprocess.Popen([go.go, *args, *packages], cwd=work, env={**go.env, **env}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    compiled, tail, start = 0, [], time.monotonic()
+    done = threading.Event()
+
+    def progress() -> None:
+        while not done.wait(15):
+            log(f"  {what}: {compiled} of at most {total} packages compiled, {time.monotonic() - start:.0f} s")
+
+    reporter = threading.Thread(target=progress, daemon=True)
+    reporter.start()
+    for line in proc.stdout:
+        compiled += 1
+        tail = [*tail[-40:], line.rstrip()]
+    done.set()
+    if proc.wait() != 0:
+        raise BuildError(f"go build for {what} failed:\n" + "\n".join(tail))
+
+
+def fill_bundle(bundle: Path, releases: list[Release], cache: Path, go: GoTool | None = None,
+                log: Log = print) -> list[Built]:
+    """Build (or take from the cache) every release file in `releases` and put it in the bundle, recording
+    each in the manifest. A file already there that the manifest says was built from the same inputs stays."""
+    go = go or GoTool()
+    missing = {p for r in releases for p in RECIPES[r.component].packages if not _has_package(p)}
+    if missing:
+        raise BuildError(f"building from source needs the Debian package(s) {', '.join(sorted(missing))}: "
+                         f"apt-get install {' '.join(sorted(missing))}")
+    bundle.mkdir(parents=True, exist_ok=True)
+    arch = releases[0].arch
+    manifest = read_manifest(bundle) or Manifest(arch, {})
+    if manifest.arch != arch:
+        raise BuildError(f"{bundle}: holds a bundle for {manifest.arch}, not {arch}; use another bundle directory")
+    files = dict(manifest.files)
+    done = []
+    for r in releases:
+        built = build(r.component, r.version, r.arch, cache, go, log)
+        path = bundle / r.bundle_path
+        entry = files.get(r.bundle_path)
+        if not (entry and entry.built and entry.sha256 == built.sha256 and path.is_file()):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+            try:
+                os.link(built.path, path)  # the cache is usually on the same file system: no copy
+            except OSError:
+                shutil.copyfile(built.path, path)
+            files[r.bundle_path] = Entry(r.component, r.version, r.bundle_path, built.sha256, built.source, BUILT)
+            write_manifest(bundle, Manifest(arch, files))
+        done.append(built)
+    return done
+
+
+def _has_package(name: str) -> bool:
+    proc = subprocess.run(["dpkg-query", "-W", "-f=${Status}", name], capture_output=True, text=True, check=False)
+    return proc.returncode == 0 and "install ok installed" in proc.stdout
