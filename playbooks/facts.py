@@ -27,7 +27,8 @@ echo "firewalld=$(systemctl is-active firewalld 2>/dev/null)"
 echo "firewalld_enabled=$(systemctl is-enabled firewalld 2>/dev/null)"
 echo "package_manager=$(basename "$(command -v dnf || command -v yum || command -v apt-get)" 2>/dev/null)"
 echo "systemd=$(cat /proc/1/comm 2>/dev/null)"
-echo "resolv_stub=$(grep -qs '^nameserver 127\.0\.0\.53' /etc/resolv.conf && test -s /run/systemd/resolve/resolv.conf && echo yes || echo no)"
+stub=no; grep -qs '^nameserver 127\.0\.0\.53' /etc/resolv.conf && test -s /run/systemd/resolve/resolv.conf && stub=yes
+echo "resolv_stub=$stub"
 """
 
 Family = Literal["rhel", "debian", "unknown"]

@@ -205,6 +205,9 @@ class Cluster(Strict):
     # What the add-ons phase applies: leave out `cni` to bring your own network plugin, `coredns` your own DNS.
     addons: tuple[Literal["rbac", "cni", "coredns"], ...] = ("rbac", "cni", "coredns")
     kube_proxy_mode: Literal["iptables", "ipvs", "nftables"] = "iptables"
+    # tune: kube-proxy sizes the kernel's conntrack table and sets its TCP timeouts (its defaults); leave: it
+    # touches neither, for hosts whose kernel settings are managed elsewhere or not writable (containers).
+    kube_proxy_conntrack: Literal["tune", "leave"] = "tune"
     firewall: Literal["open", "disable", "skip"] = "open"
     cgroup_v1: Literal["refuse", "allow"] = "refuse"
     registry: Registry = Registry()

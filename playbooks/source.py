@@ -127,11 +127,8 @@ def local_replaces(gomod: str) -> list[str]:
     """Modules a go.mod replaces with a directory inside its own repository (`=> ./x` or `=> ../x`), which a
     module that depends on it must pin to published versions itself; placeholders like upstream's
     FORBIDDEN_DEPENDENCY are skipped."""
-    found = []
-    for left, right in re.findall(r"^[ \t]*(?:replace[ \t]+)?([^\s(]\S*)(?:[ \t]+v\S+)?[ \t]+=>[ \t]+(\.\.?/\S*)[ \t]*$", gomod, re.M):
-        if "FORBIDDEN" not in right:
-            found.append(left)
-    return found
+    line = re.compile(r"^[ \t]*(?:replace[ \t]+)?([^\s(]\S*)(?:[ \t]+v\S+)?[ \t]+=>[ \t]+(\.\.?/\S*)[ \t]*$", re.M)
+    return [left for left, right in line.findall(gomod) if "FORBIDDEN" not in right]
 
 
 def wrapper_gomod(recipe: Recipe, version: str, go_version: str, companions: list[str]) -> str:

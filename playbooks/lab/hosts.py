@@ -31,6 +31,11 @@ NSPAWN_ENV = {"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
 # containerd's overlayfs snapshotter cannot put its upper dirs on the host's overlay root: give it a
 # directory on the machine's own filesystem.
 CONTAINERD_DIR = "/var/lib/containerd"
+# Kernel settings kubelet writes at start (its protectKernelDefaults list). They are not namespaced, and nspawn
+# keeps /proc/sys read-only: each host bind-mounts its own copy of these files over them (fstab), so kubelet
+# can set them without touching the machine's kernel.
+KUBELET_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+                   "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
 HOST_IFACE = "host0"
 
 
@@ -44,6 +49,16 @@ class File:
 def nspawn_argv(host_dir: Path, name: str, bridge: str) -> list[str]:
     return [*NSPAWN, "-D", str(host_dir / "root"), "-M", name, f"--network-bridge={bridge}",
             f"--bind={host_dir / 'containerd'}:{CONTAINERD_DIR}"]
+
+
+def sysctl_copies(proc_sys: Path = Path("/proc/sys")) -> dict[str, File]:
+    """A host's private copies of KUBELET_SYSCTLS (starting from the machine's values) and the fstab lines
+    that bind them over /proc/sys."""
+    files = {f"var/lib/lab-sysctl/{key.replace('/', '.')}": File((proc_sys / key).read_text())
+             for key in KUBELET_SYSCTLS}
+    fstab = "".join(f"/var/lib/lab-sysctl/{key.replace('/', '.')} /proc/sys/{key} none bind 0 0\n"
+                    for key in KUBELET_SYSCTLS)
+    return files | {"etc/fstab": File("# lab host: private copies of kernel settings kubelet writes\n" + fstab)}
 
 
 def host_files(name: str, address: IPv4Interface, peers: list[tuple[str, IPv4Address]],
@@ -60,8 +75,12 @@ def host_files(name: str, address: IPv4Interface, peers: list[tuple[str, IPv4Add
         "etc/machine-id": File(f"{uuid.uuid4().hex}\n", 0o444),
         "etc/hosts": File(hosts),
         "etc/systemd/network/80-container-host0.network": File(network),
+        # nspawn gives a container no /dev/kmsg, which kubelet opens at start (its OOM watcher): point it at
+        # the console, as kind does for kubelet in a container.
+        "etc/tmpfiles.d/kmsg.conf": File("L /dev/kmsg - - - - /dev/console\n"),
         f"home/{USER}/.ssh/authorized_keys": File(f"{authorized_key}\n", 0o600, USER),
     }
+    files |= sysctl_copies()
     for kind, key in host_keys.items():
         files[f"etc/ssh/ssh_host_{kind}_key"] = File(key.private, 0o600)
         files[f"etc/ssh/ssh_host_{kind}_key.pub"] = File(f"{key.public} root@{name}\n")

@@ -45,6 +45,8 @@ def lab_inventory(hosts: tuple[LabHost, ...], subnet: IPv4Network, key: Path, kn
         "cluster_dir": str(cluster_dir),
         # Lab hosts are reachable only on the lab bridge: no host firewall to manage.
         "firewall": "skip",
+        # nspawn hosts cannot write the kernel's conntrack settings (not namespaced; /sys is read-only).
+        "kube_proxy_conntrack": "leave",
         # No container registry is reachable from the lab and the bundle carries no images yet, so no pod can
         # start: the CNI and CoreDNS are left out (nodes register, and stay NotReady without a CNI).
         "addons": ["rbac"],

@@ -134,7 +134,7 @@ def test_kube_proxy_mode_is_one_the_version_has(minor_render) -> None:
 
 
 def test_kubelet_takes_its_cgroup_driver_from_containerd(minor_render) -> None:
-    minor, rendered = minor_render
+    _, rendered = minor_render
     doc = yaml.safe_load(rendered.files("k8s-1")["/var/lib/kubelet/config.yaml"])
     assert "cgroupDriver" not in doc and "containerRuntimeEndpoint" in doc and "failCgroupV1" in doc
     assert "SystemdCgroup = true" in rendered.text("k8s-1", "/etc/containerd/config.toml")
