@@ -95,9 +95,14 @@ class Etcd:
         self._post(endpoint or self.endpoints[0], "/v3/kv/put",
                    {"key": _b64(key), "value": _b64(value)})
 
-    def get(self, key: str, endpoint: str | None = None) -> str | None:
+    def raw(self, key: str, endpoint: str | None = None) -> bytes | None:
+        """The value as etcd stores it (what an attacker with etcd's files or a client certificate reads)."""
         kvs = self._post(endpoint or self.endpoints[0], "/v3/kv/range", {"key": _b64(key)}).get("kvs", [])
-        return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
+        return base64.b64decode(kvs[0]["value"]) if kvs else None
+
+    def get(self, key: str, endpoint: str | None = None) -> str | None:
+        value = self.raw(key, endpoint)
+        return value.decode() if value is not None else None
 
     def prefix(self, prefix: str, endpoint: str | None = None) -> dict[str, str]:
         end = prefix[:-1] + chr(ord(prefix[-1]) + 1)

@@ -90,8 +90,7 @@ def test_roles_keep_an_odd_etcd_and_two_lb_hosts(count: int, expected: list[list
 
 def test_inventory_of_one_host_has_no_vip() -> None:
     hosts = (LabHost("lab-1", "10.77.0.11", 1, "/r"),)
-    doc = lab_inventory(hosts, IPv4Network("10.77.0.0/24"), Path("/k"), Path("/kh"), Path("/b"), Path("/c"), "1.35.6",
-                        {})
+    doc = lab_inventory(hosts, IPv4Network("10.77.0.0/24"), Path("/k"), Path("/kh"), Path("/b"), Path("/c"), "1.35.6")
     assert doc["api"]["vip"] is None and doc["hosts"][0]["roles"] == ["etcd", "control_plane", "worker"]
 
 
