@@ -1,6 +1,6 @@
-"""Deploy time on the local lab: first deploy and no-op re-run on 3, 6 and 12 hosts, the time per phase,
-and the ratio of the 12-host to the 3-host first deploy. The add-ons phase cannot run on the lab (its
-Kubernetes binaries are stand-ins) and is left out. Needs root, like the lab.
+"""Deploy time on the local lab with the real Kubernetes binaries: first deploy and no-op re-run on 3, 6 and
+12 hosts, the time per phase, and the ratio of the 12-host to the 3-host first deploy. The add-ons phase
+applies only RBAC on the lab (no images yet for the CNI and CoreDNS) and is left out. Needs root, like the lab.
 
     python benchmarks/deploy.py [--hosts 3,6,12]
 """

@@ -208,7 +208,8 @@ class Built:
 class GoTool:
     """The machine's go command, with the user's environment (GOPROXY, GOFLAGS, GONOSUMDB, GOCACHE ...)."""
 
-    go: str = "go"
+    # The machine's go; /usr/local/go is where the official toolchain installs when it is not on PATH.
+    go: str = field(default_factory=lambda: shutil.which("go") or "/usr/local/go/bin/go")
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
     def version(self) -> str:

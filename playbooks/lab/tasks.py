@@ -10,9 +10,10 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from playbooks import ui
+from playbooks import source, ui
 from playbooks.lab import lifecycle, network
 from playbooks.lab.access import connect
+from playbooks.lab.bundle import ensure_bundle
 from playbooks.lab.inventory import usage
 from playbooks.lab.settings import ENV_DIR, LabPaths, lab_paths
 from playbooks.lab.state import load
@@ -47,6 +48,18 @@ def up(c: Context, hosts: int = 3, subnet: str = str(network.DEFAULT_SUBNET),
         raise Exit(f"lab.up failed: {exc}\nwhat did start is listed in {paths.state}; `kubefab lab.down` removes it"
                    f" (consoles: {paths.hosts}/*/console.log)", code=1) from None
     ui.out.print(usage(paths.inventory))
+
+
+@task
+def bundle(c: Context) -> None:
+    """Fill the lab's bundle (built from source where no verified official file is there); `lab.up` does it too."""
+    _root()
+    paths = _paths()
+    try:
+        releases = ensure_bundle(paths.bundle, source.cache_dir(), log=ui.out.print)
+    except source.BuildError as exc:
+        raise Exit(f"lab.bundle: {exc}", code=1) from None
+    ui.out.print(f"lab bundle ready in {paths.bundle}: " + ", ".join(f"{r.component} {r.version}" for r in releases))
 
 
 @task
@@ -87,4 +100,4 @@ def ssh(c: Context, name: str, command: str = "") -> None:
         raise Exit(code=result.exited)
 
 
-lab = Collection("lab", up, down, status, ssh)
+lab = Collection("lab", up, down, status, ssh, bundle)

@@ -39,7 +39,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if reason and item.get_closest_marker("lab"):
             item.add_marker(pytest.mark.skip(reason=reason))
     # The lab's own tests first (on fresh hosts), then the deploy tests, and `down` last: it ends the lab.
-    items.sort(key=lambda item: (item.path.name == TEARDOWN_MODULE, item.path.name.startswith("test_deploy")))
+    items.sort(key=lambda item: (item.path.name == TEARDOWN_MODULE,
+                                 item.path.name.startswith(("test_deploy", "test_kubernetes"))))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -30,7 +30,7 @@ REQUIRED = {
         "service-account-signing-key-file", "service-cluster-ip-range", "authorization-mode",
         "kubelet-client-certificate", "kubelet-client-key", "kubelet-certificate-authority",
         "proxy-client-cert-file", "proxy-client-key-file", "requestheader-client-ca-file",
-        "requestheader-allowed-names", "endpoint-reconciler-type", "encryption-provider-config",
+        "requestheader-allowed-names", "endpoint-reconciler-type", "shutdown-watch-termination-grace-period", "encryption-provider-config",
         "audit-policy-file", "audit-log-path", "audit-log-maxage", "audit-log-maxbackup", "audit-log-maxsize",
         "profiling", "anonymous-auth", "secure-port", "advertise-address",
     },

@@ -1,0 +1,47 @@
+"""Building the default minor's release files from source: a cold build (empty Go module and build caches,
+empty kubefab cache: what a fresh machine does) and a warm one (everything cached: what a second
+`kubefab bundle --from-source` does). The cold run uses throw-away cache directories, so the machine's own
+caches are neither used nor touched.
+
+    python benchmarks/bundle.py [--skip-cold]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from playbooks import source
+from playbooks.bundle import release_files
+from playbooks.lab.bundle import lab_stack, machine_arch
+
+
+def fill(bundle: Path, cache: Path, go: source.GoTool) -> tuple[float, list[source.Built]]:
+    start = time.monotonic()
+    built = source.fill_bundle(bundle, release_files(lab_stack(), machine_arch()), cache, go,
+                               log=lambda line: print(f"  {line}", flush=True))
+    return time.monotonic() - start, built
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-cold", action="store_true", help="measure the warm run only")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="kubefab-bench-", dir="/var/tmp") as tmp:
+        root = Path(tmp)
+        if not args.skip_cold:
+            env = {**os.environ, "GOCACHE": str(root / "gocache"), "GOMODCACHE": str(root / "gomod")}
+            cold, built = fill(root / "bundle-cold", root / "cache", source.GoTool(env=env))
+            print(f"cold: {cold:.0f} s; " + ", ".join(f"{b.component} {b.seconds:.0f} s" for b in built), flush=True)
+            warm, built = fill(root / "bundle-cold-again", root / "cache", source.GoTool(env=env))
+            assert all(b.cached for b in built)
+            print(f"warm (same caches): {warm:.1f} s", flush=True)
+        warm, built = fill(root / "bundle", source.cache_dir(), source.GoTool())
+        print(f"warm (machine's caches): {warm:.1f} s, cached: {sum(b.cached for b in built)}/{len(built)}")
+
+
+if __name__ == "__main__":
+    main()
