@@ -153,7 +153,8 @@ def test_a_kubelet_cannot_modify_another_node(cluster: Cluster, kubectl: Kubectl
 
 
 @pytest.mark.parametrize(("kubeconfig", "allowed", "denied"), [
-    ("scheduler.conf", ["create bindings", "create pods --subresource=binding", "watch pods", "get leases -n kube-system"],
+    ("scheduler.conf", ["create bindings", "create pods --subresource=binding", "watch pods",
+                        "get leases -n kube-system"],
      ["create pods", "get secrets", "delete nodes"]),
     ("controller-manager.conf", ["create serviceaccounts/token -n kube-system", "get leases -n kube-system",
                                  "create events"],
