@@ -216,19 +216,22 @@ class GoTool:
         """'1.26.8' from `go env GOVERSION` (go1.26.8)."""
         return self.output(["env", "GOVERSION"]).strip().removeprefix("go")
 
-    def output(self, args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    def output(self, args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None,
+               check: bool = True) -> str:
         proc = subprocess.run([self.go, *args], cwd=cwd, capture_output=True, text=True,
                               env={**self.env, **(env or {})}, check=False)
-        if proc.returncode != 0:
-            raise BuildError(f"`go {' '.join(args)}` in {cwd} exited {proc.returncode}:\n{proc.stderr.strip()[-3000:]}")
+        if check and proc.returncode != 0:
+            said = (proc.stderr.strip() or proc.stdout.strip())[-3000:]
+            raise BuildError(f"`go {' '.join(args)}` in {cwd} exited {proc.returncode}:\n{said}")
         return proc.stdout
 
 
 def module_info(go: GoTool, work: Path, module: str, version: str) -> dict:
     """`go mod download -json`: the module's go.mod file and, where the proxy knows it, its VCS commit."""
-    doc = json.loads(go.output(["mod", "download", "-json", f"{module}@{version}"], cwd=work))
-    if doc.get("Error"):
-        raise BuildError(f"{module}@{version}: {doc['Error']}")
+    work.mkdir(parents=True, exist_ok=True)
+    doc = json.loads(go.output(["mod", "download", "-json", f"{module}@{version}"], cwd=work, check=False) or "{}")
+    if doc.get("Error") or "GoMod" not in doc:
+        raise BuildError(doc.get("Error") or f"{module}@{version}: not downloadable")
     info = json.loads(Path(doc["Info"]).read_text())
     return {"gomod": Path(doc["GoMod"]).read_text(), "commit": (info.get("Origin") or {}).get("Hash", ""),
             "time": info.get("Time", "1970-01-01T00:00:00Z"), "sum": doc.get("Sum", "")}
@@ -345,6 +348,17 @@ def fill_bundle(bundle: Path, releases: list[Release], cache: Path, go: GoTool |
     if manifest.arch != arch:
         raise BuildError(f"{bundle}: holds a bundle for {manifest.arch}, not {arch}; use another bundle directory")
     files = dict(manifest.files)
+    # Every module first: a version the proxy does not serve stops the run before minutes of building.
+    unavailable = []
+    for r in releases:
+        try:
+            module_info(go, cache / "work", RECIPES[r.component].module, f"v{r.version}")
+        except BuildError as exc:
+            unavailable.append(f"  {r.component} {r.version}: {exc}")
+    if unavailable:
+        raise BuildError("the module proxy does not serve these pinned versions (set `versions:` in the inventory "
+                         "to ones it serves, or download the official files with `kubefab bundle`):\n"
+                         + "\n".join(unavailable))
     done = []
     for r in releases:
         built = build(r.component, r.version, r.arch, cache, go, log)

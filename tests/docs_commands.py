@@ -85,6 +85,11 @@ RULES: tuple[Rule, ...] = (
     Rule(("kubefab", "bundle"), "bundle", "unit",
          "stand-in: run with --mirror set to a loopback http.server serving decoy files in the upstream layout; "
          "asserts every release file is refused on its checksum and removed (the real files need the internet)"),
+    Rule(("kubefab", "bundle"), "bundle.source", "unit",
+         "equivalence: a real build takes minutes, so the test checks that `kubefab bundle` takes --from-source and "
+         "hands the inventory's release files to source.fill_bundle; the same build runs for real in "
+         "`.ci/install` (`kubefab lab.bundle`) and the lab fixture, for the lab's inventory",
+         pattern=r"kubefab bundle .*--from-source.*"),
     Rule(("kubefab", "vagrant.inventory"), "vagrant.inventory", "unit",
          "stand-in: run with a stub `vagrant` first on PATH printing `vagrant ssh-config` for the three VMs "
          "(no VM runs here); asserts the inventory written is valid and matches the Vagrantfile"),
@@ -104,8 +109,8 @@ RULES: tuple[Rule, ...] = (
     Rule(("kubectl",), "kubectl.raw", "lab", "run on this machine with the lab's admin kubeconfig",
          pattern=r"kubectl --kubeconfig \S+ get --raw /\S+"),
     Rule(("kubectl",), "kubectl.nodes", "lab",
-         "mapped: the lab's Kubernetes binaries are stand-ins that serve only `get --raw`, so this runs "
-         "`kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz` on lab-1 instead",
+         "run on lab-1 with the cluster's own kubectl and its admin kubeconfig (through the VIP, as the docs' "
+         "path); asserts every lab host is listed",
          pattern=r"kubectl --kubeconfig \S+ get nodes"),
     Rule(("sudo",), "host", "lab", "typed on a host: run on lab-1 as the sudo user, addresses and names mapped"),
     Rule(("ip",), "host", "lab", "typed on a host: run on lab-1, addresses and interface mapped"),
@@ -117,7 +122,8 @@ def rule_for(command: Command) -> Rule | None:
     argv = command.argv
     found = [r for r in RULES if tuple(argv[:len(r.prefix)]) == r.prefix
              and (r.pattern is None or re.fullmatch(r.pattern, command.text))]
-    return max(found, key=lambda r: len(r.prefix), default=None)
+    # A rule with a pattern is the narrower one: it wins over one with the same prefix.
+    return max(found, key=lambda r: (len(r.prefix), r.pattern is not None), default=None)
 
 
 def doc_files() -> list[Path]:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
@@ -49,6 +50,19 @@ class File:
 def nspawn_argv(host_dir: Path, name: str, bridge: str) -> list[str]:
     return [*NSPAWN, "-D", str(host_dir / "root"), "-M", name, f"--network-bridge={bridge}",
             f"--bind={host_dir / 'containerd'}:{CONTAINERD_DIR}"]
+
+
+# Every lab host's systemd, containerd and kubelet take inotify instances from the machine's one budget for
+# root (no user namespaces): the default 128 runs out at about six hosts. Raised, never lowered (kind's advice).
+INOTIFY_MINIMUMS = {"fs/inotify/max_user_instances": 8192, "fs/inotify/max_user_watches": 524288}
+
+
+def raise_inotify_limits(log: Callable[[str], None], proc_sys: Path = Path("/proc/sys")) -> None:
+    for key, minimum in INOTIFY_MINIMUMS.items():
+        path = proc_sys / key
+        if int(path.read_text()) < minimum:
+            path.write_text(f"{minimum}\n")
+            log(f"raised {key.replace('/', '.')} to {minimum} on this machine (lab hosts share it)")
 
 
 def sysctl_copies(proc_sys: Path = Path("/proc/sys")) -> dict[str, File]:

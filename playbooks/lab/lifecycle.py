@@ -43,6 +43,7 @@ def up(count: int = 3, *, paths: LabPaths | None = None, subnet: IPv4Network = n
     rootfs = ensure_image(paths, log)
     ensure_bundle(paths.bundle, cache or source.cache_dir(), log=log)
     public_key = ensure_key(paths.key, "kubefab-lab")
+    hosts.raise_inotify_limits(log)
     network.create_bridge(bridge, subnet)
     state = LabState(bridge, str(subnet))
     save(paths.state, state)  # from here on, `down` knows what to remove even if a host fails

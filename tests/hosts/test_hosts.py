@@ -128,3 +128,40 @@ def test_binaries_match_the_bundle(host, node: Node) -> None:
     found = {path: sha for sha, path in (line.split(maxsplit=1) for line in out.stdout.splitlines())}
     differ = [p for p, sha in wanted.items() if found.get(p) != sha]
     assert not differ, f"not the bundle's (missing or changed): {', '.join(differ)}"
+
+
+# What each installed program prints for its version, given the pinned stack (upstream's own wording).
+VERSION_OUTPUT = {
+    "kube-apiserver": ("--version", "Kubernetes v{kubernetes}"),
+    "kubelet": ("--version", "Kubernetes v{kubernetes}"),
+    "kube-proxy": ("--version", "Kubernetes v{kubernetes}"),
+    "etcd": ("--version", "etcd Version: {etcd}"),
+    "containerd": ("--version", " v{containerd} "),
+    "runc": ("--version", "runc version {runc}"),
+    "crictl": ("--version", "crictl version v{crictl}"),
+}
+
+
+def test_programs_are_the_pinned_releases(host, node: Node) -> None:
+    """Each program reports the version the inventory pins: catches a binary from another release or a build
+    without its version stamp."""
+    s = stack_of(node.cluster)
+    names = {b.path.rsplit("/", 1)[1]: b.path for b in binaries.of_host(s, "amd64", node.host)}
+    checked = 0
+    for name, (flag, expected) in VERSION_OUTPUT.items():
+        if name in names:
+            out = host.run(f"{names[name]} {flag}")
+            assert expected.format(**vars(s)) in out.stdout + " ", f"{name}: {out.stdout.strip()} {out.stderr}"
+            checked += 1
+    assert checked, "no program checked"
+
+
+def test_every_worker_is_registered_at_the_pinned_version(host, node: Node) -> None:
+    needs(node, "control_plane")
+    out = host.run(f"kubectl --kubeconfig=/etc/kubernetes/admin.conf --server=https://127.0.0.1:"
+                   f"{node.cluster.api.apiserver_port} get nodes -o "
+                   "jsonpath='{range .items[*]}{.metadata.name}={.status.nodeInfo.kubeletVersion} {end}'")
+    assert out.rc == 0, out.stderr
+    registered = dict(pair.split("=") for pair in out.stdout.split())
+    kubernetes = stack_of(node.cluster).kubernetes
+    assert registered == {w.name: f"v{kubernetes}" for w in node.cluster.workers}

@@ -13,6 +13,7 @@ import ast
 import copy
 import functools
 import http.server
+import inspect
 import os
 import re
 import shlex
@@ -46,6 +47,7 @@ from playbooks.bundle import required
 from playbooks.inventory import load, validate_text
 from playbooks.plans.addons import cni_release
 from playbooks.plans.inputs import stack_of
+from playbooks.tasks import deploy as deploy_tasks
 from playbooks.tasks import ns
 
 COMMANDS = commands()
@@ -282,6 +284,15 @@ def run_bundle(ws: Workspace, cmd: Command) -> Outcome:
     return outcome
 
 
+def run_bundle_from_source(ws: Workspace, cmd: Command) -> Outcome:
+    """Equivalence (see the rule): the option exists, and the task builds through source.fill_bundle."""
+    load(ws.root / cmd.argv[cmd.argv.index("--inventory") + 1])  # the inventory the docs name is valid
+    result = ws.run(["kubefab", "--help", "bundle"])
+    calls = "source.fill_bundle(" in inspect.getsource(deploy_tasks.fetch_bundle)
+    outcome = expect(result, "--from-source")
+    return outcome if calls else Outcome(False, "`kubefab bundle` no longer calls source.fill_bundle")
+
+
 HANDLERS: dict[str, tuple[int, Callable[[Workspace, Command], Outcome]]] = {
     # key: (stage, handler); stages run in order, the commands of one stage in parallel
     "cp": (0, run_cp),
@@ -291,6 +302,7 @@ HANDLERS: dict[str, tuple[int, Callable[[Workspace, Command], Outcome]]] = {
     "import-inventory": (1, run_import),
     "pki": (1, run_pki),
     "bundle": (2, run_bundle),
+    "bundle.source": (2, run_bundle_from_source),
     "inventory.check": (2, run_inventory_check),
     "certs.check": (2, run_kubefab("certificates ok")),
     "render": (2, run_kubefab("files written")),
