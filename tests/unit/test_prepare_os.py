@@ -15,7 +15,7 @@ from playbooks.facts import Facts, parse
 from playbooks.inventory import validate_text
 from playbooks.model import Cluster
 from playbooks.plan import Plan, Step
-from playbooks.plans import prepare
+from playbooks.plans import nodes, prepare
 from playbooks.plans.inputs import Inputs, stack_of
 from playbooks.secrets import generate
 from tests.conftest import EXAMPLE
@@ -228,3 +228,18 @@ def test_firewalld_step_shell_opens_then_is_satisfied(example: Cluster, tmp_path
     assert "port=30000-32767/tcp" in runtime and 'rich-rule=rule protocol value="vrrp" accept' in runtime
     (tmp_path / "runtime").write_text("\n".join(line for line in runtime if line != "port=10257/tcp") + "\n")
     assert sh(step.unless) != 0, "a port missing at runtime must make the step run again"
+
+
+@pytest.mark.parametrize(("stub", "expected"), [("yes", "resolvConf: /run/systemd/resolve/resolv.conf"),
+                                                ("no", None)])
+def test_kubelet_skips_the_systemd_resolved_stub(example: Cluster, stub: str, expected: str | None) -> None:
+    """On Ubuntu /etc/resolv.conf names 127.0.0.53, which pods cannot reach: kubelet gets resolved's upstream list."""
+    f = facts("debian12", resolv_stub=stub)
+    inputs = Inputs(example, stack_of(example), generate(), {}, facts={h.name: f for h in example.hosts})
+    p = nodes.plan(inputs, example.host("h-worker"))
+    assert p is not None
+    config = next(x.content for x in p.files if x.path == "/var/lib/kubelet/config.yaml").decode()
+    if expected:
+        assert expected in config
+    else:
+        assert "resolvConf" not in config
