@@ -197,7 +197,7 @@ def download(c: Cluster, stack: Stack, arch: str, log=print, mirror: str | None 
         path = bundle / r.bundle_path
         if r.digest is None and r.component not in RECORDED:
             problems.append(f"{r.url}: the versions table pins no checksum for {r.component} {r.version}; "
-                            "not fetched (use a pinned version)")
+                            "not fetched (use a pinned version, or build it: kubefab bundle --from-source)")
             continue
         if r.bundle_path in files and files[r.bundle_path].built:
             continue  # built here from the same version: kept (delete it to fetch the official file)

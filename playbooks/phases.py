@@ -185,7 +185,7 @@ class Deployment:
                 raise Stopped
             if not found.empty:
                 self.report(host.name, f"{phase}: changing {_count(found)} item(s)")
-            staged = self.prefetch.staged(host) if self.prefetch and found.binaries else {}
+            staged = self.prefetch.staged(host, found.binaries) if self.prefetch and found.binaries else {}
             outcome = execute(self.remote(host), plan, found, self.bundle, staged)
             if outcome.units_changed:
                 self.run(host, f"{phase}: systemctl daemon-reload", "systemctl daemon-reload")

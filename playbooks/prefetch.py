@@ -27,10 +27,23 @@ class Prefetch:
         self.futures: dict[str, Future[dict[str, str]]] = {}
         self.dirs: dict[Host, str] = {}
         self.cancelled = threading.Event()
+        # Each binary is usable as soon as it is unpacked on its host: a phase waits for its own binaries,
+        # not for the later phases' (Kubernetes' six are hundreds of MB behind etcd's).
+        self.ready: dict[str, dict[str, str]] = {}
+        self.finished: set[str] = set()
+        self.changed = threading.Condition()
 
     def start(self, wanted: dict[Host, list[Binary]]) -> None:
         for host, found in wanted.items():
-            self.futures[host.name] = self.pool.submit(self._stage, host, found)
+            self.ready[host.name] = {}
+            future = self.pool.submit(self._stage, host, found)
+            future.add_done_callback(lambda _, name=host.name: self._finish(name))
+            self.futures[host.name] = future
+
+    def _finish(self, name: str) -> None:
+        with self.changed:
+            self.finished.add(name)
+            self.changed.notify_all()
 
     def _stage(self, host: Host, found: list[Binary]) -> dict[str, str]:
         """sha256 of each binary -> its staged gzip on the host, for binaries the host does not have yet."""
@@ -52,17 +65,20 @@ class Prefetch:
             # Unpacked now too, so the phase that installs it only has to move it into place.
             remote.run(f"prefetch: unpack {b.path}", f"gzip -d {directory}/{sha}.gz", as_root=False)
             staged[sha] = f"{directory}/{sha}"
+            with self.changed:
+                self.ready[host.name][sha] = staged[sha]
+                self.changed.notify_all()
         return staged
 
-    def staged(self, host: Host) -> dict[str, str]:
-        """What was staged on `host`, waiting for its transfers to end; empty if they failed."""
-        future = self.futures.get(host.name)
-        if future is None:
+    def staged(self, host: Host, binaries: list[Binary]) -> dict[str, str]:
+        """sha256 -> staged copy on `host` of those of `binaries` the prefetch sends, waiting only until they are
+        there (or its transfers to the host ended: what failed or was never sent is uploaded by the phase)."""
+        if host.name not in self.futures:
             return {}
-        try:
-            return future.result()
-        except StepFailed:
-            return {}
+        wanted = {local_sha256(extracted(self.bundle, b)) for b in binaries}
+        with self.changed:
+            self.changed.wait_for(lambda: wanted <= self.ready[host.name].keys() or host.name in self.finished)
+            return {sha: path for sha, path in self.ready[host.name].items() if sha in wanted}
 
     def close(self) -> None:
         """Remove the staging directories (best effort: an unreachable host keeps its own in /tmp)."""

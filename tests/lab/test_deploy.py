@@ -1,5 +1,6 @@
 """`kubefab deploy` end to end on 3 lab hosts (all etcd + control plane + worker, two lb, as the book): real
-SSH, systemd, etcd, HAProxy and keepalived; Kubernetes' binaries are the lab's stand-ins (test doubles)."""
+SSH, systemd, etcd, HAProxy, keepalived and the real Kubernetes components (tests/lab/test_kubernetes.py looks
+at the control plane itself)."""
 
 from __future__ import annotations
 
