@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import shutil
 import tarfile
+import threading
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,20 +138,19 @@ def extracted(bundle: Path, binary: Binary) -> Path:
     """The file for `binary` on the operator's disk: the bundle file itself, or its archive member unpacked
     once into `<bundle>/.extracted/` (reused by every host and every later run)."""
     source = bundle / binary.source
-    if binary.member is None:
+    name = binary.member
+    if name is None:
         return source
-    target = bundle / CACHE / binary.source / binary.member
-    stamp = target.with_name(target.name + ".from")
+    target = bundle / CACHE / binary.source / name
     key = f"{source.stat().st_size}:{source.stat().st_mtime_ns}"
-    if target.exists() and stamp.exists() and stamp.read_text() == key:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(source) as archive:
-        member = _member(archive, binary.member, source)
-        with archive.extractfile(member) as src, open(target, "wb") as dst:  # type: ignore[union-attr]
-            shutil.copyfileobj(src, dst, 1 << 20)
-    stamp.write_text(key)
-    return target
+
+    def unpack(partial: Path) -> None:
+        with tarfile.open(source) as archive:
+            member = _member(archive, name, source)
+            with archive.extractfile(member) as src, open(partial, "wb") as dst:  # type: ignore[union-attr]
+                shutil.copyfileobj(src, dst, 1 << 20)
+
+    return _cached(target, key, unpack)
 
 
 def compressed(bundle: Path, binary: Binary) -> Path:
@@ -156,14 +158,34 @@ def compressed(bundle: Path, binary: Binary) -> Path:
     of the bytes, which dominates the node phase on many hosts (gzip -d is on every distribution)."""
     plain = extracted(bundle, binary)
     target = bundle / CACHE / "gzip" / (binary.source + (f"/{binary.member}" if binary.member else "") + ".gz")
-    stamp = target.with_name(target.name + ".from")
     key = f"{plain.stat().st_size}:{plain.stat().st_mtime_ns}"
-    if target.exists() and stamp.exists() and stamp.read_text() == key:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(plain, "rb") as src, gzip.open(target, "wb", compresslevel=6) as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
-    stamp.write_text(key)
+
+    def pack(partial: Path) -> None:
+        with open(plain, "rb") as src, gzip.open(partial, "wb", compresslevel=6) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+    return _cached(target, key, pack)
+
+
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _cached(target: Path, key: str, make: Callable[[Path], None]) -> Path:
+    """`target`, made by `make` unless a copy made from the same input (`key`) is there. Every host's thread asks
+    for the same files at once: one makes it (into a temporary name, renamed when complete), the others wait."""
+    stamp = target.with_name(target.name + ".from")
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault(target, threading.Lock())
+    with lock:
+        if target.exists() and stamp.exists() and stamp.read_text() == key:
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stamp.unlink(missing_ok=True)
+        partial = target.with_name(f"{target.name}.{os.getpid()}.part")
+        make(partial)
+        partial.rename(target)
+        stamp.write_text(key)
     return target
 
 

@@ -12,6 +12,8 @@ import os
 import shlex
 import subprocess
 import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import paramiko
@@ -294,6 +296,31 @@ def test_binaries_are_read_from_archives(tmp_path: Path) -> None:
     assert gzip.decompress(bundle.compressed(tmp_path / "b", b).read_bytes()) == b"hello"
     with pytest.raises(FileNotFoundError, match="has no member bin/other"):
         bundle.extracted(tmp_path / "b", Binary("x/1/amd64/x.tar.gz", "bin/other", "/x"))
+
+
+def test_a_cached_binary_is_never_seen_half_written(tmp_path: Path) -> None:
+    """Every host's thread asks for the same binary when a phase starts on a fresh bundle: none may read a file
+    another is still writing (seen as `gzip: invalid compressed data--crc error` on the hosts). The cached
+    files appear only complete, and threads asking at once all get the same complete copy."""
+    data = os.urandom(16 << 20)
+    archive = tmp_path / "b" / "x" / "1" / "amd64" / "x.tar.gz"
+    archive.parent.mkdir(parents=True)
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("bin/tool")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    b = Binary("x/1/amd64/x.tar.gz", "bin/tool", "/usr/local/bin/tool")
+    plain = tmp_path / "b" / bundle.CACHE / b.source / "bin/tool"
+    seen = []
+    with ThreadPoolExecutor(4) as pool:
+        copies = [pool.submit(lambda: bundle.compressed(tmp_path / "b", b).read_bytes()) for _ in range(4)]
+        while not all(c.done() for c in copies):
+            if plain.exists():
+                seen.append(plain.stat().st_size)
+            time.sleep(0.001)
+    assert seen and set(seen) == {len(data)}, f"extracted file seen at sizes {sorted(set(seen))[:5]}"
+    assert all(gzip.decompress(c.result()) == data for c in copies)
+    assert not list((tmp_path / "b").rglob("*.part"))
 
 
 def test_new_host_keys_are_recorded_and_known_ones_enforced(tmp_path: Path) -> None:
