@@ -24,7 +24,7 @@ class Prefetch:
         self.bundle = bundle
         self.stop = stop
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="prefetch")
-        self.futures: dict[str, Future[dict[str, str]]] = {}
+        self.futures: dict[str, Future[None]] = {}
         self.dirs: dict[Host, str] = {}
         self.cancelled = threading.Event()
         # Each binary is usable as soon as it is unpacked on its host: a phase waits for its own binaries,
@@ -45,8 +45,8 @@ class Prefetch:
             self.finished.add(name)
             self.changed.notify_all()
 
-    def _stage(self, host: Host, found: list[Binary]) -> dict[str, str]:
-        """sha256 of each binary -> its staged gzip on the host, for binaries the host does not have yet."""
+    def _stage(self, host: Host, found: list[Binary]) -> None:
+        """Stage, in phase order, the binaries the host does not have yet; each is in self.ready once unpacked."""
         remote = self.remote(host)
         unique = {local_sha256(extracted(self.bundle, b)): b for b in found}
         sizes = remote.run("prefetch: installed sizes", "; ".join(
@@ -54,21 +54,18 @@ class Prefetch:
         todo = {sha: b for (sha, b), size in zip(unique.items(), sizes, strict=True)
                 if size != str(extracted(self.bundle, b).stat().st_size)}
         if not todo:
-            return {}
+            return
         directory = remote.run("prefetch: staging dir", "mktemp -d", as_root=False).stdout.strip()
         self.dirs[host] = directory
-        staged = {}
         for sha, b in todo.items():
             if self.stop.is_set() or self.cancelled.is_set():
                 break
             remote.upload(f"prefetch: {b.path}", None, f"{directory}/{sha}.gz", str(compressed(self.bundle, b)))
             # Unpacked now too, so the phase that installs it only has to move it into place.
             remote.run(f"prefetch: unpack {b.path}", f"gzip -d {directory}/{sha}.gz", as_root=False)
-            staged[sha] = f"{directory}/{sha}"
             with self.changed:
-                self.ready[host.name][sha] = staged[sha]
+                self.ready[host.name][sha] = f"{directory}/{sha}"
                 self.changed.notify_all()
-        return staged
 
     def staged(self, host: Host, binaries: list[Binary]) -> dict[str, str]:
         """sha256 -> staged copy on `host` of those of `binaries` the prefetch sends, waiting only until they are

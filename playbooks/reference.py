@@ -19,7 +19,7 @@ import yaml
 
 from playbooks import flagref, versions
 from playbooks.lab.bundle import machine_arch
-from playbooks.source import build, cache_dir, helper_output
+from playbooks.source import GoTool, build, cache_dir, cached, helper_output
 
 FLAG = re.compile(r"^\s+(?:-\w, )?--([a-z0-9][a-z0-9-]*)")
 
@@ -60,7 +60,10 @@ def help_of(binary: Path) -> str:
 
 def generate(minor: str, out_root: Path = flagref.FLAGS_DIR) -> Path:
     version = versions.stack(minor).kubernetes
-    built = build("kubernetes_server", version, machine_arch(), cache_dir(), log=print)
+    go, arch = GoTool(), machine_arch()
+    go_version = go.version()
+    built = (cached("kubernetes_server", version, arch, cache_dir(), go_version)
+             or build("kubernetes_server", version, arch, cache_dir(), go, go_version))
     out = out_root / minor
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(built.path) as tar:

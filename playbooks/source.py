@@ -243,20 +243,25 @@ def recipe_key(recipe: Recipe, version: str, arch: str, go_version: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def build(component: str, version: str, arch: str, cache: Path, go: GoTool | None = None,
+def cached(component: str, version: str, arch: str, cache: Path, go_version: str) -> Built | None:
+    """The release file built earlier from the same recipe, version, architecture and Go version, if any."""
+    target = cache / "source" / release(component, version, arch).bundle_path
+    stamp = target.with_name(target.name + ".built")
+    if not (target.is_file() and stamp.is_file()):
+        return None
+    record = json.loads(stamp.read_text())
+    if record.get("key") != recipe_key(RECIPES[component], version, arch, go_version):
+        return None
+    return Built(component, version, target, record["sha256"], record["source"], cached=True)
+
+
+def build(component: str, version: str, arch: str, cache: Path, go: GoTool, go_version: str,
           log: Log = print) -> Built:
-    """The release file for `component` `version`, from the cache or built now."""
-    go = go or GoTool()
+    """The release file for `component` `version`, built now into the cache."""
     recipe = RECIPES[component]
-    go_version = go.version()
     target = cache / "source" / release(component, version, arch).bundle_path
     stamp = target.with_name(target.name + ".built")
     key = recipe_key(recipe, version, arch, go_version)
-    if target.is_file() and stamp.is_file():
-        record = json.loads(stamp.read_text())
-        if record.get("key") == key:
-            return Built(component, version, target, record["sha256"], record["source"], cached=True)
-
     start = time.monotonic()
     work = cache / "work" / f"{component}-{version}-{arch}"
     shutil.rmtree(work, ignore_errors=True)
@@ -279,12 +284,11 @@ def build(component: str, version: str, arch: str, cache: Path, go: GoTool | Non
         _go_build(go, work, args, [c.package for c in commands], {**env, "CGO_ENABLED": "1" if cgo else "0"},
                   f"{component} {version}", log)
     binaries = {c.name: work / "out" / default_binary_name(c.package) for c in recipe.commands}
+    target.parent.mkdir(parents=True, exist_ok=True)
     if recipe.helper:
         go.output(["build", "-o", str(work / "out" / ".helper"), f"./{recipe.helper}"], cwd=work)
-        helper_output(target, recipe.helper).parent.mkdir(parents=True, exist_ok=True)
         helper_output(target, recipe.helper).write_text(
             subprocess.run([work / "out" / ".helper"], capture_output=True, text=True, check=True).stdout)
-    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
     members = pack_members(component, version, arch, binaries)
     if members is None:
@@ -336,21 +340,22 @@ def _go_build(go: GoTool, work: Path, args: list[str], packages: list[str], env:
 def fill_bundle(bundle: Path, releases: list[Release], cache: Path, go: GoTool | None = None,
                 log: Log = print) -> list[Built]:
     """Build (or take from the cache) every release file in `releases` and put it in the bundle, recording
-    each in the manifest. A file already there that the manifest says was built from the same inputs stays."""
+    each in the manifest. Before anything is built, every module to build must be served and every Debian
+    package the builds need installed: a missing one stops the run at once, not after minutes of building."""
     go = go or GoTool()
-    missing = {p for r in releases for p in RECIPES[r.component].packages if not _has_package(p)}
-    if missing:
-        raise BuildError(f"building from source needs the Debian package(s) {', '.join(sorted(missing))}: "
-                         f"apt-get install {' '.join(sorted(missing))}")
-    bundle.mkdir(parents=True, exist_ok=True)
+    go_version = go.version()
     arch = releases[0].arch
     manifest = read_manifest(bundle) or Manifest(arch, {})
     if manifest.arch != arch:
         raise BuildError(f"{bundle}: holds a bundle for {manifest.arch}, not {arch}; use another bundle directory")
-    files = dict(manifest.files)
-    # Every module first: a version the proxy does not serve stops the run before minutes of building.
+    found = {r: cached(r.component, r.version, r.arch, cache, go_version) for r in releases}
+    to_build = [r for r, b in found.items() if b is None]
+    missing = sorted({p for r in to_build for p in RECIPES[r.component].packages if not _has_package(p)})
+    if missing:
+        raise BuildError(f"building from source needs the Debian package(s) {', '.join(missing)}: "
+                         f"apt-get install {' '.join(missing)}")
     unavailable = []
-    for r in releases:
+    for r in to_build:
         try:
             module_info(go, cache / "work", RECIPES[r.component].module, f"v{r.version}")
         except BuildError as exc:
@@ -359,9 +364,11 @@ def fill_bundle(bundle: Path, releases: list[Release], cache: Path, go: GoTool |
         raise BuildError("the module proxy does not serve these pinned versions (set `versions:` in the inventory "
                          "to ones it serves, or download the official files with `kubefab bundle`):\n"
                          + "\n".join(unavailable))
+    bundle.mkdir(parents=True, exist_ok=True)
+    files = dict(manifest.files)
     done = []
     for r in releases:
-        built = build(r.component, r.version, r.arch, cache, go, log)
+        built = found[r] or build(r.component, r.version, r.arch, cache, go, go_version, log)
         path = bundle / r.bundle_path
         entry = files.get(r.bundle_path)
         if not (entry and entry.built and entry.sha256 == built.sha256 and path.is_file()):
@@ -378,5 +385,8 @@ def fill_bundle(bundle: Path, releases: list[Release], cache: Path, go: GoTool |
 
 
 def _has_package(name: str) -> bool:
+    """Installed, as dpkg says; on a machine without dpkg the build itself reports what it lacks."""
+    if shutil.which("dpkg-query") is None:
+        return True
     proc = subprocess.run(["dpkg-query", "-W", "-f=${Status}", name], capture_output=True, text=True, check=False)
     return proc.returncode == 0 and "install ok installed" in proc.stdout

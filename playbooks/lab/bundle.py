@@ -9,26 +9,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 from playbooks import source, versions
-from playbooks.bundle import file_digest, read_manifest, release_files
+from playbooks.bundle import Manifest, file_digest, read_manifest, release_files
+from playbooks.facts import ARCH
 from playbooks.versions import Release, Stack
-
-ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 def machine_arch() -> str:
     machine = platform.machine()
-    if machine not in ARCHES:
+    if machine not in ARCH:
         raise RuntimeError(f"the lab runs on amd64 or arm64 machines, not {machine}")
-    return ARCHES[machine]
+    return ARCH[machine]
 
 
 def lab_stack() -> Stack:
     return versions.stack(versions.default_minor())
 
 
-def official(bundle: Path, r: Release) -> bool:
+def official(bundle: Path, manifest: Manifest | None, r: Release) -> bool:
     """The bundle holds the upstream file itself, with its published checksum."""
-    manifest = read_manifest(bundle)
     entry = manifest.files.get(r.bundle_path) if manifest else None
     path = bundle / r.bundle_path
     return (r.digest is not None and not (entry and entry.built) and path.is_file()
@@ -39,7 +37,8 @@ def ensure_bundle(dest: Path, cache: Path, stack: Stack | None = None, arch: str
                   log: Callable[[str], None] = print) -> list[Release]:
     """Every release file a lab deploy reads, in `dest`; returns them."""
     releases = release_files(stack or lab_stack(), arch or machine_arch())
-    wanted = [r for r in releases if not official(dest, r)]
+    manifest = read_manifest(dest)
+    wanted = [r for r in releases if not official(dest, manifest, r)]
     if wanted:
         source.fill_bundle(dest, wanted, cache, log=log)
     return releases

@@ -3,7 +3,6 @@
 import tempfile
 from pathlib import Path
 
-import pytest
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
@@ -17,6 +16,10 @@ from playbooks.verify import SUITE, pytest_args, ssh_config
                                    "options": "extra pytest options, e.g. \"-k etcd -v\""})
 def verify(c: Context, inventory: str | None = None, options: str = "") -> None:
     """Check every host: services enabled and running, ports, files and modes, certificates (testinfra)."""
+    try:
+        import pytest  # the suite's runner: loaded only by this task, so the other tasks start without it
+    except ImportError:
+        raise Exit("verify needs pytest and pytest-testinfra: pip install pytest pytest-testinfra", code=2) from None
     cluster = load_cluster(c, inventory)
     if not SUITE.is_dir():
         raise Exit(f"{SUITE}: the testinfra suite ships with the kubefab source tree; run from a checkout", code=2)

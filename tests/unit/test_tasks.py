@@ -143,3 +143,12 @@ def test_a_stuck_run_prints_its_threads_on_sigusr1() -> None:
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and out == "went on\n", err
     assert "Current thread 0x" in err and "threading.py" in err, err  # the main thread and the worker
+
+
+def test_the_command_starts_without_the_test_tools() -> None:
+    """A plain `pip install kubefab` has no hypothesis or ruff, and `kubefab verify` alone needs pytest: the
+    entry module must import with all three blocked."""
+    code = ("import sys\nfor name in ('pytest', 'testinfra', 'hypothesis'):\n    sys.modules[name] = None\n"
+            "import playbooks.cli\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
