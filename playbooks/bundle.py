@@ -8,8 +8,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import shutil
+import subprocess
 import tarfile
+import tempfile
 import threading
 import urllib.request
 from collections.abc import Callable
@@ -18,10 +21,10 @@ from pathlib import Path
 
 import yaml
 
+from playbooks import oci
 from playbooks.model import Cluster
 from playbooks.plan import Binary
-from playbooks.plans.addons import cni_release
-from playbooks.versions import Release, Stack, release
+from playbooks.versions import Release, Stack, cni_release, release
 
 MANIFEST = "manifest.yaml"
 CACHE = ".extracted"
@@ -41,6 +44,7 @@ class Entry:
     sha256: str
     source: str = ""  # the URL it came from, or how it was built
     origin: str = DOWNLOADED  # download | source
+    digest: str = ""  # images: the manifest digest (what containerd and registries call the image's digest)
 
     @property
     def built(self) -> bool:
@@ -86,6 +90,45 @@ def required(c: Cluster, stack: Stack, arch: str) -> list[Release]:
     return release_files(stack, arch, etcd=bool(c.etcd_hosts), nodes=bool(c.workers))
 
 
+IMAGE = "image"  # the component of an image's manifest entry; its version is the image reference
+
+
+def image_path(ref: str, arch: str) -> str:
+    """Where the OCI archive of image `ref` lives in a bundle."""
+    registry, name, tag = oci.split_ref(ref)
+    return f"images/{registry}/{name}/{tag}/{arch}/image.oci.tar"
+
+
+def manifest_images(text: str) -> list[str]:
+    """The image references a Kubernetes manifest runs, in order, each once."""
+    found = re.findall(r"""^\s*(?:-\s+)?image:\s*["']?([^\s"'#]+)""", text, re.M)
+    return list(dict.fromkeys(found))
+
+
+def sandbox_image(c: Cluster, stack: Stack) -> str:
+    """The pause image every pod sandbox runs (containerd's sandbox image, the book's
+    --pod-infra-container-image): the inventory's, else the pinned one, from the cluster's registry if it has
+    one."""
+    if c.registry.pause_image:
+        return c.registry.pause_image
+    if c.registry.url:
+        return f"{c.registry.host}/{oci.split_ref(stack.pause_image)[1]}:{stack.pause}"
+    return stack.pause_image
+
+
+def required_images(c: Cluster, stack: Stack, bundle: Path | None = None) -> list[str]:
+    """The images a deploy of `c` runs: pause on every node, CoreDNS, and those the CNI manifest names (read
+    from the bundle's copy, once it is there)."""
+    refs = [c.registry.pause_image or stack.pause_image] if c.workers else []
+    if "coredns" in c.addons:
+        refs.append(stack.coredns_image)
+    if "cni" in c.addons:
+        manifest = (bundle or c.bundle_dir) / cni_release(c.cni, stack).bundle_path
+        if manifest.is_file():
+            refs += manifest_images(manifest.read_text())
+    return list(dict.fromkeys(refs))
+
+
 def file_digest(path: Path, algorithm: str) -> str:
     h = hashlib.new(algorithm)
     with path.open("rb") as f:
@@ -101,7 +144,7 @@ def verify(c: Cluster, stack: Stack, arch: str, addons: bool = False) -> list[st
     bundle = c.bundle_dir
     manifest = read_manifest(bundle)
     wanted = required(c, stack, arch)
-    if addons:
+    if addons and "cni" in c.addons:
         wanted.append(cni_release(c.cni, stack))
     missing = [r for r in wanted if not (bundle / r.bundle_path).exists()]
     problems: list[str] = []
@@ -131,6 +174,29 @@ def verify(c: Cluster, stack: Stack, arch: str, addons: bool = False) -> list[st
         elif file_digest(path, r.digest[0]) != r.digest[1]:
             problems.append(f"{path}: {r.digest[0]} differs from the published {r.checksum}; delete it and "
                             f"run `kubefab bundle --inventory {c.source}`")
+    if addons:
+        problems += verify_images(c, stack, arch, manifest)
+    return problems
+
+
+def verify_images(c: Cluster, stack: Stack, arch: str, manifest: Manifest | None) -> list[str]:
+    """The images this deploy imports are in the bundle as recorded (their SHA-256 when saved or built). With
+    a private registry nothing is imported: nodes pull from it."""
+    bundle, problems, missing = c.bundle_dir, [], []
+    if c.registry.url:
+        return []
+    for ref in required_images(c, stack):
+        rel = image_path(ref, arch)
+        entry = manifest.files.get(rel) if manifest else None
+        if entry is None or not (bundle / rel).is_file():
+            missing.append(ref)
+        elif file_digest(bundle / rel, "sha256") != entry.sha256:
+            problems.append(f"{bundle / rel}: differs from the SHA-256 recorded when it was saved or built; delete "
+                            f"it and run `kubefab bundle` again")
+    if missing:
+        problems.append(f"{bundle}: {len(missing)} image(s) missing: {', '.join(missing)}\n"
+                        f"  save them with: kubefab bundle --inventory {c.source}\n"
+                        f"  or build them here: kubefab bundle --from-source --inventory {c.source}")
     return problems
 
 
@@ -248,4 +314,38 @@ def download(c: Cluster, stack: Stack, arch: str, log=print, mirror: str | None 
             continue
         files[r.bundle_path] = Entry(r.component, r.version, r.bundle_path, file_digest(path, "sha256"), r.url)
     write_manifest(bundle, Manifest(arch, files))
+    for ref in required_images(c, stack):
+        rel = image_path(ref, arch)
+        if rel in files and (bundle / rel).is_file():
+            continue  # saved or built earlier: an image reference names one image for good
+        log(f"saving image {ref}")
+        try:
+            (bundle / rel).parent.mkdir(parents=True, exist_ok=True)
+            digest = save_image(ref, arch, bundle / rel)
+        except ImageSaveError as exc:
+            problems.append(str(exc))
+            continue
+        files[rel] = Entry(IMAGE, ref, rel, file_digest(bundle / rel, "sha256"), f"docker://{ref}", DOWNLOADED,
+                           digest)
+        write_manifest(bundle, Manifest(arch, files))
     return problems
+
+
+class ImageSaveError(Exception):
+    pass
+
+
+def save_image(ref: str, arch: str, target: Path, cert_dir: Path | None = None) -> str:
+    """Copy `ref` from its registry into an OCI archive at `target` with skopeo (the manifest for `arch`);
+    returns that manifest's digest."""
+    if shutil.which("skopeo") is None:
+        raise ImageSaveError(f"{ref}: saving images needs skopeo (apt-get install skopeo / dnf install skopeo)")
+    with tempfile.TemporaryDirectory() as tmp:
+        layout = Path(tmp) / "layout"
+        certs = ["--src-cert-dir", str(cert_dir)] if cert_dir else []
+        proc = subprocess.run(["skopeo", "--override-arch", arch, "--override-os", "linux", "copy", "--quiet", *certs,
+                               f"docker://{ref}", f"oci:{layout}:{oci.split_ref(ref)[2]}"],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise ImageSaveError(f"skopeo copy docker://{ref}: {proc.stderr.strip()[-1500:]}")
+        return oci.layout_to_archive(layout, ref, arch, target)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -63,6 +64,12 @@ class Network(Strict):
     dns_ip: IPv4 = ipaddress.IPv4Address("10.96.0.10")
     domain: str = "cluster.local"
     host_prefix: Annotated[int, Field(ge=8, le=30)] = 24
+    # flannel's backend: vxlan (an overlay, works across routed networks) or host-gw (plain routes to each
+    # node's pod subnet; every node on one L2 segment).
+    flannel_backend: Literal["vxlan", "host-gw"] = "vxlan"
+    # Where CoreDNS sends names outside the cluster: unset, the nodes' resolv.conf (the real servers behind a
+    # local systemd-resolved stub); a list, those servers; [], nowhere (an air-gapped site: cluster names only).
+    upstream_dns: tuple[IPv4, ...] | None = None
 
     @field_validator("domain")
     @classmethod
@@ -174,9 +181,42 @@ class Certificates(Strict):
     import_ca: ImportCAs = ImportCAs()
 
 
+# The registries whose images a cluster runs (Kubernetes', Docker Hub, Quay, GitHub's): with a private
+# registry, containerd pulls all of them from it.
+UPSTREAM_REGISTRIES = ("registry.k8s.io", "docker.io", "quay.io", "ghcr.io")
+
+
 class Registry(Strict):
+    # A private registry (https://host[:port]): containerd pulls every upstream registry's images from it
+    # (hosts.toml mirrors) and the sandbox image from it; `kubefab images.push` fills it from the bundle.
+    url: str | None = None
+    ca: str | None = None  # PEM file of the CA its certificate chains to; default: the cluster's CA
     mirrors: dict[str, tuple[str, ...]] = {}
     pause_image: str | None = None  # default: the pause image of the Kubernetes version
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urllib.parse.urlsplit(value)
+        if parsed.scheme != "https" or not parsed.hostname or parsed.path not in ("", "/") or parsed.query:
+            raise ValueError(f"{value!r}: expected https://<host>[:<port>] (containerd verifies it with its CA)")
+        return value.rstrip("/")
+
+    @property
+    def host(self) -> str:
+        """host[:port] of `url`: the name containerd and image references give the registry."""
+        return urllib.parse.urlsplit(self.url or "").netloc
+
+    def all_mirrors(self) -> dict[str, tuple[str, ...]]:
+        """Upstream registry -> mirrors tried first: the inventory's, and the private registry for every
+        upstream (after the inventory's own mirrors of it)."""
+        found = dict(self.mirrors)
+        if self.url:
+            for upstream in UPSTREAM_REGISTRIES:
+                found[upstream] = (*found.get(upstream, ()), self.url)
+        return found
 
 
 class Versions(Strict):

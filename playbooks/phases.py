@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from playbooks import bundle as bundles
+from playbooks import dns
 from playbooks.apply import PENDING_RESTARTS, Assessment, Outcome, assess, execute
 from playbooks.facts import COMMAND, Facts, parse
 from playbooks.model import Cluster, Host
 from playbooks.plan import Binary, File, Plan
-from playbooks.plans import HOST_PHASES
+from playbooks.plans import HOST_PHASES, images
 from playbooks.plans.addons import AddonError, manifests
 from playbooks.plans.certificates import leaves
 from playbooks.plans.inputs import REMOTE_PKI, Inputs
@@ -340,8 +341,14 @@ class Deployment:
         except AddonError as exc:
             raise DeployFailed("addons", [StepFailed("(operator)", "add-on manifests", "render", str(exc))]) from None
         first = self.c.control_plane[0]
-        plan = Plan(first.name, "addons", files=tuple(File(f"{ADDONS_DIR}/{n}", body) for n, body in docs.items()))
-        self.apply_phase("addons", {first.name: plan}, result)
+        # Every node gets the images first (imported from the bundle unless a registry serves them); the first
+        # control-plane host also holds the manifests it applies.
+        plans = {h.name: p for h in self.c.hosts if (p := images.plan(self.inputs, h, self.bundle))}
+        files = tuple(File(f"{ADDONS_DIR}/{n}", body) for n, body in docs.items())
+        own = plans.get(first.name)
+        plans[first.name] = dataclasses.replace(own, component="addons", files=files) if own else Plan(
+            first.name, "addons", files=files)
+        self.apply_phase("addons", plans, result)
         out = self.run(first, "addons: kubectl apply", self.kubectl(args=f"apply -f {ADDONS_DIR}/")).stdout
         changed = [line for line in out.splitlines() if line.endswith(("created", "configured"))]
         result.hosts[first.name].changed += changed
@@ -351,6 +358,9 @@ class Deployment:
         if "coredns" in self.c.addons:
             self.wait(first, "CoreDNS available",
                       self.kubectl(args="-n kube-system rollout status deployment/coredns --timeout=10s"), 600, 5)
+            name = f"kubernetes.default.svc.{self.c.network.domain}"
+            self.wait(first, f"CoreDNS answers {name} at {self.c.network.dns_ip}",
+                      dns.query_command(name, str(self.c.network.dns_ip)), 60, 2)
         skipped = [a for a in ("cni", "coredns") if a not in self.c.addons]
         if skipped:
             result.note = f"not selected by the inventory: {', '.join(skipped)}"

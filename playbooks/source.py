@@ -60,6 +60,9 @@ class Recipe:
     # A Go program of playbooks/data/reference/ built in the same module and run once after the build; its
     # output is kept beside the release file as <file>.<name>.json (the configuration field reference).
     helper: str | None = None
+    # Dependencies pinned to another version than the module asks for, because the module proxy does not
+    # serve that one: (module, version, why). Recorded in the provenance of what is built.
+    overrides: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def module(self) -> str:
@@ -109,6 +112,15 @@ RECIPES = {r.component: r for r in (
 )}
 
 
+# Release files that are a file of a module's source tree at the release's tag, not a build: flannel publishes
+# its manifest as a release asset, and the same file is in its module.
+SOURCE_FILES = {"flannel_manifest": ("github.com/flannel-io/flannel", "Documentation/kube-flannel.yml")}
+
+
+def buildable(component: str) -> bool:
+    return component in RECIPES or component in SOURCE_FILES
+
+
 def cache_dir(env: dict[str, str] | os._Environ = os.environ) -> Path:
     return Path(env.get(CACHE_ENV) or DEFAULT_CACHE)
 
@@ -139,10 +151,11 @@ def wrapper_gomod(recipe: Recipe, version: str, go_version: str, companions: lis
     lines = [f"module kubefab.build/{recipe.component}", "", f"go {go_version}", "", "require ("]
     lines += [f"\t{m} {v}" for m in sorted(recipe.modules)]
     lines += [")", ""]
-    replaced = sorted(m for m in companions if m not in recipe.modules)
+    replaced = {m: companion_version(recipe.module, version) for m in companions if m not in recipe.modules}
+    replaced |= {m: v for m, v, _ in recipe.overrides}
     if replaced:
         lines += ["replace ("]
-        lines += [f"\t{m} => {m} {companion_version(recipe.module, version)}" for m in replaced] + [")", ""]
+        lines += [f"\t{m} => {m} {v}" for m, v in sorted(replaced.items())] + [")", ""]
     lines += ["tool ("] + [f"\t{c.package}" for c in recipe.commands] + [")", ""]
     return "\n".join(lines)
 
@@ -202,6 +215,7 @@ class Built:
     source: str  # how it was made, for the bundle manifest
     seconds: float = 0.0
     cached: bool = False
+    extra: dict = field(default_factory=dict)  # what the stamp records besides (an image's digest)
 
 
 @dataclass
@@ -234,7 +248,7 @@ def module_info(go: GoTool, work: Path, module: str, version: str) -> dict:
         raise BuildError(doc.get("Error") or f"{module}@{version}: not downloadable")
     info = json.loads(Path(doc["Info"]).read_text())
     return {"gomod": Path(doc["GoMod"]).read_text(), "commit": (info.get("Origin") or {}).get("Hash", ""),
-            "time": info.get("Time", "1970-01-01T00:00:00Z"), "sum": doc.get("Sum", "")}
+            "time": info.get("Time", "1970-01-01T00:00:00Z"), "sum": doc.get("Sum", ""), "dir": doc.get("Dir", "")}
 
 
 def recipe_key(recipe: Recipe, version: str, arch: str, go_version: str) -> str:
@@ -243,38 +257,65 @@ def recipe_key(recipe: Recipe, version: str, arch: str, go_version: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def release_key(component: str, version: str, arch: str, go_version: str) -> str:
+    if component in SOURCE_FILES:
+        text = json.dumps({"file": SOURCE_FILES[component], "version": version, "revision": RECIPE_REVISION})
+        return hashlib.sha256(text.encode()).hexdigest()
+    return recipe_key(RECIPES[component], version, arch, go_version)
+
+
 def cached(component: str, version: str, arch: str, cache: Path, go_version: str) -> Built | None:
     """The release file built earlier from the same recipe, version, architecture and Go version, if any."""
     target = cache / "source" / release(component, version, arch).bundle_path
+    return stamped(target, release_key(component, version, arch, go_version), component, version)
+
+
+def stamped(target: Path, key: str, component: str, version: str) -> Built | None:
+    """What `finish` left at `target`, if it was made from the same inputs (`key`)."""
     stamp = target.with_name(target.name + ".built")
     if not (target.is_file() and stamp.is_file()):
         return None
     record = json.loads(stamp.read_text())
-    if record.get("key") != recipe_key(RECIPES[component], version, arch, go_version):
+    if record.get("key") != key:
         return None
-    return Built(component, version, target, record["sha256"], record["source"], cached=True)
+    extra = {k: v for k, v in record.items() if k not in ("key", "sha256", "source")}
+    return Built(component, version, target, record["sha256"], record["source"], cached=True, extra=extra)
 
 
-def build(component: str, version: str, arch: str, cache: Path, go: GoTool, go_version: str,
-          log: Log = print) -> Built:
-    """The release file for `component` `version`, built now into the cache."""
-    recipe = RECIPES[component]
+def copy_source_file(component: str, version: str, arch: str, cache: Path, go: GoTool, go_version: str,
+                     log: Log) -> Built:
+    """A SOURCE_FILES release: the file as the module at the release's tag holds it."""
+    module, name = SOURCE_FILES[component]
+    work = cache / "work" / f"{component}-{version}"
+    work.mkdir(parents=True, exist_ok=True)
+    info = module_info(go, work, module, f"v{version}")
     target = cache / "source" / release(component, version, arch).bundle_path
-    stamp = target.with_name(target.name + ".built")
-    key = recipe_key(recipe, version, arch, go_version)
-    start = time.monotonic()
-    work = cache / "work" / f"{component}-{version}-{arch}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    shutil.copyfile(Path(info["dir"]) / name, partial)
+    log(f"took {component} {version} from {name} of {module}@v{version}")
+    built = finish(target, partial, release_key(component, version, arch, go_version),
+                   f"from source: {name} of {module}@v{version} ({info['sum']})", work)
+    built.component, built.version = component, version
+    return built
+
+
+def compile_recipe(recipe: Recipe, module_version: str, arch: str, work: Path, go: GoTool, go_version: str,
+                   log: Log, version_flags: str | None = None) -> tuple[dict[str, Path], dict]:
+    """`go build` of the recipe's commands at `module_version` in a fresh wrapper module under `work`; returns
+    the binaries by release name and the module's info (go.mod, commit, go.sum line)."""
     shutil.rmtree(work, ignore_errors=True)
     (work / "out").mkdir(parents=True)
-    log(f"building {component} {version} ({arch}) from {recipe.module}@v{version} with go {go_version} ...")
-    info = module_info(go, work, recipe.module, "v" + version)
-    (work / "go.mod").write_text(wrapper_gomod(recipe, version, go_version, local_replaces(info["gomod"])))
+    log(f"building {recipe.component} {module_version} ({arch}) from {recipe.module}@v{module_version} "
+        f"with go {go_version} ...")
+    info = module_info(go, work, recipe.module, "v" + module_version)
+    (work / "go.mod").write_text(wrapper_gomod(recipe, module_version, go_version, local_replaces(info["gomod"])))
     if recipe.helper:
         (work / recipe.helper).mkdir()
         shutil.copyfile(HELPERS / f"{recipe.helper}.go", work / recipe.helper / "main.go")
     # Resolves the graph and writes go.sum; every module's hash is checked against the checksum database.
     go.output(["mod", "tidy"], cwd=work)
-    flags = ldflags(recipe, version, info["commit"], info["time"])
+    flags = ldflags(recipe, version_flags or module_version, info["commit"], info["time"])
     env = {"GOOS": "linux", "GOARCH": arch}
     for tags, cgo, static, commands in build_groups(recipe):
         args = ["build", "-v", "-trimpath", "-o", str(work / "out") + "/"]
@@ -282,8 +323,24 @@ def build(component: str, version: str, arch: str, cache: Path, go: GoTool, go_v
             args += ["-tags", ",".join(tags)]
         args += ["-ldflags", flags + (" -extldflags -static" if static else "")]
         _go_build(go, work, args, [c.package for c in commands], {**env, "CGO_ENABLED": "1" if cgo else "0"},
-                  f"{component} {version}", log)
-    binaries = {c.name: work / "out" / default_binary_name(c.package) for c in recipe.commands}
+                  f"{recipe.component} {module_version}", log)
+    return {c.name: work / "out" / default_binary_name(c.package) for c in recipe.commands}, info
+
+
+def provenance(recipe: Recipe, version: str, info: dict, go_version: str) -> str:
+    text = (f"built from source: {recipe.module}@v{version} ({info['sum']}), go {go_version}, "
+            "module checksums verified by go.sum against the checksum database")
+    return text + "".join(f"; {m} {v}: {why}" for m, v, why in recipe.overrides)
+
+
+def build(component: str, version: str, arch: str, cache: Path, go: GoTool, go_version: str,
+          log: Log = print) -> Built:
+    """The release file for `component` `version`, built now into the cache."""
+    recipe = RECIPES[component]
+    target = cache / "source" / release(component, version, arch).bundle_path
+    start = time.monotonic()
+    work = cache / "work" / f"{component}-{version}-{arch}"
+    binaries, info = compile_recipe(recipe, version, arch, work, go, go_version, log)
     target.parent.mkdir(parents=True, exist_ok=True)
     if recipe.helper:
         go.output(["build", "-o", str(work / "out" / ".helper"), f"./{recipe.helper}"], cwd=work)
@@ -296,16 +353,23 @@ def build(component: str, version: str, arch: str, cache: Path, go: GoTool, go_v
     else:
         with partial.open("wb") as out:
             write_tar_gz(out, members, level=1)  # fast: deploy re-compresses each binary for the wire anyway
+    built = finish(target, partial, recipe_key(recipe, version, arch, go_version),
+                   provenance(recipe, version, info, go_version), work)
+    built.component, built.version, built.seconds = component, version, time.monotonic() - start
+    log(f"built {component} {version} in {built.seconds:.0f} s")
+    return built
+
+
+def finish(target: Path, partial: Path, key: str, source: str, work: Path, extra: dict | None = None) -> Built:
+    """Move a finished build into the cache with its stamp (what `cached` reads) and go.sum."""
     digest = file_digest(partial, "sha256")
     partial.rename(target)
-    source = (f"built from source: {recipe.module}@v{version} ({info['sum']}), go {go_version}, "
-              "module checksums verified by go.sum against the checksum database")
-    stamp.write_text(json.dumps({"key": key, "sha256": digest, "source": source}) + "\n")
-    shutil.copyfile(work / "go.sum", target.with_name(target.name + ".go.sum"))
+    stamp = target.with_name(target.name + ".built")
+    stamp.write_text(json.dumps({"key": key, "sha256": digest, "source": source, **(extra or {})}) + "\n")
+    if (work / "go.sum").is_file():
+        shutil.copyfile(work / "go.sum", target.with_name(target.name + ".go.sum"))
     shutil.rmtree(work / "out", ignore_errors=True)
-    seconds = time.monotonic() - start
-    log(f"built {component} {version} in {seconds:.0f} s")
-    return Built(component, version, target, digest, source, seconds)
+    return Built("", "", target, digest, source, extra=extra or {})
 
 
 def helper_output(target: Path, helper: str) -> Path:
@@ -329,12 +393,15 @@ def _go_build(go: GoTool, work: Path, args: list[str], packages: list[str], env:
 
     reporter = threading.Thread(target=progress, daemon=True)
     reporter.start()
+    said: list[str] = []  # what is not a package name (-v prints one per package compiled): the errors
     for line in proc.stdout:
         compiled += 1
         tail = [*tail[-40:], line.rstrip()]
+        if line.startswith("#") or ": " in line:
+            said = [*said[-60:], line.rstrip()]
     done.set()
     if proc.wait() != 0:
-        raise BuildError(f"go build for {what} failed:\n" + "\n".join(tail))
+        raise BuildError(f"go build for {what} failed:\n" + "\n".join(said or tail))
 
 
 def fill_bundle(bundle: Path, releases: list[Release], cache: Path, go: GoTool | None = None,
@@ -350,14 +417,16 @@ def fill_bundle(bundle: Path, releases: list[Release], cache: Path, go: GoTool |
         raise BuildError(f"{bundle}: holds a bundle for {manifest.arch}, not {arch}; use another bundle directory")
     found = {r: cached(r.component, r.version, r.arch, cache, go_version) for r in releases}
     to_build = [r for r, b in found.items() if b is None]
-    missing = sorted({p for r in to_build for p in RECIPES[r.component].packages if not _has_package(p)})
+    missing = sorted({p for r in to_build if r.component in RECIPES for p in RECIPES[r.component].packages
+                      if not has_package(p)})
     if missing:
         raise BuildError(f"building from source needs the Debian package(s) {', '.join(missing)}: "
                          f"apt-get install {' '.join(missing)}")
     unavailable = []
     for r in to_build:
         try:
-            module_info(go, cache / "work", RECIPES[r.component].module, f"v{r.version}")
+            module = RECIPES[r.component].module if r.component in RECIPES else SOURCE_FILES[r.component][0]
+            module_info(go, cache / "work", module, f"v{r.version}")
         except BuildError as exc:
             unavailable.append(f"  {r.component} {r.version}: {exc}")
     if unavailable:
@@ -368,23 +437,32 @@ def fill_bundle(bundle: Path, releases: list[Release], cache: Path, go: GoTool |
     files = dict(manifest.files)
     done = []
     for r in releases:
-        built = found[r] or build(r.component, r.version, r.arch, cache, go, go_version, log)
-        path = bundle / r.bundle_path
-        entry = files.get(r.bundle_path)
-        if not (entry and entry.built and entry.sha256 == built.sha256 and path.is_file()):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.unlink(missing_ok=True)
-            try:
-                os.link(built.path, path)  # the cache is usually on the same file system: no copy
-            except OSError:
-                shutil.copyfile(built.path, path)
-            files[r.bundle_path] = Entry(r.component, r.version, r.bundle_path, built.sha256, built.source, BUILT)
-            write_manifest(bundle, Manifest(arch, files))
+        make = copy_source_file if r.component in SOURCE_FILES else build
+        built = found[r] or make(r.component, r.version, r.arch, cache, go, go_version, log)
+        place(bundle, arch, files, Entry(r.component, r.version, r.bundle_path, built.sha256, built.source, BUILT),
+              built.path)
         done.append(built)
     return done
 
 
-def _has_package(name: str) -> bool:
+def place(bundle: Path, arch: str, files: dict[str, Entry], entry: Entry, made: Path) -> None:
+    """Put a file made in the cache into the bundle at `entry.path` and record it in the manifest, unless the
+    same file is there already."""
+    path = bundle / entry.path
+    now = files.get(entry.path)
+    if now and now.built and now.sha256 == entry.sha256 and path.is_file():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    try:
+        os.link(made, path)  # the cache is usually on the same file system: no copy
+    except OSError:
+        shutil.copyfile(made, path)
+    files[entry.path] = entry
+    write_manifest(bundle, Manifest(arch, files))
+
+
+def has_package(name: str) -> bool:
     """Installed, as dpkg says; on a machine without dpkg the build itself reports what it lacks."""
     if shutil.which("dpkg-query") is None:
         return True

@@ -110,3 +110,18 @@ def release(component: str, version: str, arch: str) -> Release:
     digest = next(((algo, entry[algo][arch]) for algo in ("sha512", "sha256")
                    if (entry.get(algo) or {}).get(arch)), None)
     return Release(component, version, arch, url, digest)
+
+
+NOARCH = "all"  # the bundle's architecture directory of files that are the same for every architecture
+
+
+class CNIError(Exception):
+    pass
+
+
+def cni_release(cni: str, stack: Stack) -> Release:
+    """The CNI's manifest as a release file."""
+    version = stack.calico if cni == "calico" else stack.flannel
+    if version in (None, "None"):
+        raise CNIError(f"no {cni} version is pinned for Kubernetes {stack.minor}: set versions.{cni}")
+    return release(f"{cni}_manifest", version, NOARCH)

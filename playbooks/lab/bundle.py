@@ -8,10 +8,10 @@ import platform
 from collections.abc import Callable
 from pathlib import Path
 
-from playbooks import source, versions
-from playbooks.bundle import Manifest, file_digest, read_manifest, release_files
+from playbooks import images, source, versions
+from playbooks.bundle import Manifest, file_digest, manifest_images, read_manifest, release_files
 from playbooks.facts import ARCH
-from playbooks.versions import Release, Stack
+from playbooks.versions import Release, Stack, cni_release
 
 
 def machine_arch() -> str:
@@ -33,12 +33,21 @@ def official(bundle: Path, manifest: Manifest | None, r: Release) -> bool:
             and file_digest(path, r.digest[0]) == r.digest[1])
 
 
+def lab_images(stack: Stack, bundle: Path) -> list[str]:
+    """The images a lab deploy runs (the lab inventory's add-ons: CoreDNS and flannel, whose manifest in the
+    bundle names its images)."""
+    flannel = (bundle / cni_release("flannel", stack).bundle_path).read_text()
+    return list(dict.fromkeys([stack.pause_image, stack.coredns_image, *manifest_images(flannel)]))
+
+
 def ensure_bundle(dest: Path, cache: Path, stack: Stack | None = None, arch: str | None = None,
                   log: Callable[[str], None] = print) -> list[Release]:
-    """Every release file a lab deploy reads, in `dest`; returns them."""
-    releases = release_files(stack or lab_stack(), arch or machine_arch())
+    """Every release file and image a lab deploy reads, in `dest`; returns the release files."""
+    stack, arch = stack or lab_stack(), arch or machine_arch()
+    releases = [*release_files(stack, arch), cni_release("flannel", stack)]
     manifest = read_manifest(dest)
     wanted = [r for r in releases if not official(dest, manifest, r)]
     if wanted:
         source.fill_bundle(dest, wanted, cache, log=log)
+    images.fill_images(dest, lab_images(stack, dest), arch, cache, stack.kubernetes, log=log)
     return releases

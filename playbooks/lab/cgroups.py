@@ -1,5 +1,7 @@
-"""Per-host cgroups. Each nspawn must start in its own cgroup in every hierarchy systemd uses
-(cgroup2 and, on hybrid machines, name=systemd): two containers sharing one collide in its /payload."""
+"""Per-host cgroups. Each nspawn starts in its own cgroup in every hierarchy of the machine: two containers
+sharing one collide in its /payload, and on a machine with cgroup v1 controllers the host's pods get their CPU,
+memory and pids limits in the host's own group of each controller (nspawn's legacy mode hands those groups
+to the host, scoped by its cgroup namespace)."""
 
 from __future__ import annotations
 
@@ -15,24 +17,40 @@ from playbooks.lab.mounts import MOUNTS, unescape
 LAB_GROUP = "kubefab-lab"
 
 
-def systemd_hierarchies(mounts_text: str) -> list[Path]:
-    """Mount points of the cgroup2 hierarchy and of the v1 name=systemd one, where present."""
-    found = []
-    for line in mounts_text.splitlines():
-        fields = line.split()
-        if len(fields) < 4:
-            continue
-        if fields[2] == "cgroup2" or (fields[2] == "cgroup" and "name=systemd" in fields[3].split(",")):
-            found.append(Path(unescape(fields[1])))
-    return found
+def hierarchies(mounts_text: str) -> list[Path]:
+    """Mount points of every cgroup hierarchy: cgroup2 and each v1 one (controllers and name=systemd)."""
+    return [Path(unescape(f[1])) for f in (line.split() for line in mounts_text.splitlines())
+            if len(f) >= 4 and f[2] in ("cgroup", "cgroup2")]
+
+
+def v1_controllers(mounts_text: str) -> list[Path]:
+    """The v1 hierarchies that hold resource controllers (not the name=systemd one)."""
+    return [Path(unescape(f[1])) for f in (line.split() for line in mounts_text.splitlines())
+            if len(f) >= 4 and f[2] == "cgroup" and not any(o.startswith("name=") for o in f[3].split(","))]
+
+
+def legacy(mounts_text: str) -> bool:
+    """The machine has v1 controllers: its containers' resource limits can only be set there."""
+    return bool(v1_controllers(mounts_text))
 
 
 def lab_groups(mounts_text: str) -> list[Path]:
-    return [h / LAB_GROUP for h in systemd_hierarchies(mounts_text)]
+    return [h / LAB_GROUP for h in hierarchies(mounts_text)]
 
 
 def host_groups(name: str) -> list[Path]:
     return [g / name for g in lab_groups(MOUNTS.read_text())]
+
+
+def make_group(group: Path) -> None:
+    """mkdir a group and its parents; v1 cpuset groups start with no CPUs or memory nodes, and a task can
+    join one only once it has both: each new level takes its parent's."""
+    missing = [p for p in (group, *group.parents) if not p.exists()]
+    for path in reversed(missing):
+        path.mkdir()
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            if (path / name).exists() and not (path / name).read_text().strip():
+                (path / name).write_text((path.parent / name).read_text())
 
 
 def enter_then_exec(groups: list[Path], argv: list[str]) -> list[str]:

@@ -19,16 +19,19 @@ from playbooks.lab import cgroups
 from playbooks.lab.commands import run
 from playbooks.lab.image import USER
 from playbooks.lab.keys import SSHKey
-from playbooks.lab.mounts import remove_tree
+from playbooks.lab.mounts import MOUNTS, remove_tree
 
 # --register=no and --keep-unit: the machine has no machined/D-Bus to register with.
 # @keyring, bpf: runc creates a session keyring per container and, on cgroup2, loads an eBPF device
 # filter; nspawn's default system call filter refuses both.
 NSPAWN = ("systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--private-users=no",
           "--resolv-conf=off", "--timezone=off", "--console=read-only", "--system-call-filter=@keyring bpf")
-# Hosts see a cgroup2-only /sys/fs/cgroup, as modern targets do, even on a hybrid machine (where nspawn
-# would otherwise hand them read-only v1 controllers).
-NSPAWN_ENV = {"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
+# On a cgroup2 machine hosts see cgroup2, as modern targets do. On a machine whose controllers are v1 (a
+# hybrid one: its cgroup2 tree has none), the only place a pod's CPU, memory and pids limits can go is the v1
+# controllers, so hosts boot in nspawn's legacy mode and get them (made writable by the image's
+# lab-cgroups-rw.service); the lab's kubelets then run with failCgroupV1: false.
+def nspawn_env(mounts_text: str) -> dict[str, str]:
+    return {"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "0" if cgroups.legacy(mounts_text) else "1"}
 # containerd's overlayfs snapshotter cannot put its upper dirs on the host's overlay root: give it a
 # directory on the machine's own filesystem.
 CONTAINERD_DIR = "/var/lib/containerd"
@@ -142,11 +145,11 @@ def start(name: str, host_dir: Path, bridge: str) -> int:
     """Boot the host in the background (it outlives this process); returns the nspawn PID."""
     groups = cgroups.host_groups(name)
     for g in groups:
-        g.mkdir(parents=True, exist_ok=True)
+        cgroups.make_group(g)
     with open(host_dir / "console.log", "ab") as out:
         proc = subprocess.Popen(cgroups.enter_then_exec(groups, nspawn_argv(host_dir, name, bridge)),
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env={**os.environ, **NSPAWN_ENV})
+                                start_new_session=True, env={**os.environ, **nspawn_env(MOUNTS.read_text())})
     return proc.pid
 
 

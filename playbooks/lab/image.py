@@ -19,19 +19,44 @@ from playbooks.lab.settings import LabPaths
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "sudo", "python3", "python3-yaml",
     "procps", "iputils-ping", "openssl", "ca-certificates", "curl", "kmod",
-    "haproxy", "keepalived", "conntrack", "socat", "ipset", "iptables",
+    "haproxy", "keepalived", "conntrack", "socat", "ipset", "iptables", "nftables",
+    # The lab's private container registry (tests run it on one host with a certificate from the cluster CA).
+    "docker-registry",
 )
 # Debian enables these on install; the deploy enables what it needs.
-DISABLED_SERVICES = ("etcd", "haproxy", "keepalived", "containerd")
+DISABLED_SERVICES = ("etcd", "haproxy", "keepalived", "containerd", "docker-registry")
 # Periodic jobs that only cost an idle host memory and CPU (apt's have no route to a mirror anyway).
 DISABLED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer",
                   "e2scrub_reap.service", "fstrim.timer")
 USER = "kubefab"
 # Bump when the steps below change, so cached images are rebuilt.
-RECIPE = 1
+RECIPE = 2
 
 SSHD_CONFIG = "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n"
 RESOLV_CONF = "# Lab hosts have no DNS and no route out; lab names are in /etc/hosts.\n"
+# On a machine with cgroup v1 controllers, hosts boot in nspawn's legacy mode, which mounts the controller
+# hierarchies read-only (each scoped to the host's own group by its cgroup namespace). runc and the kubelet
+# create child groups in them for every pod: this makes them writable, in the host's mount namespace only,
+# before anything else starts.
+CGROUPS_RW = """#!/bin/sh
+# Lab host: remount nspawn's read-only cgroup v1 controller hierarchies read-write.
+awk '$3 == "cgroup" && $4 ~ /(^|,)ro(,|$)/ && $4 !~ /name=/ {print $2}' /proc/self/mounts |
+while read -r dir; do mount -o remount,bind,rw "$dir"; done
+"""
+CGROUPS_RW_UNIT = """[Unit]
+Description=Lab host: writable cgroup v1 controllers
+DefaultDependencies=no
+Before=sysinit.target
+ConditionPathIsMountPoint=/sys/fs/cgroup/cpu
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/lab-cgroups-rw
+
+[Install]
+WantedBy=sysinit.target
+"""
 
 
 def image_key(packages: tuple[str, ...], suite: str) -> str:
@@ -78,7 +103,11 @@ def customize(root: Path) -> None:
     present = [u for u in wanted_off if (units / u).exists()]
     if present:
         run(["systemctl", f"--root={root}", "disable", *present])
-    run(["systemctl", f"--root={root}", "enable", "systemd-networkd.service"])
+    script = root / "usr/local/sbin/lab-cgroups-rw"
+    script.write_text(CGROUPS_RW)
+    script.chmod(0o755)
+    (units / "lab-cgroups-rw.service").write_text(CGROUPS_RW_UNIT)
+    run(["systemctl", f"--root={root}", "enable", "systemd-networkd.service", "lab-cgroups-rw.service"])
 
     run(["chroot", root, "useradd", "--create-home", "--shell", "/bin/bash", "--password", "*", USER])
     sudoers = root / "etc/sudoers.d" / USER

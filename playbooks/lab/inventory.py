@@ -32,11 +32,10 @@ def roles(index: int, count: int) -> list[str]:
 
 
 def lab_inventory(hosts: tuple[LabHost, ...], subnet: IPv4Network, key: Path, known_hosts: Path, bundle: Path,
-                  cluster_dir: Path, kubernetes_version: str) -> dict[str, Any]:
+                  cluster_dir: Path, kubernetes_version: str, cgroup_v1: bool = False) -> dict[str, Any]:
     return {
         "name": NAME,
         "kubernetes_version": kubernetes_version,
-        "network": {"host_prefix": subnet.prefixlen},
         # One host has no lb pair, so no VIP: clients talk to its apiserver directly.
         "api": {"vip": str(vip(subnet)) if len(hosts) >= 2 else None, "interface": HOST_IFACE,
                 "virtual_router_id": VIRTUAL_ROUTER_ID},
@@ -47,9 +46,14 @@ def lab_inventory(hosts: tuple[LabHost, ...], subnet: IPv4Network, key: Path, kn
         "firewall": "skip",
         # nspawn hosts cannot write the kernel's conntrack settings (not namespaced; /sys is read-only).
         "kube_proxy_conntrack": "leave",
-        # No container registry is reachable from the lab and the bundle carries no images yet, so no pod can
-        # start: the CNI and CoreDNS are left out (nodes register, and stay NotReady without a CNI).
-        "addons": ["rbac"],
+        # flannel (buildable here, unlike Calico) with plain routes: every lab host is on the one bridge. Its
+        # images and CoreDNS's come from the bundle (imported on every node): no registry is reachable.
+        "cni": "flannel",
+        "kube_proxy_mode": "nftables",
+        # The lab has no DNS server outside the cluster: CoreDNS answers cluster names only.
+        "network": {"host_prefix": subnet.prefixlen, "flannel_backend": "host-gw", "upstream_dns": []},
+        # On a machine whose cgroup controllers are v1, so are the hosts' (playbooks/lab/hosts.py).
+        **({"cgroup_v1": "allow"} if cgroup_v1 else {}),
         "hosts": [{"name": h.name, "ip": h.ip, "roles": roles(i, len(hosts))} for i, h in enumerate(hosts)],
     }
 

@@ -64,7 +64,8 @@ def up(count: int = 3, *, paths: LabPaths | None = None, subnet: IPv4Network = n
         ([name, str(ip)], key) for name, ip in peers for key in host_keys[name].values()))
     hosts.wait_for_ssh([str(ip) for _, ip in peers])
     paths.inventory.write_text(render(lab_inventory(
-        state.hosts, subnet, paths.key, paths.known_hosts, paths.bundle, paths.cluster, kubernetes_version())))
+        state.hosts, subnet, paths.key, paths.known_hosts, paths.bundle, paths.cluster, kubernetes_version(),
+        cgroup_v1=cgroups.legacy(MOUNTS.read_text()))))
     log(f"lab up: {count} host(s) on {bridge} {subnet}, ssh as kubefab with {paths.key}")
     return state
 

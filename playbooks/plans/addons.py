@@ -6,22 +6,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from playbooks.model import Cluster
 from playbooks.plans.inputs import Inputs
 from playbooks.render import render
-from playbooks.versions import Release, Stack, release
-
-NOARCH = "all"
+from playbooks.versions import CNIError, cni_release
 
 
 class AddonError(Exception):
     pass
-
-
-def cni_release(cni: str, stack: Stack) -> Release:
-    version = stack.calico if cni == "calico" else stack.flannel
-    if version in (None, "None"):
-        raise AddonError(f"no {cni} version is pinned for Kubernetes {stack.minor}: set versions.{cni}")
-    return release(f"{cni}_manifest", version, NOARCH)
 
 
 def manifests(inputs: Inputs, bundle: Path) -> dict[str, bytes]:
@@ -31,13 +23,19 @@ def manifests(inputs: Inputs, bundle: Path) -> dict[str, bytes]:
     if "rbac" in selected:
         docs["00-apiserver-to-kubelet-rbac.yaml"] = render("addons/apiserver-to-kubelet-rbac.yaml.j2")
     if "cni" in selected:
-        rel = cni_release(inputs.cluster.cni, inputs.stack)
+        try:
+            rel = cni_release(inputs.cluster.cni, inputs.stack)
+        except CNIError as exc:
+            raise AddonError(str(exc)) from None
         source = bundle / rel.bundle_path
         if not source.exists():
             raise AddonError(f"{source}: the {inputs.cluster.cni} manifest is not in the bundle (run `kubefab bundle`)")
-        patch = patch_calico if inputs.cluster.cni == "calico" else patch_flannel
-        docs[f"10-{rel.filename}"] = patch(source.read_text(), str(inputs.cluster.network.pod_cidr),
-                                           str(source)).encode()
+        text = source.read_text()
+        if inputs.cluster.cni == "calico":
+            text = patch_calico(text, str(inputs.cluster.network.pod_cidr), str(source))
+        else:
+            text = patch_flannel(text, inputs.cluster, str(source))
+        docs[f"10-{rel.filename}"] = text.encode()
     if "coredns" in selected:
         docs["20-coredns.yaml"] = render("addons/coredns.yaml.j2", **inputs.context())
     return docs
@@ -53,9 +51,13 @@ def patch_calico(text: str, pod_cidr: str, name: str) -> str:
     return patched
 
 
-def patch_flannel(text: str, pod_cidr: str, name: str) -> str:
-    """Set the Network of flannel's net-conf.json to the pod CIDR."""
-    patched, count = re.subn(r'("Network":\s*)"[^"]*"', lambda m: f'{m.group(1)}"{pod_cidr}"', text)
-    if count != 1:
-        raise AddonError(f"{name}: expected one \"Network\" in net-conf.json, found {count}")
-    return patched
+def patch_flannel(text: str, c: Cluster, name: str) -> str:
+    """flannel's net-conf.json: the pod CIDR as its Network, the inventory's backend, and nftables rules when
+    kube-proxy uses nftables (mixing the two leaves iptables rules nothing else maintains)."""
+    settings = {"Network": f'"{c.network.pod_cidr}"', "Type": f'"{c.network.flannel_backend}"',
+                "EnableNFTables": "true" if c.kube_proxy_mode == "nftables" else "false"}
+    for key, value in settings.items():
+        text, count = re.subn(rf'("{key}":\s*)("[^"]*"|true|false)', lambda m, v=value: f"{m.group(1)}{v}", text)
+        if count != 1:
+            raise AddonError(f"{name}: expected one \"{key}\" in net-conf.json, found {count}")
+    return text

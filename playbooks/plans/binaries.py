@@ -47,11 +47,11 @@ def kubernetes(version: str, arch: str, names: tuple[str, ...]) -> tuple[Binary,
 
 
 def containerd(version: str, arch: str) -> tuple[Binary, ...]:
-    """The daemon and the runc shim the CRI uses; not `ctr`, containerd's own debug client (23 MB on every
-    node): crictl, installed too, is the Kubernetes-aware one."""
+    """The daemon, the runc shim the CRI uses, and `ctr`, containerd's own client: the only one that imports
+    image archives (crictl, installed too, is the Kubernetes-aware one for everything else)."""
     source = release("containerd", version, arch).bundle_path
     return tuple(Binary(source, f"bin/{n}", f"{KUBE_BIN}/{n}", ("containerd",) if n == "containerd" else ())
-                 for n in ("containerd", "containerd-shim-runc-v2"))
+                 for n in ("containerd", "containerd-shim-runc-v2", "ctr"))
 
 
 def runc(version: str, arch: str) -> tuple[Binary, ...]:

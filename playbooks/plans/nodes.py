@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from playbooks.bundle import sandbox_image
 from playbooks.model import Cluster, Host
 from playbooks.plan import Directory, File, Plan
 from playbooks.plans import binaries
-from playbooks.plans.inputs import Inputs
+from playbooks.plans.inputs import REMOTE_PKI, Inputs
 from playbooks.render import render
 
 # Where a registry's own endpoint is when it is not https://<name> (Docker Hub's historical quirk).
@@ -14,14 +15,33 @@ UPSTREAM = {"docker.io": "https://registry-1.docker.io"}
 RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
 
 
+# The CA of a private registry whose certificate is not from the cluster's CA (`registry.ca`).
+REGISTRY_CA = "/etc/containerd/registry-ca.crt"
+
+
+def registry_ca(c: Cluster) -> str | None:
+    """Where nodes find the CA the private registry's certificate chains to."""
+    if not c.registry.url:
+        return None
+    return REGISTRY_CA if c.registry.ca else f"{REMOTE_PKI}/ca.crt"
+
+
 def registry_hosts(c: Cluster) -> tuple[File, ...]:
-    return tuple(
-        File(f"/etc/containerd/certs.d/{registry}/hosts.toml",
-             render("containerd/hosts.toml.j2", registry=registry, mirrors=mirrors,
-                    upstream=UPSTREAM.get(registry, f"https://{registry}")),
-             notifies=())  # containerd reads certs.d at every pull: no restart needed
-        for registry, mirrors in sorted(c.registry.mirrors.items())
-    )
+    """containerd's hosts.toml per registry: every mirrored upstream tries its mirrors first (trusting the
+    private registry's CA), and the private registry itself is trusted under its own name. containerd reads
+    certs.d at every pull: no restart needed."""
+    ca = registry_ca(c)
+    files = [File(f"/etc/containerd/certs.d/{registry}/hosts.toml",
+                  render("containerd/hosts.toml.j2", registry=registry, mirrors=mirrors,
+                         upstream=UPSTREAM.get(registry, f"https://{registry}"), private=c.registry.url, ca=ca))
+             for registry, mirrors in sorted(c.registry.all_mirrors().items())]
+    if c.registry.url:
+        files.append(File(f"/etc/containerd/certs.d/{c.registry.host}/hosts.toml",
+                          render("containerd/hosts.toml.j2", registry=c.registry.host, mirrors=(),
+                                 upstream=c.registry.url, private=c.registry.url, ca=ca)))
+        if c.registry.ca:
+            files.append(File(REGISTRY_CA, c.path(c.registry.ca).read_bytes()))
+    return tuple(files)
 
 
 def plan(inputs: Inputs, host: Host) -> Plan | None:
@@ -29,7 +49,7 @@ def plan(inputs: Inputs, host: Host) -> Plan | None:
         return None
     c, s, arch = inputs.cluster, inputs.stack, inputs.arch
     facts = inputs.facts.get(host.name)
-    ctx = inputs.context(host, pause_image=c.registry.pause_image or s.pause_image,
+    ctx = inputs.context(host, pause_image=sandbox_image(c, s),
                          resolv_conf=RESOLVED_UPSTREAM if facts and facts.resolved_stub else None)
 
     def conf(template: str, path: str, service: str) -> File:

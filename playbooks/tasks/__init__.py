@@ -4,6 +4,7 @@ from invoke.collection import Collection
 
 from playbooks.lab.tasks import lab
 from playbooks.tasks import audit, deploy, imports, inventory, pki, render, verify
+from playbooks.tasks.images import images
 from playbooks.tasks.vagrant import vagrant
 
 ns = Collection()
@@ -16,6 +17,7 @@ ns.add_collection(lab)
 ns.add_task(deploy.deploy)
 ns.add_task(deploy.plan)
 ns.add_task(deploy.fetch_bundle)
+ns.add_collection(images)
 ns.add_task(verify.verify)
 ns.add_task(imports.import_inventory)
 ns.add_collection(vagrant)

@@ -11,7 +11,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from pki.store import kubeconfig_dir
-from playbooks import bundle, source, ui
+from playbooks import bundle, images, source, ui
 from playbooks.apply import Assessment, assess
 from playbooks.model import Cluster, Host
 from playbooks.phases import PHASES, DeployFailed, Deployment, PhaseResult
@@ -22,6 +22,7 @@ from playbooks.plans.inputs import Inputs, stack_of
 from playbooks.preflight import Finding
 from playbooks.remote import StepFailed
 from playbooks.tasks.common import gather_inputs, load_cluster
+from playbooks.versions import cni_release
 
 INVENTORY_HELP = "cluster YAML file (default: $KUBEFAB_INVENTORY)"
 
@@ -41,10 +42,10 @@ def select(only: str | None, skip: str | None) -> list[str]:
 
 def prepared(c: Context, inventory: str | None, phases: list[str]) -> tuple[Cluster, Inputs]:
     """Everything checked on this machine before any host is touched: inventory, PKI, secrets, and every bundle
-    file the phases will read (the CNI manifest too when the add-ons phase applies the CNI)."""
+    file the phases will read (with the add-ons phase: the CNI manifest and the images it imports)."""
     cluster = load_cluster(c, inventory)
     inputs = gather_inputs(cluster)
-    addons = "addons" in phases and "cni" in cluster.addons
+    addons = "addons" in phases and bool(cluster.addons)
     problems = bundle.verify(cluster, inputs.stack, inputs.arch, addons=addons)
     if problems:
         raise Exit("the bundle is not ready; no host was touched:\n" + "\n".join(problems), code=1)
@@ -187,17 +188,24 @@ def fetch_bundle(c: Context, inventory: str | None = None, arch: str = "amd64", 
     stack = stack_of(cluster)
     if from_source:
         start = time.monotonic()
+        releases = bundle.required(cluster, stack, arch)
+        cni = f"{cluster.cni}_manifest"
+        if "cni" in cluster.addons and source.buildable(cni):
+            releases.append(cni_release(cluster.cni, stack))
         try:
-            built = source.fill_bundle(cluster.bundle_dir, bundle.required(cluster, stack, arch), source.cache_dir(),
-                                       log=ui.out.print)
+            built = source.fill_bundle(cluster.bundle_dir, releases, source.cache_dir(), log=ui.out.print)
+            refs = [r for r in bundle.required_images(cluster, stack) if images.buildable(r)]
+            built += images.fill_images(cluster.bundle_dir, refs, arch, source.cache_dir(), stack.kubernetes,
+                                        log=ui.out.print)
         except source.BuildError as exc:
             raise Exit(f"bundle --from-source: {exc}", code=1) from None
         ui.table(f"bundle in {cluster.bundle_dir} ({time.monotonic() - start:.0f} s)",
                  ["component", "version", "built", "sha256"],
                  [(b.component, b.version, "cached" if b.cached else f"{b.seconds:.0f} s", b.sha256[:16])
                   for b in built])
-        if "cni" in cluster.addons:
-            ui.out.print(f"note: the {cluster.cni} manifest is not built from source; `kubefab bundle` fetches it")
+        if "cni" in cluster.addons and not source.buildable(cni):
+            ui.out.print(f"note: the {cluster.cni} manifest and images are not built from source; `kubefab bundle` "
+                         "fetches them")
         return
     try:
         problems = bundle.download(cluster, stack, arch, log=ui.out.print, mirror=mirror)

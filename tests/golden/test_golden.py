@@ -16,8 +16,9 @@ import yaml
 from playbooks import tree
 from playbooks.inventory import load
 from playbooks.plans import host_plans
-from playbooks.plans.addons import cni_release, manifests
+from playbooks.plans.addons import manifests
 from playbooks.plans.inputs import gather
+from playbooks.versions import cni_release
 
 HERE = Path(__file__).parent
 EXPECTED = HERE / "example"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from playbooks.archive import tar_gz
 from playbooks.lab.aptsource import AptSource, parse_deb822, parse_one_line, pick_source
-from playbooks.lab.cgroups import enter_then_exec, systemd_hierarchies
+from playbooks.lab.cgroups import enter_then_exec, hierarchies, legacy, make_group, remove_group, v1_controllers
 from playbooks.lab.hosts import host_files, passwd_ids
 from playbooks.lab.image import PACKAGES, image_key
 from playbooks.lab.inventory import lab_inventory, roles
@@ -92,6 +93,10 @@ def test_inventory_of_one_host_has_no_vip() -> None:
     hosts = (LabHost("lab-1", "10.77.0.11", 1, "/r"),)
     doc = lab_inventory(hosts, IPv4Network("10.77.0.0/24"), Path("/k"), Path("/kh"), Path("/b"), Path("/c"), "1.35.6")
     assert doc["api"]["vip"] is None and doc["hosts"][0]["roles"] == ["etcd", "control_plane", "worker"]
+    assert "cgroup_v1" not in doc  # refused by default: only a lab on a v1 machine allows it
+    on_v1 = lab_inventory(hosts, IPv4Network("10.77.0.0/24"), Path("/k"), Path("/kh"), Path("/b"), Path("/c"),
+                          "1.35.6", cgroup_v1=True)
+    assert on_v1["cgroup_v1"] == "allow"
 
 
 def test_host_files_give_each_host_its_own_identity_and_address() -> None:
@@ -122,9 +127,27 @@ def test_cgroup_hierarchies_and_mounts_are_read_from_proc_mounts() -> None:
               "overlay /lab/hosts/lab-1/root overlay rw 0 0\n"
               "proc /lab/hosts/lab-1/root/proc proc rw 0 0\n"
               "overlay /lab/hosts/lab-10/root overlay rw 0 0\n")
-    assert systemd_hierarchies(mounts) == [Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified")]
+    assert hierarchies(mounts) == [Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup/systemd"),
+                                   Path("/sys/fs/cgroup/unified")]
+    assert v1_controllers(mounts) == [Path("/sys/fs/cgroup/memory")] and legacy(mounts)
+    assert not legacy("cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n")
     assert mounts_under(Path("/lab/hosts/lab-1"), mounts) == [
         Path("/lab/hosts/lab-1/root/proc"), Path("/lab/hosts/lab-1/root")]
+
+
+def test_new_cpuset_groups_take_their_parents_cpus_and_memory_nodes() -> None:
+    cpuset = Path("/sys/fs/cgroup/cpuset")
+    if not (cpuset / "cpuset.cpus").is_file():
+        pytest.skip("this machine has no cgroup v1 cpuset hierarchy")
+    group = cpuset / "kubefab-lab-test" / "host"
+    try:
+        make_group(group)
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            assert (group / name).read_text() == (cpuset / name).read_text() != "\n"
+        (group / "cgroup.procs").write_text(f"{os.getpid()}\n")  # joinable: it has CPUs and memory nodes
+        (cpuset / "cgroup.procs").write_text(f"{os.getpid()}\n")
+    finally:
+        remove_group(group.parent)
 
 
 def test_nspawn_enters_its_cgroups_before_it_runs() -> None:

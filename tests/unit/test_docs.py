@@ -45,10 +45,10 @@ from invoke.parser import ParseError, Parser, ParserContext
 
 from playbooks.bundle import required
 from playbooks.inventory import load, validate_text
-from playbooks.plans.addons import cni_release
 from playbooks.plans.inputs import stack_of
 from playbooks.tasks import deploy as deploy_tasks
 from playbooks.tasks import ns
+from playbooks.versions import cni_release
 
 COMMANDS = commands()
 UNIT = unique(COMMANDS, "unit")
