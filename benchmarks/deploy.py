@@ -1,6 +1,7 @@
-"""Deploy time on the local lab with the real Kubernetes binaries: first deploy and no-op re-run on 3, 6 and
-12 hosts, the time per phase, and the ratio of the 12-host to the 3-host first deploy. The add-ons phase
-applies only RBAC on the lab (no images yet for the CNI and CoreDNS) and is left out. Needs root, like the lab.
+"""Deploy time on the local lab with the real Kubernetes binaries: from bare lab hosts to every node Ready and
+CoreDNS answering a lookup (the add-ons phase's end check), first deploy and no-op re-run on 3, 6 and 12
+hosts, the time per phase, and the ratio of the 12-host to the 3-host first deploy. The bundle (binaries and
+images) must exist (`kubefab lab.bundle`). Needs root, like the lab.
 
     python benchmarks/deploy.py [--hosts 3,6,12]
 """
@@ -17,7 +18,7 @@ from playbooks.lab.settings import lab_paths
 from playbooks.phases import PHASES, Deployment
 from playbooks.plans.inputs import gather
 
-RUN_PHASES = [p for p in PHASES if p not in ("preflight", "addons")]
+RUN_PHASES = [p for p in PHASES if p != "preflight"]
 
 
 def cpu_seconds() -> float:

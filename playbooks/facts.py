@@ -29,6 +29,8 @@ echo "package_manager=$(basename "$(command -v dnf || command -v yum || command 
 echo "systemd=$(cat /proc/1/comm 2>/dev/null)"
 stub=no; grep -qs '^nameserver 127\.0\.0\.53' /etc/resolv.conf && test -s /run/systemd/resolve/resolv.conf && stub=yes
 echo "resolv_stub=$stub"
+bnd=$(awk '/^CapBnd/ {print $2}' /proc/self/status 2>/dev/null)
+echo "cap_sys_resource=$(( (0x${bnd:-ffffffffff} >> 24) & 1 ))"
 """
 
 Family = Literal["rhel", "debian", "unknown"]
@@ -67,6 +69,9 @@ class Facts:
     # /etc/resolv.conf points at systemd-resolved's stub (127.0.0.53, Ubuntu's default), which pods cannot
     # reach: kubelet must hand them the upstream servers in /run/systemd/resolve/resolv.conf instead.
     resolved_stub: bool = False
+    # root holds CAP_SYS_RESOURCE: it may give processes a negative oom_score_adj. Missing in some containers
+    # (nspawn, LXC), where containerd must keep pods' scores at or above its own.
+    cap_sys_resource: bool = True
 
     @property
     def family(self) -> Family:
@@ -113,6 +118,7 @@ def parse(text: str) -> Facts:
         package_manager=values.get("package_manager", ""),
         init=values.get("systemd", ""),
         resolved_stub=values.get("resolv_stub") == "yes",
+        cap_sys_resource=values.get("cap_sys_resource", "1") != "0",
     )
 
 

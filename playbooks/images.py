@@ -47,7 +47,7 @@ class ImageRecipe:
     go: Recipe | None = None  # None: pause, compiled from C
     user: str = ""
     # Programs from this machine's Debian packages the image needs beside its own (the manifests run `cp`;
-    # flanneld runs `nft`), each with the shared libraries it loads.
+    # flanneld runs `nft` and `iptables`), each with the shared libraries it loads.
     programs: tuple[str, ...] = ()
     packages: tuple[str, ...] = ()
     # The module version to build when the one the tag names is not served (the reason is recorded).
@@ -74,7 +74,8 @@ RECIPES = {r.repository: r for r in (
     ImageRecipe("registry.k8s.io/pause", "/pause", ("/pause",), user=PAUSE_USER, packages=("gcc", "libc6-dev")),
     ImageRecipe("registry.k8s.io/coredns/coredns", "/coredns", ("/coredns",), COREDNS),
     ImageRecipe("ghcr.io/flannel-io/flannel", "/opt/bin/flanneld", ("/opt/bin/flanneld",), FLANNEL,
-                programs=("busybox", "nft"), packages=("busybox-static", "nftables", "gcc", "libc6-dev")),
+                programs=("busybox", "nft", "iptables"),
+                packages=("busybox-static", "nftables", "iptables", "gcc", "libc6-dev")),
     # flannel-io/cni-plugin's module is not served by the module proxy; its code continues the flannel plugin
     # of containernetworking/plugins, whose last release with it (v0.9.1) is: the same CNI contract (it reads
     # /run/flannel/subnet.env and delegates to bridge + host-local).
@@ -102,22 +103,38 @@ def recipe_for(ref: str) -> ImageRecipe:
 # -- programs taken from this machine ------------------------------------------------------------------------
 
 BUSYBOX_APPLETS = ("cp", "sh")
+# flanneld runs iptables (to clean up the mode it does not use, and in iptables mode): the nftables-based
+# multi-call binary Debian installs, with its commands and the extensions it loads by name at run time.
+IPTABLES = "/usr/sbin/xtables-nft-multi"
+IPTABLES_COMMANDS = ("iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save",
+                     "ip6tables-restore")
 
 
 def program_entries(name: str) -> tuple[LayerFile, ...]:
     """A program of this machine and what it needs at run time: busybox (static) with the applets the
-    manifests call; anything else with the shared libraries and loader `ldd` lists."""
+    manifests call; iptables as above; anything else with the shared libraries and loader `ldd` lists."""
     if name == "busybox":
         busybox = Path("/bin/busybox")
         return (LayerFile("/bin/busybox", busybox.read_bytes()),
                 *(LayerFile(f"/bin/{a}", link="busybox") for a in BUSYBOX_APPLETS))
+    if name == "iptables":
+        extensions = sorted(p for d in Path("/usr/lib").glob("*/xtables") for p in d.glob("*.so"))
+        found = {e.path: e for f in (IPTABLES, *map(str, extensions)) for e in with_libraries(f)}
+        links = {f"/usr/sbin/{c}": LayerFile(f"/usr/sbin/{c}", link="xtables-nft-multi") for c in IPTABLES_COMMANDS}
+        return tuple((found | links).values())
     path = shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
     if path is None:
         raise BuildError(f"{name}: not installed on this machine (needed inside an image)")
-    found = [LayerFile(path, Path(path).read_bytes())]
-    for lib in shared_libraries(subprocess.run(["ldd", path], capture_output=True, text=True, check=True).stdout):
-        found.append(LayerFile(lib, Path(lib).read_bytes(), 0o644))
-    return tuple(found)
+    return with_libraries(path)
+
+
+def with_libraries(path: str) -> tuple[LayerFile, ...]:
+    if not Path(path).is_file():
+        raise BuildError(f"{path}: not installed on this machine (needed inside an image)")
+    ldd = subprocess.run(["ldd", path], capture_output=True, text=True, check=False).stdout
+    # Each file keeps its mode on this machine: the loader must stay executable.
+    return tuple(LayerFile(f, Path(f).read_bytes(), Path(f).stat().st_mode & 0o777)
+                 for f in (path, *shared_libraries(ldd)))
 
 
 def shared_libraries(ldd_output: str) -> list[str]:
@@ -133,7 +150,9 @@ def shared_libraries(ldd_output: str) -> list[str]:
 # -- the build -------------------------------------------------------------------------------------------------
 
 def image_key(recipe: ImageRecipe, ref: str, arch: str, go_version: str, kube_version: str) -> str:
-    programs = {p: hashlib.sha256(b"".join(e.data for e in program_entries(p))).hexdigest() for p in recipe.programs}
+    programs = {p: hashlib.sha256(b"".join(f"{e.path}:{e.mode:o}:{e.link}".encode() + e.data
+                                          for e in program_entries(p))).hexdigest()
+                for p in recipe.programs}
     text = json.dumps({"recipe": repr(recipe), "ref": ref, "arch": arch, "go": go_version, "programs": programs,
                        "kubernetes": kube_version if recipe.go is None else "", "revision": IMAGE_REVISION},
                       sort_keys=True)
@@ -186,7 +205,8 @@ def build(ref: str, arch: str, cache: Path, go: GoTool, go_version: str, kube_ve
         source = provenance(recipe.go, version, info, go_version)
         if recipe.substitute:
             source += f"; {recipe.substitute[1]}"
-    entries = (LayerFile(recipe.path, program), *(e for p in recipe.programs for e in program_entries(p)))
+    files = {e.path: e for p in recipe.programs for e in program_entries(p)}  # one copy of a shared library
+    entries = (LayerFile(recipe.path, program), *files.values())
     labels = {"org.opencontainers.image.version": tag, "org.opencontainers.image.description": source}
     image = oci.Image(ref, arch, entries, recipe.entrypoint, recipe.user, labels=labels)
     target = cache_target(cache, ref, arch)

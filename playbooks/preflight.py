@@ -83,6 +83,10 @@ def check(c: Cluster, facts: dict[str, Facts], bundle_arch: str, now: float) -> 
         else:
             add("cgroup", "fail", "v1: kubefab renders failCgroupV1: true (cgroup_v1: refuse), so the kubelet would "
                 "not start; move the host to cgroup v2 or set cgroup_v1: allow")
+        if host.has("worker") and not f.cap_sys_resource:
+            add("oom scores", "warn", "root lacks CAP_SYS_RESOURCE (a container?): containerd keeps pods' "
+                "oom_score_adj at or above its own (restrict_oom_score_adj), so the kernel's OOM killer does not "
+                "spare system pods first")
         if c.firewall == "open" and f.firewalld_enabled and not f.firewalld_active:
             add("firewall", "warn", "firewalld is enabled but stopped: kubefab opens ports only in a running "
                 "firewalld, so the next boot would block them; start it and re-run, or set firewall: disable")

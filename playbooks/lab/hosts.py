@@ -20,12 +20,16 @@ from playbooks.lab.commands import run
 from playbooks.lab.image import USER
 from playbooks.lab.keys import SSHKey
 from playbooks.lab.mounts import MOUNTS, remove_tree
+from playbooks.model import Network
 
 # --register=no and --keep-unit: the machine has no machined/D-Bus to register with.
 # @keyring, bpf: runc creates a session keyring per container and, on cgroup2, loads an eBPF device
 # filter; nspawn's default system call filter refuses both.
+# CAP_SYS_RESOURCE, CAP_IPC_LOCK: beyond nspawn's default set, what a node's root has and pods need: runc sets
+# each pod's oom_score_adj below its parent's (the kubelet gives sandboxes -998), and mlock.
 NSPAWN = ("systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--private-users=no",
-          "--resolv-conf=off", "--timezone=off", "--console=read-only", "--system-call-filter=@keyring bpf")
+          "--resolv-conf=off", "--timezone=off", "--console=read-only", "--system-call-filter=@keyring bpf",
+          "--capability=CAP_SYS_RESOURCE,CAP_IPC_LOCK")
 # On a cgroup2 machine hosts see cgroup2, as modern targets do. On a machine whose controllers are v1 (a
 # hybrid one: its cgroup2 tree has none), the only place a pod's CPU, memory and pids limits can go is the v1
 # controllers, so hosts boot in nspawn's legacy mode and get them (made writable by the image's
@@ -41,6 +45,7 @@ CONTAINERD_DIR = "/var/lib/containerd"
 KUBELET_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
                    "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
 HOST_IFACE = "host0"
+SERVICE_CIDR = Network().service_cidr  # the lab inventory keeps the default
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,12 @@ def host_files(name: str, address: IPv4Interface, peers: list[tuple[str, IPv4Add
     hosts += "".join(f"{ip}\t{peer}\n" for peer, ip in peers)
     # No Gateway: the lab has no route out. The .network name overrides systemd's own host0 (DHCP) file.
     # Static addresses stay through a link flap (as on servers): fault tests cut and restore links.
+    # The one route beyond the bridge is the Service CIDR's (kube-proxy rewrites those addresses to pods' on the
+    # way out, after routing): hosts with a default route have it anyway, and host-network pods (flannel)
+    # reach the `kubernetes` Service through it.
     network = (f"[Match]\nName={HOST_IFACE}\n\n[Network]\nAddress={address}\n"
-               "LinkLocalAddressing=no\nIPv6AcceptRA=no\nConfigureWithoutCarrier=yes\nIgnoreCarrierLoss=yes\n")
+               "LinkLocalAddressing=no\nIPv6AcceptRA=no\nConfigureWithoutCarrier=yes\nIgnoreCarrierLoss=yes\n"
+               f"\n[Route]\nDestination={SERVICE_CIDR}\n")
     files = {
         "etc/hostname": File(f"{name}\n"),
         "etc/machine-id": File(f"{uuid.uuid4().hex}\n", 0o444),

@@ -100,6 +100,24 @@ def down(paths: LabPaths | None = None, log: Log = print) -> None:
         log(f"lab down: removed {', '.join(sorted(names))}")
 
 
+def reboot(name: str, paths: LabPaths | None = None, log: Log = print) -> LabState:
+    """Power-cycle one host as a machine reboots: its systemd shuts down, then it boots again from the same
+    disk (its overlay and containerd directory are kept) and gets its network back; returns the new state."""
+    paths = paths or lab_paths()
+    state = load(paths.state)
+    if state is None:
+        raise ValueError("no lab is running")
+    host = state.host(name)
+    hosts.request_stop(host.pid, name)
+    hosts.wait_stopped(host.pid, name)
+    pid = hosts.start(name, paths.hosts / name, state.bridge)
+    state = replace(state, hosts=tuple(replace(h, pid=pid) if h.name == name else h for h in state.hosts))
+    save(paths.state, state)
+    hosts.wait_for_ssh([host.ip])
+    log(f"lab: {name} rebooted")
+    return state
+
+
 @dataclass(frozen=True)
 class HostStatus:
     name: str

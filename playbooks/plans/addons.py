@@ -60,4 +60,14 @@ def patch_flannel(text: str, c: Cluster, name: str) -> str:
         text, count = re.subn(rf'("{key}":\s*)("[^"]*"|true|false)', lambda m, v=value: f"{m.group(1)}{v}", text)
         if count != 1:
             raise AddonError(f"{name}: expected one \"{key}\" in net-conf.json, found {count}")
+    # flanneld takes the interface of the default route unless told: each node's is the one holding its own
+    # address (the kubelet's node IP, the inventory's), default route or not.
+    def node_ip(m: re.Match) -> str:
+        pad = m.group(1)
+        return (f"{m.group(0)}{pad}- name: FLANNELD_IFACE\n{pad}  valueFrom:\n{pad}    fieldRef:\n"
+                f"{pad}      fieldPath: status.hostIP\n")
+
+    text, count = re.subn(r"^(\s*)env:\n", node_ip, text, flags=re.M)
+    if count != 1:
+        raise AddonError(f"{name}: expected one `env:` list (flanneld's), found {count}")
     return text

@@ -50,7 +50,8 @@ def plan(inputs: Inputs, host: Host) -> Plan | None:
     c, s, arch = inputs.cluster, inputs.stack, inputs.arch
     facts = inputs.facts.get(host.name)
     ctx = inputs.context(host, pause_image=sandbox_image(c, s),
-                         resolv_conf=RESOLVED_UPSTREAM if facts and facts.resolved_stub else None)
+                         resolv_conf=RESOLVED_UPSTREAM if facts and facts.resolved_stub else None,
+                         restrict_oom_score_adj=bool(facts and not facts.cap_sys_resource))
 
     def conf(template: str, path: str, service: str) -> File:
         return File(path, render(template, **ctx), notifies=(service,))

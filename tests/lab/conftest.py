@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fabric import Connection
-from labkit import TIMINGS, Lab
+from labkit import TIMINGS, Kubectl, Lab
 
 from playbooks.lab import lifecycle
 from playbooks.lab.access import connect
+from playbooks.lab.bundle import lab_stack, machine_arch
 from playbooks.lab.image import ensure_image
 from playbooks.lab.settings import lab_paths
+from playbooks.model import Cluster
+from playbooks.versions import release
 
 TEARDOWN_MODULE = "test_lab_teardown.py"
 
@@ -68,3 +74,33 @@ def lab() -> Iterator[Lab]:
         for conn in connections.values():
             conn.close()
         lifecycle.down(paths)
+
+
+@pytest.fixture(scope="module")
+def bin_dir(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lab bundle's Kubernetes binaries, unpacked: the same files the hosts run."""
+    out = tmp_path_factory.mktemp("kube-bin")
+    server = lab.paths.bundle / release("kubernetes_server", lab_stack().kubernetes, machine_arch()).bundle_path
+    with tarfile.open(server) as tar:
+        for member in tar.getmembers():
+            if member.isfile():
+                member.name = Path(member.name).name
+                tar.extract(member, out, filter="data")
+    return out
+
+
+@pytest.fixture(scope="module")
+def kubectl(cluster: Cluster, bin_dir: Path) -> Kubectl:
+    """The bundle's kubectl through the VIP as the admin (or another kubeconfig of the cluster directory);
+    `cluster` is the deployed cluster of the requesting module."""
+    def run(*args: str, kubeconfig: str = "admin.conf", input: str | None = None, check: bool = True,
+            server: bool = False, timeout: float = 60) -> subprocess.CompletedProcess:
+        argv = [str(bin_dir / "kubectl"), "--kubeconfig", str(cluster.dir / "kubeconfig" / kubeconfig)]
+        if server:  # component kubeconfigs name 127.0.0.1 on their host; reach the same apiservers via the VIP
+            argv += ["--server", cluster.server_url]
+        done = subprocess.run([*argv, *args], capture_output=True, text=True, input=input, timeout=timeout,
+                              check=False)
+        if check:
+            assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+        return done
+    return run

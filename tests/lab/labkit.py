@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from fabric import Connection
 
 from playbooks.lab.settings import LabPaths
 from playbooks.lab.state import LabState
+
+Kubectl = Callable[..., subprocess.CompletedProcess]
 
 # Seconds measured during the run, printed in pytest's summary (and so in CI's log).
 TIMINGS: dict[str, float] = {}

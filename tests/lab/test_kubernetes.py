@@ -10,26 +10,23 @@ import json
 import re
 import ssl
 import subprocess
-import tarfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
-from labkit import TIMINGS, Etcd, Lab, cli
+from labkit import TIMINGS, Etcd, Kubectl, Lab, cli
 
 from pki.certs import Authority, Request, issue, new_ca
 from pki.keys import key_pem, new_key
 from playbooks import flagref, reference
 from playbooks.inventory import load
-from playbooks.lab.bundle import lab_stack, machine_arch
+from playbooks.lab.bundle import lab_stack
 from playbooks.model import Cluster
-from playbooks.versions import release
 
 pytestmark = pytest.mark.lab
-Kubectl = Callable[..., subprocess.CompletedProcess]
 COMPONENT_UNITS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy",
                    "containerd")
 
@@ -40,33 +37,6 @@ def cluster(lab: Lab) -> Cluster:
     TIMINGS.setdefault("deploy, 3 hosts, first run", seconds)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return load(lab.paths.inventory)
-
-
-@pytest.fixture(scope="module")
-def bin_dir(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The lab bundle's Kubernetes binaries, unpacked: the same files the hosts run."""
-    out = tmp_path_factory.mktemp("kube-bin")
-    server = lab.paths.bundle / release("kubernetes_server", lab_stack().kubernetes, machine_arch()).bundle_path
-    with tarfile.open(server) as tar:
-        for member in tar.getmembers():
-            if member.isfile():
-                member.name = Path(member.name).name
-                tar.extract(member, out, filter="data")
-    return out
-
-
-@pytest.fixture(scope="module")
-def kubectl(cluster: Cluster, bin_dir: Path) -> Kubectl:
-    def run(*args: str, kubeconfig: str = "admin.conf", input: str | None = None, check: bool = True,
-            server: bool = False) -> subprocess.CompletedProcess:
-        argv = [str(bin_dir / "kubectl"), "--kubeconfig", str(cluster.dir / "kubeconfig" / kubeconfig)]
-        if server:  # component kubeconfigs name 127.0.0.1 on their host; reach the same apiservers via the VIP
-            argv += ["--server", cluster.server_url]
-        done = subprocess.run([*argv, *args], capture_output=True, text=True, input=input, timeout=60, check=False)
-        if check:
-            assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
-        return done
-    return run
 
 
 def raw_get(cluster: Cluster, path: str, cert: tuple[Path, Path] | None = None) -> tuple[int, str]:
