@@ -101,15 +101,18 @@ def down(paths: LabPaths | None = None, log: Log = print) -> None:
 
 
 def reboot(name: str, paths: LabPaths | None = None, log: Log = print) -> LabState:
-    """Power-cycle one host as a machine reboots: its systemd shuts down, then it boots again from the same
-    disk (its overlay and containerd directory are kept) and gets its network back; returns the new state."""
+    """Power-cycle one host: its systemd shuts down (what is still running after 30 s is killed, as when the
+    power goes), then it boots again from the same disk (its overlay and containerd directory are kept) and
+    gets its network back; returns the new state."""
     paths = paths or lab_paths()
     state = load(paths.state)
     if state is None:
         raise ValueError("no lab is running")
     host = state.host(name)
     hosts.request_stop(host.pid, name)
-    hosts.wait_stopped(host.pid, name)
+    hosts.wait_stopped(host.pid, name, timeout=30)
+    for group in cgroups.host_groups(name):  # what a clean shutdown left (or all of it): the plug is pulled
+        cgroups.kill_group(group)
     pid = hosts.start(name, paths.hosts / name, state.bridge)
     state = replace(state, hosts=tuple(replace(h, pid=pid) if h.name == name else h for h in state.hosts))
     save(paths.state, state)

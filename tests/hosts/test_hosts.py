@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from nodes import Node, needs
 
-from playbooks import bundle
+from playbooks import bundle, dns
 from playbooks.apply import local_sha256
 from playbooks.plans import binaries
+from playbooks.plans.images import CTR
 from playbooks.plans.inputs import stack_of
 
 PKI = "/etc/kubernetes/pki"
@@ -165,3 +166,52 @@ def test_every_worker_is_registered_at_the_pinned_version(host, node: Node) -> N
     registered = dict(pair.split("=") for pair in out.stdout.split())
     kubernetes = stack_of(node.cluster).kubernetes
     assert registered == {w.name: f"v{kubernetes}" for w in node.cluster.workers}
+
+
+def test_images_held_by_containerd(host, node: Node) -> None:
+    """Without a private registry every image the cluster runs is in containerd, as the bundle has it."""
+    needs(node, "worker")
+    c = node.cluster
+    if c.registry.url:
+        pytest.skip("images are pulled from registry.url, not imported")
+    manifest = bundle.read_manifest(c.bundle_dir)
+    arch = manifest.arch if manifest else "amd64"
+    listed = host.run(f"{CTR} images ls").stdout.splitlines()[1:]
+    held = {fields[0]: fields[2] for fields in (line.split() for line in listed) if len(fields) > 2}
+    for ref in bundle.required_images(c, stack_of(c)):
+        assert ref in held, f"{ref} is not in containerd"
+        entry = manifest.files.get(bundle.image_path(ref, arch)) if manifest else None
+        if entry is not None:
+            assert held[ref] == entry.digest, f"{ref}: containerd holds {held[ref]}, the bundle {entry.digest}"
+
+
+def test_registry_mirrors(host, node: Node) -> None:
+    needs(node, "worker")
+    c = node.cluster
+    for upstream, mirrors in c.registry.all_mirrors().items():
+        toml = host.file(f"/etc/containerd/certs.d/{upstream}/hosts.toml")
+        assert toml.exists, f"no hosts.toml for {upstream}"
+        for mirror in mirrors:
+            assert f'[host."{mirror}"]' in toml.content_string, f"{upstream}: {mirror} is not a mirror"
+
+
+def test_cni_configured_on_the_node(host, node: Node) -> None:
+    needs(node, "worker")
+    if "cni" not in node.cluster.addons:
+        pytest.skip("the inventory brings its own CNI")
+    conf = host.run("ls /etc/cni/net.d").stdout.split()
+    if node.cluster.cni == "flannel":
+        assert "10-flannel.conflist" in conf, conf
+        assert host.file("/run/flannel/subnet.env").contains("FLANNEL_SUBNET="), "flanneld has no lease here"
+    else:
+        assert any("calico" in f for f in conf), conf
+
+
+def test_cluster_dns_answers(host, node: Node) -> None:
+    """The cluster DNS Service answers for the `kubernetes` Service, through kube-proxy's rules on this host."""
+    needs(node, "worker")
+    c = node.cluster
+    if "coredns" not in c.addons:
+        pytest.skip("the inventory brings its own DNS")
+    out = host.run(dns.query_command(f"kubernetes.default.svc.{c.network.domain}", str(c.network.dns_ip)))
+    assert out.rc == 0 and out.stdout.split() == [str(c.network.kubernetes_service_ip)], out.stdout + out.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import tarfile
 from pathlib import Path
 
@@ -10,11 +11,11 @@ import pytest
 import yaml
 from labkit import Lab
 
-from playbooks import source
-from playbooks.bundle import release_files
+from playbooks import oci, source
+from playbooks.bundle import image_path, release_files
 from playbooks.inventory import load
 from playbooks.lab import lifecycle
-from playbooks.lab.bundle import ensure_bundle, lab_stack, machine_arch
+from playbooks.lab.bundle import ensure_bundle, lab_images, lab_stack, machine_arch
 
 pytestmark = pytest.mark.lab
 
@@ -47,6 +48,20 @@ def test_bundle_holds_the_pinned_releases_each_with_its_checksum_and_origin(lab:
         assert hashlib.sha256((lab.paths.bundle / f["path"]).read_bytes()).hexdigest() == f["sha256"], f["path"]
         # Offline here: every file was built from its pinned Go module, and the manifest says so.
         assert f["origin"] == "source" and f"@v{r.version} (h1:" in f["source"], f
+
+
+def test_bundle_holds_the_images_the_lab_runs_with_their_digests(lab: Lab) -> None:
+    files = {f["path"]: f for f in manifest(lab)["files"]}
+    refs = lab_images(lab_stack(), lab.paths.bundle)
+    assert {lab_stack().pause_image, lab_stack().coredns_image} < set(refs)
+    assert any("flannel-io/flannel:" in r for r in refs) and any("flannel-cni-plugin" in r for r in refs)
+    for ref in refs:
+        f = files[image_path(ref, machine_arch())]
+        archive = oci.read_archive(lab.paths.bundle / f["path"])  # every blob checked against its digest
+        assert (f["component"], f["version"], archive.ref, archive.digest) == ("image", ref, ref, f["digest"])
+        assert f["origin"] == "source" and "built from source" in f["source"], f
+        config = json.loads(archive.blobs[json.loads(archive.manifest)["config"]["digest"]])
+        assert config["architecture"] == machine_arch() and config["config"]["Entrypoint"]
 
 
 def members(path: Path) -> list[str]:
