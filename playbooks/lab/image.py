@@ -30,7 +30,7 @@ DISABLED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.
                   "e2scrub_reap.service", "fstrim.timer")
 USER = "kubefab"
 # Bump when the steps below change, so cached images are rebuilt.
-RECIPE = 3
+RECIPE = 4
 
 SSHD_CONFIG = "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n"
 RESOLV_CONF = "# Lab hosts have no DNS and no route out; lab names are in /etc/hosts.\n"
@@ -42,6 +42,23 @@ CGROUPS_RW = """#!/bin/sh
 # Lab host: remount nspawn's read-only cgroup v1 controller hierarchies read-write.
 awk '$3 == "cgroup" && $4 ~ /(^|,)ro(,|$)/ && $4 !~ /name=/ {print $2}' /proc/self/mounts |
 while read -r dir; do mount -o remount,bind,rw "$dir"; done
+"""
+# systemd-sysctl skips containers (/proc/sys is read-only there), but a host's network settings live in its own
+# namespace and are writable: applied at boot from /etc/sysctl.d, as on a machine, so a rebooted host keeps
+# what the deploy set (ip_forward and the bridge's netfilter calls: pods reach other nodes through them).
+SYSCTL_UNIT = """[Unit]
+Description=Lab host: kernel settings of /etc/sysctl.d that a container may set (its network namespace's)
+DefaultDependencies=no
+After=local-fs.target systemd-modules-load.service
+Before=sysinit.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=-/usr/sbin/sysctl --quiet --system
+
+[Install]
+WantedBy=sysinit.target
 """
 CGROUPS_RW_UNIT = """[Unit]
 Description=Lab host: writable cgroup v1 controllers
@@ -107,7 +124,9 @@ def customize(root: Path) -> None:
     script.write_text(CGROUPS_RW)
     script.chmod(0o755)
     (units / "lab-cgroups-rw.service").write_text(CGROUPS_RW_UNIT)
-    run(["systemctl", f"--root={root}", "enable", "systemd-networkd.service", "lab-cgroups-rw.service"])
+    (units / "lab-sysctl.service").write_text(SYSCTL_UNIT)
+    run(["systemctl", f"--root={root}", "enable", "systemd-networkd.service", "lab-cgroups-rw.service",
+         "lab-sysctl.service"])
 
     run(["chroot", root, "useradd", "--create-home", "--shell", "/bin/bash", "--password", "*", USER])
     sudoers = root / "etc/sudoers.d" / USER
