@@ -142,6 +142,8 @@ class Deployment:
         wanted: dict[Host, list[Binary]] = {}
         for h in self.c.hosts:
             plans = [HOST_PHASES[p](self.with_facts(), h) for p in phases if p in HOST_PHASES]
+            if "addons" in phases and self.c.addons:  # the image archives, the largest files after kubelet's
+                plans.append(images.plan(self.with_facts(), h, self.bundle))
             found = [b for plan in plans if plan is not None for b in plan.binaries]
             if found:
                 wanted[h] = found

@@ -195,20 +195,23 @@ def test_second_deploy_changes_nothing_images_included(lab: Lab, cluster: Cluste
 def test_rebooted_node_comes_back_ready_with_its_pods(lab: Lab, cluster: Cluster, kubectl: Kubectl,
                                                       app: dict) -> None:
     node = cluster.workers[-1].name
-    before = {p["metadata"]["name"] for p in pods(kubectl, "app=web") if p["spec"]["nodeName"] == node}
+    # Each pod's restart count: the API keeps showing the pods as they were until the rebooted kubelet reports.
+    before = {p["metadata"]["name"]: p["status"]["containerStatuses"][0]["restartCount"]
+              for p in pods(kubectl, "app=web") if p["spec"]["nodeName"] == node}
     lab.connections[node].close()
     start = time.monotonic()
     lab.state = lifecycle.reboot(node, lab.paths)
     lab.connections[node] = connect(lab.paths, lab.state.host(node))
     kubectl("wait", "--for=condition=Ready", f"node/{node}", "--timeout=180s", timeout=190)
     deadline = time.monotonic() + 180
-    while True:  # the same pod, restarted in place by the node's kubelet (not rescheduled by kubefab)
+    while True:  # the same pods, restarted in place by the node's kubelet (not rescheduled by kubefab)
         mine = [p for p in pods(kubectl, "app=web") if p["spec"]["nodeName"] == node]
         ready = [p for p in mine if any(c["type"] == "Ready" and c["status"] == "True"
-                                        for c in p["status"].get("conditions", []))]
-        if ready and {p["metadata"]["name"] for p in ready} == before:
+                                        for c in p["status"].get("conditions", []))
+                 and p["status"]["containerStatuses"][0]["restartCount"] > before.get(p["metadata"]["name"], 1 << 30)]
+        if ready and {p["metadata"]["name"] for p in ready} == set(before):
             break
-        assert time.monotonic() < deadline, f"{node}: pods {mine} not Ready 180 s after the reboot"
+        assert time.monotonic() < deadline, f"{node}: pods {mine} not restarted and Ready 180 s after the reboot"
         time.sleep(2)
     TIMINGS["reboot of a node to its pods Ready"] = time.monotonic() - start
     answer = in_client(kubectl, "get", f"http://{ready[0]['status']['podIP']}:8080/").split()
