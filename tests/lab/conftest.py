@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 from fabric import Connection
-from labkit import TIMINGS, Kubectl, Lab
+from labkit import TIMINGS, Kubectl, Lab, cli
 
+from playbooks.inventory import load
 from playbooks.lab import lifecycle
 from playbooks.lab.access import connect
 from playbooks.lab.bundle import lab_stack, machine_arch
@@ -74,6 +75,15 @@ def lab() -> Iterator[Lab]:
         for conn in connections.values():
             conn.close()
         lifecycle.down(paths)
+
+
+@pytest.fixture(scope="module")
+def cluster(lab: Lab) -> Cluster:
+    """The lab deployed by `kubefab deploy`, once per module (after the first module it is a no-op run)."""
+    result, seconds = cli("deploy", "--inventory", str(lab.paths.inventory))
+    TIMINGS.setdefault("deploy, 3 hosts, first run", seconds)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return load(lab.paths.inventory)
 
 
 @pytest.fixture(scope="module")

@@ -17,26 +17,17 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
-from labkit import TIMINGS, Etcd, Kubectl, Lab, cli
+from labkit import TIMINGS, Etcd, Kubectl, Lab
 
 from pki.certs import Authority, Request, issue, new_ca
 from pki.keys import key_pem, new_key
 from playbooks import flagref, reference
-from playbooks.inventory import load
 from playbooks.lab.bundle import lab_stack
 from playbooks.model import Cluster
 
 pytestmark = pytest.mark.lab
 COMPONENT_UNITS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy",
                    "containerd")
-
-
-@pytest.fixture(scope="module")
-def cluster(lab: Lab) -> Cluster:
-    result, seconds = cli("deploy", "--inventory", str(lab.paths.inventory))
-    TIMINGS.setdefault("deploy, 3 hosts, first run", seconds)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return load(lab.paths.inventory)
 
 
 def raw_get(cluster: Cluster, path: str, cert: tuple[Path, Path] | None = None) -> tuple[int, str]:

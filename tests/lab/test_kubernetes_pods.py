@@ -18,7 +18,6 @@ import pytest
 from labkit import TIMINGS, Kubectl, Lab, cli
 
 from playbooks import oci
-from playbooks.inventory import load
 from playbooks.lab import lifecycle
 from playbooks.lab.access import connect
 from playbooks.lab.bundle import machine_arch
@@ -81,14 +80,6 @@ spec:
   containers:
     - {{name: client, image: {image}, args: [serve, ":9090"]}}
 """
-
-
-@pytest.fixture(scope="module")
-def cluster(lab: Lab) -> Cluster:
-    result, seconds = cli("deploy", "--inventory", str(lab.paths.inventory))
-    TIMINGS.setdefault("deploy, 3 hosts, first run", seconds)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return load(lab.paths.inventory)
 
 
 @pytest.fixture(scope="module")

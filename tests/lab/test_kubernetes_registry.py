@@ -45,13 +45,6 @@ http:
 
 
 @pytest.fixture(scope="module")
-def cluster(lab: Lab) -> Cluster:
-    result, _ = cli("deploy", "--inventory", str(lab.paths.inventory))
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return load(lab.paths.inventory)
-
-
-@pytest.fixture(scope="module")
 def registry(lab: Lab, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """docker-registry on the first host, serving TLS with a certificate the cluster's CA issued; its URL."""
     host = cluster.workers[0]
