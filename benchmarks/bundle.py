@@ -1,5 +1,5 @@
-"""Building the default minor's release files from source: a cold build (empty Go module and build caches,
-empty kubefab cache: what a fresh machine does) and a warm one (everything cached: what a second
+"""Building the default minor's release files and the lab's images from source: a cold build (empty Go module
+and build caches, empty kubefab cache: what a fresh machine does) and a warm one (everything cached: what a second
 `kubefab bundle --from-source` does). The cold run uses throw-away cache directories, so the machine's own
 caches are neither used nor touched.
 
@@ -14,15 +14,23 @@ import tempfile
 import time
 from pathlib import Path
 
-from playbooks import source
+from playbooks import images, source
 from playbooks.bundle import release_files
-from playbooks.lab.bundle import lab_stack, machine_arch
+from playbooks.lab.bundle import lab_images, lab_stack, machine_arch
+from playbooks.versions import cni_release
 
 
 def fill(bundle: Path, cache: Path, go: source.GoTool) -> tuple[float, list[source.Built]]:
+    """What the lab bundle holds: the release files, flannel's manifest, then the images they name."""
     start = time.monotonic()
-    built = source.fill_bundle(bundle, release_files(lab_stack(), machine_arch()), cache, go,
-                               log=lambda line: print(f"  {line}", flush=True))
+    stack, arch = lab_stack(), machine_arch()
+
+    def log(line: str) -> None:
+        print(f"  {line}", flush=True)
+
+    built = source.fill_bundle(bundle, [*release_files(stack, arch), cni_release("flannel", stack)], cache, go,
+                               log=log)
+    built += images.fill_images(bundle, lab_images(stack, bundle), arch, cache, stack.kubernetes, go, log)
     return time.monotonic() - start, built
 
 
@@ -35,7 +43,8 @@ def main() -> None:
         if not args.skip_cold:
             env = {**os.environ, "GOCACHE": str(root / "gocache"), "GOMODCACHE": str(root / "gomod")}
             cold, built = fill(root / "bundle-cold", root / "cache", source.GoTool(env=env))
-            print(f"cold: {cold:.0f} s; " + ", ".join(f"{b.component} {b.seconds:.0f} s" for b in built), flush=True)
+            print(f"cold: {cold:.0f} s; " + ", ".join(f"{b.component} {b.version} {b.seconds:.0f} s" for b in built),
+                  flush=True)
             warm, built = fill(root / "bundle-cold-again", root / "cache", source.GoTool(env=env))
             assert all(b.cached for b in built)
             print(f"warm (same caches): {warm:.1f} s", flush=True)
