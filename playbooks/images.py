@@ -6,6 +6,7 @@ assembles the image itself (playbooks/oci.py), under the reference the manifests
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -86,14 +87,17 @@ RECIPES = {r.repository: r for r in (
 )}
 
 
-def buildable(ref: str) -> bool:
+def _recipe(ref: str) -> ImageRecipe | None:
     registry, name, _ = oci.split_ref(ref)
-    return f"{registry}/{name}" in RECIPES
+    return RECIPES.get(f"{registry}/{name}")
+
+
+def buildable(ref: str) -> bool:
+    return _recipe(ref) is not None
 
 
 def recipe_for(ref: str) -> ImageRecipe:
-    registry, name, _ = oci.split_ref(ref)
-    found = RECIPES.get(f"{registry}/{name}")
+    found = _recipe(ref)
     if found is None:
         raise BuildError(f"{ref}: kubefab cannot build this image from source (it builds "
                          f"{', '.join(sorted(RECIPES))}); download it with `kubefab bundle`")
@@ -110,6 +114,7 @@ IPTABLES_COMMANDS = ("iptables", "iptables-save", "iptables-restore", "ip6tables
                      "ip6tables-restore")
 
 
+@functools.cache  # the machine's files do not change during a run; every image and its cache key read them
 def program_entries(name: str) -> tuple[LayerFile, ...]:
     """A program of this machine and what it needs at run time: busybox (static) with the applets the
     manifests call; iptables as above; anything else with the shared libraries and loader `ldd` lists."""
@@ -213,9 +218,9 @@ def build(ref: str, arch: str, cache: Path, go: GoTool, go_version: str, kube_ve
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
     digest = oci.write_archive(image, partial)
-    built = finish(target, partial, image_key(recipe, ref, arch, go_version, kube_version), source, work,
-                   {"digest": digest})
-    built.component, built.version, built.seconds = IMAGE, ref, time.monotonic() - start
+    built = finish(IMAGE, ref, target, partial, image_key(recipe, ref, arch, go_version, kube_version), source,
+                   work, {"digest": digest})
+    built.seconds = time.monotonic() - start
     log(f"built image {ref} ({digest[:19]}) in {built.seconds:.0f} s")
     return built
 

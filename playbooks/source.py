@@ -294,14 +294,12 @@ def copy_source_file(component: str, version: str, arch: str, cache: Path, go: G
     partial = target.with_name(target.name + ".part")
     shutil.copyfile(Path(info["dir"]) / name, partial)
     log(f"took {component} {version} from {name} of {module}@v{version}")
-    built = finish(target, partial, release_key(component, version, arch, go_version),
-                   f"from source: {name} of {module}@v{version} ({info['sum']})", work)
-    built.component, built.version = component, version
-    return built
+    return finish(component, version, target, partial, release_key(component, version, arch, go_version),
+                  f"from source: {name} of {module}@v{version} ({info['sum']})", work)
 
 
 def compile_recipe(recipe: Recipe, module_version: str, arch: str, work: Path, go: GoTool, go_version: str,
-                   log: Log, version_flags: str | None = None) -> tuple[dict[str, Path], dict]:
+                   log: Log) -> tuple[dict[str, Path], dict]:
     """`go build` of the recipe's commands at `module_version` in a fresh wrapper module under `work`; returns
     the binaries by release name and the module's info (go.mod, commit, go.sum line)."""
     shutil.rmtree(work, ignore_errors=True)
@@ -315,7 +313,7 @@ def compile_recipe(recipe: Recipe, module_version: str, arch: str, work: Path, g
         shutil.copyfile(HELPERS / f"{recipe.helper}.go", work / recipe.helper / "main.go")
     # Resolves the graph and writes go.sum; every module's hash is checked against the checksum database.
     go.output(["mod", "tidy"], cwd=work)
-    flags = ldflags(recipe, version_flags or module_version, info["commit"], info["time"])
+    flags = ldflags(recipe, module_version, info["commit"], info["time"])
     env = {"GOOS": "linux", "GOARCH": arch}
     for tags, cgo, static, commands in build_groups(recipe):
         args = ["build", "-v", "-trimpath", "-o", str(work / "out") + "/"]
@@ -353,14 +351,15 @@ def build(component: str, version: str, arch: str, cache: Path, go: GoTool, go_v
     else:
         with partial.open("wb") as out:
             write_tar_gz(out, members, level=1)  # fast: deploy re-compresses each binary for the wire anyway
-    built = finish(target, partial, recipe_key(recipe, version, arch, go_version),
+    built = finish(component, version, target, partial, recipe_key(recipe, version, arch, go_version),
                    provenance(recipe, version, info, go_version), work)
-    built.component, built.version, built.seconds = component, version, time.monotonic() - start
+    built.seconds = time.monotonic() - start
     log(f"built {component} {version} in {built.seconds:.0f} s")
     return built
 
 
-def finish(target: Path, partial: Path, key: str, source: str, work: Path, extra: dict | None = None) -> Built:
+def finish(component: str, version: str, target: Path, partial: Path, key: str, source: str, work: Path,
+           extra: dict | None = None) -> Built:
     """Move a finished build into the cache with its stamp (what `cached` reads) and go.sum."""
     digest = file_digest(partial, "sha256")
     partial.rename(target)
@@ -369,7 +368,7 @@ def finish(target: Path, partial: Path, key: str, source: str, work: Path, extra
     if (work / "go.sum").is_file():
         shutil.copyfile(work / "go.sum", target.with_name(target.name + ".go.sum"))
     shutil.rmtree(work / "out", ignore_errors=True)
-    return Built("", "", target, digest, source, extra=extra or {})
+    return Built(component, version, target, digest, source, extra=extra or {})
 
 
 def helper_output(target: Path, helper: str) -> Path:

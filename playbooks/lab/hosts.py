@@ -25,8 +25,9 @@ from playbooks.model import Network
 # --register=no and --keep-unit: the machine has no machined/D-Bus to register with.
 # @keyring, bpf: runc creates a session keyring per container and, on cgroup2, loads an eBPF device
 # filter; nspawn's default system call filter refuses both.
-# CAP_SYS_RESOURCE, CAP_IPC_LOCK: beyond nspawn's default set, what a node's root has and pods need: runc sets
-# each pod's oom_score_adj below its parent's (the kubelet gives sandboxes -998), and mlock.
+# CAP_SYS_RESOURCE, CAP_IPC_LOCK: beyond nspawn's default set, what a node's root has and pods need (negative
+# OOM scores for sandboxes, mlock). Granted only where the machine itself has them: one without
+# CAP_SYS_RESOURCE gives none to its hosts, and kubefab then renders containerd's restrict_oom_score_adj.
 NSPAWN = ("systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--private-users=no",
           "--resolv-conf=off", "--timezone=off", "--console=read-only", "--system-call-filter=@keyring bpf",
           "--capability=CAP_SYS_RESOURCE,CAP_IPC_LOCK")
@@ -34,8 +35,12 @@ NSPAWN = ("systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--private
 # hybrid one: its cgroup2 tree has none), the only place a pod's CPU, memory and pids limits can go is the v1
 # controllers, so hosts boot in nspawn's legacy mode and get them (made writable by the image's
 # lab-cgroups-rw.service); the lab's kubelets then run with failCgroupV1: false.
+
+
 def nspawn_env(mounts_text: str) -> dict[str, str]:
     return {"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "0" if cgroups.legacy(mounts_text) else "1"}
+
+
 # containerd's overlayfs snapshotter cannot put its upper dirs on the host's overlay root: give it a
 # directory on the machine's own filesystem.
 CONTAINERD_DIR = "/var/lib/containerd"
