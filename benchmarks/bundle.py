@@ -14,8 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from playbooks import images, source
-from playbooks.bundle import release_files
+from playbooks import components, images, source
 from playbooks.lab.bundle import lab_images, lab_stack, machine_arch
 from playbooks.versions import cni_release
 
@@ -28,8 +27,8 @@ def fill(bundle: Path, cache: Path, go: source.GoTool) -> tuple[float, list[sour
     def log(line: str) -> None:
         print(f"  {line}", flush=True)
 
-    built = source.fill_bundle(bundle, [*release_files(stack, arch), cni_release("flannel", stack)], cache, go,
-                               log=log)
+    releases = [*components.releases(None, stack, arch), cni_release("flannel", stack)]
+    built = source.fill_bundle(bundle, releases, cache, go, log=log)
     built += images.fill_images(bundle, lab_images(stack, bundle), arch, cache, stack.kubernetes, go, log)
     return time.monotonic() - start, built
 

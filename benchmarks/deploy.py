@@ -12,11 +12,12 @@ import argparse
 import resource
 import time
 
+from playbooks.clusterdir import ensure_inputs
 from playbooks.inventory import load
 from playbooks.lab import lifecycle
 from playbooks.lab.settings import lab_paths
-from playbooks.phases import PHASES, Deployment
-from playbooks.plans.inputs import gather
+from playbooks.runner import PHASES
+from playbooks.tasks.deploy import runner
 
 RUN_PHASES = [p for p in PHASES if p != "preflight"]
 
@@ -31,7 +32,7 @@ def deploy_once(inventory) -> tuple[float, dict[str, float], int, float]:
     on the lab the hosts' own work runs on the same cores, on real hosts it runs on theirs)."""
     cluster = load(inventory)
     start, cpu = time.monotonic(), cpu_seconds()
-    d = Deployment(cluster, gather(cluster), lambda host, text: None)
+    d = runner(cluster, ensure_inputs(cluster))
     try:
         failed = [f for f in d.preflight() if f.status == "fail"]
         assert not failed, failed

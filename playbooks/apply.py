@@ -1,7 +1,7 @@
 """Carry a Plan out on one host, changing only what differs. `assess` reads the host's state for the whole
 plan in one SSH round trip; `execute` uploads changed files to a temp dir and installs them as root in one
 shell, runs the steps whose check fails, and reports what changed and which services that notifies.
-Services themselves are started and restarted by `playbooks.phases`, which orders them across hosts."""
+Services themselves are started and restarted by `playbooks.runner`, which orders them across hosts."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from playbooks.bundle import compressed, extracted
 from playbooks.plan import Binary, Block, Directory, File, Plan, Step
-from playbooks.remote import Remote
+from playbooks.remote import Remote, StepFailed
 
 UNIT_DIR = "/etc/systemd/system/"
 # Services whose files changed in a run that did not reach their phase (e.g. --only certificates): the next
@@ -54,9 +54,13 @@ class Assessment:
     unchanged: int = 0
 
     @property
+    def count(self) -> int:
+        return (len(self.files) + len(self.perms) + len(self.blocks) + len(self.binaries) + len(self.directories)
+                + len(self.users) + len(self.steps))
+
+    @property
     def empty(self) -> bool:
-        return not (self.files or self.perms or self.blocks or self.binaries or self.directories or self.users
-                    or self.steps)
+        return self.count == 0
 
 
 @dataclass
@@ -281,4 +285,9 @@ def execute(remote: Remote, plan: Plan, found: Assessment, bundle: Path,
         remote.run(f"{c}: {step.name}", step.run)
         out.changed.append(f"step {step.name}")
         out.notified |= set(step.notifies)
+        # A step whose work does not show in its own check would run again on every deploy: fail it now.
+        after = remote.run(f"{c}: check {step.name} took effect", step.unless, check=False)
+        if not after.ok:
+            raise StepFailed(remote.name, f"{c}: {step.name}: its check still fails after it ran", step.unless,
+                             after.stderr or after.stdout)
     return out

@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import yaml
 
+from playbooks.findings import Finding
 from playbooks.plan import File, Plan
 
 Files = Mapping[str, File]
 
 # Values found in tutorials and vendor examples that must never protect a real cluster.
 DEFAULT_PASSWORDS = {"1111", "1234", "admin", "password", "secret", "changeme", "keepalived", "haproxy", "kubernetes"}
-
-
-@dataclass(frozen=True)
-class Result:
-    check: str
-    host: str
-    ok: bool
-    detail: str
 
 
 def args_of(text: str, var: str) -> dict[str, str]:
@@ -218,12 +210,13 @@ CHECKS: dict[str, tuple[str, Check]] = {
 }
 
 
-def audit_host(host: str, control_plane: bool, plans: list[Plan]) -> list[Result]:
+def audit_host(host: str, control_plane: bool, plans: list[Plan]) -> list[Finding]:
     files = {f.path: f for p in plans for f in p.files}
     role = "control_plane" if control_plane else "other"
     out = []
     for check_id, (title, check) in CHECKS.items():
         verdict = check(files, role)
         if verdict is not None:
-            out.append(Result(f"{check_id}: {title}", host, *verdict))
+            ok, detail = verdict
+            out.append(Finding(host, f"{check_id}: {title}", "ok" if ok else "fail", detail))
     return out

@@ -24,7 +24,7 @@ import yaml
 from playbooks import oci
 from playbooks.model import Cluster
 from playbooks.plan import Binary
-from playbooks.versions import Release, Stack, cni_release, release
+from playbooks.versions import Release, Stack, cni_release
 
 MANIFEST = "manifest.yaml"
 CACHE = ".extracted"
@@ -71,23 +71,6 @@ def write_manifest(bundle: Path, manifest: Manifest) -> None:
     doc = {"arch": manifest.arch,
            "files": [vars(e) for e in sorted(manifest.files.values(), key=lambda e: e.path)]}
     (bundle / MANIFEST).write_text(yaml.safe_dump(doc, sort_keys=False, width=1000))
-
-
-NODE_COMPONENTS = ("containerd", "runc", "cni_plugins", "crictl")
-
-
-def release_files(stack: Stack, arch: str, etcd: bool = True, nodes: bool = True) -> list[Release]:
-    out = [release("kubernetes_server", stack.kubernetes, arch)]
-    if etcd:
-        out.append(release("etcd", stack.etcd, arch))
-    if nodes:
-        out += [release(name, getattr(stack, name), arch) for name in NODE_COMPONENTS]
-    return out
-
-
-def required(c: Cluster, stack: Stack, arch: str) -> list[Release]:
-    """Every release file a deploy of `c` reads from the bundle."""
-    return release_files(stack, arch, etcd=bool(c.etcd_hosts), nodes=bool(c.workers))
 
 
 IMAGE = "image"  # the component of an image's manifest entry; its version is the image reference
@@ -137,13 +120,13 @@ def file_digest(path: Path, algorithm: str) -> str:
     return h.hexdigest()
 
 
-def verify(c: Cluster, stack: Stack, arch: str, addons: bool = False) -> list[str]:
-    """Problems with the bundle for this deploy: missing files (all listed, with the command that fetches
-    them) and checksum mismatches. Release bundles are checked against the versions table, lab bundles
-    against their own manifest."""
+def verify(c: Cluster, releases: list[Release], stack: Stack, arch: str, addons: bool = False) -> list[str]:
+    """Problems with the bundle for this deploy of `releases` (playbooks.components.releases): missing files
+    (all listed, with the command that fetches them) and checksum mismatches. Release bundles are checked
+    against the versions table, lab bundles against their own manifest."""
     bundle = c.bundle_dir
     manifest = read_manifest(bundle)
-    wanted = required(c, stack, arch)
+    wanted = list(releases)
     if addons and "cni" in c.addons:
         wanted.append(cni_release(c.cni, stack))
     missing = [r for r in wanted if not (bundle / r.bundle_path).exists()]
@@ -270,10 +253,11 @@ def mirrored(url: str, mirror: str | None) -> str:
     return mirror.rstrip("/") + "/" + url.split("://", 1)[1]
 
 
-def download(c: Cluster, stack: Stack, arch: str, log=print, mirror: str | None = None) -> list[str]:
-    """`fab bundle`: fetch every missing release file (from `mirror` when given), verify it against the
-    versions table, and record it in the manifest. Returns the problems (a file that fails verification is
-    not kept)."""
+def download(c: Cluster, releases: list[Release], stack: Stack, arch: str, log=print,
+             mirror: str | None = None) -> list[str]:
+    """`fab bundle`: fetch every missing file of `releases` and the CNI manifest (from `mirror` when given),
+    verify it against the versions table, and record it in the manifest. Returns the problems (a file that
+    fails verification is not kept)."""
     bundle = c.bundle_dir
     bundle.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(bundle) or Manifest(arch, {})
@@ -281,7 +265,7 @@ def download(c: Cluster, stack: Stack, arch: str, log=print, mirror: str | None 
         return [f"{bundle}: holds a bundle for {manifest.arch}; use another bundle directory"]
     problems = []
     files = dict(manifest.files)
-    for r in [*required(c, stack, arch), cni_release(c.cni, stack)]:
+    for r in [*releases, cni_release(c.cni, stack)]:
         path = bundle / r.bundle_path
         if r.digest is None and r.component not in RECORDED:
             problems.append(f"{r.url}: the versions table pins no checksum for {r.component} {r.version}; "

@@ -5,23 +5,16 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Literal
 
 from playbooks import versions
+from playbooks.findings import Field, Finding
 from playbooks.model import NODE_MASK, Cluster
 
-Path = tuple[str | int, ...]
 
-
-@dataclass(frozen=True)
-class Finding:
+def problem(field: Field, found: str, expected: str, severity: Literal["error", "warning"] = "error") -> Finding:
     """A problem before it knows its file and line: the field's path in the document."""
-
-    path: Path
-    found: str
-    expected: str
-    severity: Literal["error", "warning"] = "error"
+    return Finding("", "inventory", "fail" if severity == "error" else "warn", found, field, expected)
 
 
 def check(cluster: Cluster) -> list[Finding]:
@@ -40,37 +33,37 @@ def _hosts(c: Cluster) -> Iterator[Finding]:
     ips = Counter(h.address for h in c.hosts)
     for i, h in enumerate(c.hosts):
         if names[h.name] > 1:
-            yield Finding(("hosts", i, "name"), repr(h.name), "a name no other host has (duplicate)")
+            yield problem(("hosts", i, "name"), repr(h.name), "a name no other host has (duplicate)")
         if ips[h.address] > 1:
-            yield Finding(("hosts", i, "ip"), str(h.address), "an IP no other host has (duplicate)")
+            yield problem(("hosts", i, "ip"), str(h.address), "an IP no other host has (duplicate)")
         for net, field in ((c.network.service_cidr, "service_cidr"), (c.network.pod_cidr, "pod_cidr")):
             if h.address in net:
-                yield Finding(("hosts", i, "ip"), f"{h.address} inside network.{field} {net}",
+                yield problem(("hosts", i, "ip"), f"{h.address} inside network.{field} {net}",
                               f"a host address outside network.{field}")
 
 
 def _roles(c: Cluster) -> Iterator[Finding]:
     etcd = len(c.etcd_hosts)
     if etcd == 0 or etcd % 2 == 0:
-        yield Finding(("hosts",), f"{etcd} host(s) with role etcd",
+        yield problem(("hosts",), f"{etcd} host(s) with role etcd",
                       "an odd number of etcd members (1, 3 or 5) so the cluster keeps a quorum")
     if not c.control_plane:
-        yield Finding(("hosts",), "no host with role control_plane", "at least one control_plane host")
+        yield problem(("hosts",), "no host with role control_plane", "at least one control_plane host")
     lbs = len(c.lb_hosts)
     if c.api.vip is None and lbs:
-        yield Finding(("api", "vip"), f"no VIP but {lbs} host(s) with role lb",
+        yield problem(("api", "vip"), f"no VIP but {lbs} host(s) with role lb",
                       "a VIP for the lb hosts to hold (or no lb role)")
     if c.api.vip is None and len(c.control_plane) > 1:
-        yield Finding(("api", "vip"), f"no VIP with {len(c.control_plane)} control_plane hosts",
+        yield problem(("api", "vip"), f"no VIP with {len(c.control_plane)} control_plane hosts",
                       "a VIP in front of the apiservers (lb role on two or more hosts)")
     if c.api.vip is not None and lbs == 0:
-        yield Finding(("hosts",), "no host with role lb although api.vip is set",
+        yield problem(("hosts",), "no host with role lb although api.vip is set",
                       "the lb role on two or more hosts to hold the VIP")
     elif c.api.vip is not None and lbs == 1:
-        yield Finding(("hosts",), "one host with role lb",
+        yield problem(("hosts",), "one host with role lb",
                       "two or more lb hosts: with one, the VIP has no failover", "warning")
     if c.api.port == c.api.apiserver_port and any(h.has("lb") and h.has("control_plane") for h in c.hosts):
-        yield Finding(("api", "port"), f"{c.api.port}, the same as api.apiserver_port on hosts that run both",
+        yield problem(("api", "port"), f"{c.api.port}, the same as api.apiserver_port on hosts that run both",
                       "a load-balancer port different from the apiserver port (e.g. 8443)")
 
 
@@ -79,28 +72,28 @@ def _version(c: Cluster) -> Iterator[Finding]:
     try:
         minor = versions.minor_of(c.kubernetes_version)
     except ValueError:
-        yield Finding(("kubernetes_version",), repr(c.kubernetes_version),
+        yield problem(("kubernetes_version",), repr(c.kubernetes_version),
                       f"a version like {supported[-1]} or {supported[-1]}.0")
         return
     if minor not in supported:
         ended = versions.end_of_life(minor)
         found = f"{c.kubernetes_version!r}" + (f", a minor that reached its end of life on {ended}" if ended else "")
-        yield Finding(("kubernetes_version",), found, f"one of the supported minors: {', '.join(supported)}")
+        yield problem(("kubernetes_version",), found, f"one of the supported minors: {', '.join(supported)}")
         return
     stack = versions.stack(c.kubernetes_version, c.versions.model_dump())
     pinned = versions.stack(minor).kubernetes
     if stack.kubernetes != pinned:
-        yield Finding(("kubernetes_version",), f"{c.kubernetes_version!r}, a patch release with no pinned checksum",
+        yield problem(("kubernetes_version",), f"{c.kubernetes_version!r}, a patch release with no pinned checksum",
                       f"{minor} or {pinned}: kubefab bundle downloads only release files it can verify against the "
                       "versions table (kubefab bundle --from-source can build other patch releases)", "warning")
     if int(stack.containerd.split(".")[0]) < 2:
-        yield Finding(("versions", "containerd"), stack.containerd,
+        yield problem(("versions", "containerd"), stack.containerd,
                       "containerd 2.x: kubefab renders containerd's version 3 configuration")
     if c.kube_proxy_mode == "ipvs":
-        yield Finding(("kube_proxy_mode",), "ipvs, deprecated in kube-proxy since Kubernetes 1.35",
+        yield problem(("kube_proxy_mode",), "ipvs, deprecated in kube-proxy since Kubernetes 1.35",
                       "nftables (GA since 1.33) or iptables (the default)", "warning")
     if getattr(stack, c.cni) in (None, "None"):
-        yield Finding(("cni",), f"{c.cni}, which has no version pinned for Kubernetes {minor}",
+        yield problem(("cni",), f"{c.cni}, which has no version pinned for Kubernetes {minor}",
                       f"calico, or versions.{c.cni} set to a release you have checked")
 
 
@@ -110,22 +103,22 @@ def _networks(c: Cluster) -> Iterator[Finding]:
     nodes = len(c.workers)
     room = 2 ** (NODE_MASK - pod.prefixlen) if pod.prefixlen <= NODE_MASK else 0
     if room < max(nodes, 1):
-        yield Finding(("network", "pod_cidr"), f"{pod}: room for {room} node range(s) of /{NODE_MASK}, "
+        yield problem(("network", "pod_cidr"), f"{pod}: room for {room} node range(s) of /{NODE_MASK}, "
                       f"for {nodes} worker(s)",
                       f"a CIDR holding a /{NODE_MASK} per worker (e.g. 10.244.0.0/16)")
     if svc.overlaps(pod):
-        yield Finding(("network", "pod_cidr"), f"{pod}, overlapping network.service_cidr {svc}",
+        yield problem(("network", "pod_cidr"), f"{pod}, overlapping network.service_cidr {svc}",
                       "service and pod CIDRs that do not overlap")
     for subnet in sorted({_subnet(c, h.ip) for h in c.hosts}):
         for net, field in ((svc, "service_cidr"), (pod, "pod_cidr")):
             if net.overlaps(subnet):
-                yield Finding(("network", field), f"{net}, overlapping the host subnet {subnet}",
+                yield problem(("network", field), f"{net}, overlapping the host subnet {subnet}",
                               "a CIDR outside every host subnet")
     if n.dns_ip not in svc:
-        yield Finding(("network", "dns_ip"), f"{n.dns_ip} outside network.service_cidr {svc}",
+        yield problem(("network", "dns_ip"), f"{n.dns_ip} outside network.service_cidr {svc}",
                       "an address inside the service CIDR (e.g. its tenth address)")
     elif n.dns_ip in (svc.network_address, svc.broadcast_address, n.kubernetes_service_ip):
-        yield Finding(("network", "dns_ip"), f"{n.dns_ip}, reserved in {svc}",
+        yield problem(("network", "dns_ip"), f"{n.dns_ip}, reserved in {svc}",
                       f"another address of the service CIDR: {n.kubernetes_service_ip} is the "
                       "`kubernetes` Service, and the network and broadcast addresses are unusable")
 
@@ -135,13 +128,13 @@ def _endpoint(c: Cluster) -> Iterator[Finding]:
     if vip is None:
         return
     if any(h.address == vip for h in c.hosts):
-        yield Finding(("api", "vip"), f"{vip}, the address of a host", "an unused address for the VIP")
+        yield problem(("api", "vip"), f"{vip}, the address of a host", "an unused address for the VIP")
     if not any(vip in _subnet(c, h.ip) for h in c.lb_hosts or c.hosts):
-        yield Finding(("api", "vip"), f"{vip}, outside every lb host's subnet",
+        yield problem(("api", "vip"), f"{vip}, outside every lb host's subnet",
                       "an address in the lb hosts' subnet (keepalived moves it between them on one L2 network)")
     for net, field in ((c.network.service_cidr, "service_cidr"), (c.network.pod_cidr, "pod_cidr")):
         if vip in net:
-            yield Finding(("api", "vip"), f"{vip} inside network.{field} {net}",
+            yield problem(("api", "vip"), f"{vip} inside network.{field} {net}",
                           f"an address outside network.{field}")
 
 
@@ -150,14 +143,14 @@ def _certificates(c: Cluster) -> Iterator[Finding]:
     if cert.authorities == "single":
         for name in ("etcd", "front_proxy"):
             if getattr(cert.import_ca, name) is not None:
-                yield Finding(("certificates", "import_ca", name), "an imported CA that single mode would not use",
+                yield problem(("certificates", "import_ca", name), "an imported CA that single mode would not use",
                               "only import_ca.kubernetes with authorities: single (it signs everything), or "
                               "authorities: split")
     if cert.validity_days > cert.ca_validity_days:
-        yield Finding(("certificates", "validity_days"), f"{cert.validity_days} days",
+        yield problem(("certificates", "validity_days"), f"{cert.validity_days} days",
                       f"no more than certificates.ca_validity_days ({cert.ca_validity_days})")
     if cert.renew_within_days >= cert.validity_days:
-        yield Finding(("certificates", "renew_within_days"), f"{cert.renew_within_days} days",
+        yield problem(("certificates", "renew_within_days"), f"{cert.renew_within_days} days",
                       f"less than certificates.validity_days ({cert.validity_days}), or every run reissues")
 
 

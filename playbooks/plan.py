@@ -1,11 +1,12 @@
-"""A Plan is data: what one component needs on one host. Plans are computed without SSH (`playbooks.plans`)
-and carried out by `playbooks.apply`, which compares each item with the host and changes only what differs.
-"""
+"""A Plan is data: what one component needs on one host. Plans are computed without SSH
+(`playbooks.components`) and carried out by `playbooks.apply`, which compares each item with the host and
+changes only what differs; `playbooks.runner` orders them across hosts."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,20 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Check:
+    """A readiness check: `command` (shell, as root) is retried until it exits 0, for up to `seconds`.
+    `scope`: "each" runs on every host whose plan holds it (and after a rolling restart of that host);
+    "once" on the one host holding it, for the whole cluster; "exactly-one" on every host holding it, until
+    exactly one of them succeeds (the VIP holder)."""
+
+    name: str
+    command: str
+    seconds: float = 60
+    interval: float = 1.0
+    scope: Literal["each", "once", "exactly-one"] = "each"
+
+
+@dataclass(frozen=True)
 class Plan:
     host: str
     component: str
@@ -86,7 +101,17 @@ class Plan:
     users: tuple[str, ...] = ()  # system users to create (no login, no home)
     steps: tuple[Step, ...] = ()
     services: tuple[str, ...] = ()  # enabled and running once applied
+    checks: tuple[Check, ...] = ()  # waited on once the phase's services run
+    # Steps for the whole cluster (through its API), run on this host once every host of the phase is done.
+    final_steps: tuple[Step, ...] = ()
 
     @property
     def units(self) -> tuple[str, ...]:
         return tuple(f.path for f in self.files if f.path.startswith("/etc/systemd/system/"))
+
+
+def merge(component: str, plans: list[Plan]) -> Plan:
+    """The plans of several components on one host as one (applied in one round trip), in their order."""
+    fields = ("files", "blocks", "binaries", "directories", "users", "steps", "services", "checks", "final_steps")
+    joined = {f: tuple(dict.fromkeys(x for p in plans for x in getattr(p, f))) for f in fields}
+    return Plan(plans[0].host, component, **joined)

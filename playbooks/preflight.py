@@ -4,37 +4,13 @@ Pure: the inventory and each host's facts in, findings out."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
-from typing import Literal
 
+from playbooks.components import required_ports
 from playbooks.facts import SUPPORTED_OS, Facts
+from playbooks.findings import Finding, Status
 from playbooks.model import Cluster, Host
 
-Status = Literal["ok", "warn", "fail"]
 MAX_SKEW = 30  # seconds; certificates and etcd leases need clocks that agree
-
-
-@dataclass(frozen=True)
-class Finding:
-    host: str
-    check: str
-    status: Status
-    detail: str
-
-
-def required_ports(c: Cluster, host: Host) -> dict[int, str]:
-    """Port -> the process allowed to hold it (a re-run finds kubefab's own services listening)."""
-    ports: dict[int, str] = {}
-    if host.has("etcd"):
-        ports |= {2379: "etcd", 2380: "etcd", 2381: "etcd"}
-    if host.has("control_plane"):
-        ports |= {c.api.apiserver_port: "kube-apiserver", 10257: "kube-controller-manager", 10259: "kube-scheduler"}
-    if host.has("lb") and c.api.vip is not None:
-        ports |= {c.api.port: "haproxy", c.api.stats.port: "haproxy"}
-    if host.has("worker"):
-        ports |= {10250: "kubelet", 10248: "kubelet", 10256: "kube-proxy", 10249: "kube-proxy"}
-    return ports
-
 
 def check(c: Cluster, facts: dict[str, Facts], bundle_arch: str, now: float) -> list[Finding]:
     out: list[Finding] = []

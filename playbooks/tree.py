@@ -26,6 +26,8 @@ def describe(plans: list[Plan]) -> dict:
                 "users": list(p.users),
                 "steps": [s.name for s in p.steps],
                 "services": list(p.services),
+                "checks": [f"{c.name} ({c.scope})" for c in p.checks],
+                "final_steps": [s.name for s in p.final_steps],
             }.items() if v
         }
         for p in plans

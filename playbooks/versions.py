@@ -65,6 +65,10 @@ class Stack:
     def coredns_image(self) -> str:
         return f"registry.k8s.io/coredns/coredns:v{self.coredns}"
 
+    def version_of(self, component: str) -> str:
+        """The version of a versions-table component ("kubernetes_server" is Kubernetes')."""
+        return self.kubernetes if component == "kubernetes_server" else getattr(self, component)
+
 
 def stack(kubernetes_version: str, overrides: dict[str, str | None] | None = None) -> Stack:
     """The versions for an inventory's `kubernetes_version` ('1.35' takes the pinned patch release)."""

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from playbooks.clusterdir import ensure_inputs
+from playbooks.components import host_plans
+from playbooks.inputs import Inputs
 from playbooks.inventory import load
 from playbooks.model import Cluster
 from playbooks.plan import Plan
-from playbooks.plans import host_plans
-from playbooks.plans.inputs import Inputs, gather
 
 EXAMPLE = Path(__file__).parents[1] / "inventory" / "example.yaml"
 
@@ -43,6 +44,6 @@ def render_example(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Re
             mutate(data)
         (tmp / "inventory.yaml").write_text(yaml.safe_dump(data))
         cluster = load(tmp / "inventory.yaml")
-        return Rendered(cluster, gather(cluster))
+        return Rendered(cluster, ensure_inputs(cluster))
 
     return run

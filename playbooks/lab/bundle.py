@@ -8,8 +8,8 @@ import platform
 from collections.abc import Callable
 from pathlib import Path
 
-from playbooks import images, source, versions
-from playbooks.bundle import Manifest, file_digest, manifest_images, read_manifest, release_files
+from playbooks import components, images, source, versions
+from playbooks.bundle import Manifest, file_digest, manifest_images, read_manifest
 from playbooks.facts import ARCH
 from playbooks.versions import Release, Stack, cni_release
 
@@ -44,7 +44,7 @@ def ensure_bundle(dest: Path, cache: Path, stack: Stack | None = None, arch: str
                   log: Callable[[str], None] = print) -> list[Release]:
     """Every release file and image a lab deploy reads, in `dest`; returns the release files."""
     stack, arch = stack or lab_stack(), arch or machine_arch()
-    releases = [*release_files(stack, arch), cni_release("flannel", stack)]
+    releases = [*components.releases(None, stack, arch), cni_release("flannel", stack)]
     manifest = read_manifest(dest)
     wanted = [r for r in releases if not official(dest, manifest, r)]
     if wanted:

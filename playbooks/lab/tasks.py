@@ -35,7 +35,7 @@ def _paths() -> LabPaths:
     "hosts": f"how many hosts (1-{network.max_hosts()}; default 3)",
     "subnet": f"the lab's own /24 inside 10.0.0.0/8 (default {network.DEFAULT_SUBNET})",
     "bridge": f"bridge name (default {network.DEFAULT_BRIDGE})"})
-def up(c: Context, hosts: int = 3, subnet: str = str(network.DEFAULT_SUBNET),
+def up(ctx: Context, hosts: int = 3, subnet: str = str(network.DEFAULT_SUBNET),
        bridge: str = network.DEFAULT_BRIDGE) -> None:
     """Start lab hosts (replacing any left running), write the lab inventory, print how to use it."""
     _root()
@@ -51,7 +51,7 @@ def up(c: Context, hosts: int = 3, subnet: str = str(network.DEFAULT_SUBNET),
 
 
 @task
-def bundle(c: Context) -> None:
+def bundle(ctx: Context) -> None:
     """Fill the lab's bundle (built from source where no verified official file is there); `lab.up` does it too."""
     _root()
     paths = _paths()
@@ -63,14 +63,14 @@ def bundle(c: Context) -> None:
 
 
 @task
-def down(c: Context) -> None:
+def down(ctx: Context) -> None:
     """Stop every lab host; leave no process, mount, cgroup, bridge or veth behind."""
     _root()
     lifecycle.down(_paths(), log=ui.out.print)
 
 
 @task
-def status(c: Context) -> None:
+def status(ctx: Context) -> None:
     """The lab's hosts: address, nspawn PID, running, sshd answering."""
     paths = _paths()
     rows = lifecycle.status(paths)
@@ -84,7 +84,7 @@ def status(c: Context) -> None:
 # Not `fab lab.ssh NAME -- CMD`: fab takes what follows `--` as a command for `-H` hosts itself.
 @task(positional=["name"], help={"name": "lab host, e.g. lab-1",
                                  "command": "run this instead of an interactive shell"})
-def ssh(c: Context, name: str, command: str = "") -> None:
+def ssh(ctx: Context, name: str, command: str = "") -> None:
     """Log into a lab host as the kubefab sudo user with the lab key, or run --command there."""
     paths = _paths()
     state = load(paths.state)
@@ -94,7 +94,7 @@ def ssh(c: Context, name: str, command: str = "") -> None:
         host = state.host(name)
     except KeyError as exc:
         raise Exit(str(exc.args[0]), code=2) from None
-    with connect(paths, host, c.config) as conn:
+    with connect(paths, host, ctx.config) as conn:
         result = conn.run(command, warn=True, pty=False) if command else conn.shell()
     if result.exited:
         raise Exit(code=result.exited)

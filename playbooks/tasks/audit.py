@@ -6,15 +6,15 @@ from invoke.tasks import task
 
 from playbooks import ui
 from playbooks.audit import audit_host
-from playbooks.plans import host_plans
-from playbooks.tasks.common import gather_inputs, load_cluster
+from playbooks.components import host_plans
+from playbooks.tasks.common import ensure_inputs_or_exit, load_cluster
 
 
 @task(auto_shortflags=False, help={"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)"})
-def audit(c: Context, inventory: str | None = None) -> None:
+def audit(ctx: Context, inventory: str | None = None) -> None:
     """Check the rendered configuration against CIS-style rules; exit 1 on any failure."""
-    cluster = load_cluster(c, inventory)
-    inputs = gather_inputs(cluster)
+    cluster = load_cluster(ctx, inventory)
+    inputs = ensure_inputs_or_exit(cluster)
     results = [r for h in cluster.hosts for r in audit_host(h.name, h.has("control_plane"), host_plans(inputs, h))]
     ui.table(f"security audit of {cluster.name}", ["check", "host", "result", "detail"],
              [(r.check, r.host, "pass" if r.ok else "FAIL", r.detail) for r in results])

@@ -10,23 +10,24 @@ from invoke.exceptions import Exit
 
 from pki.store import PKIError
 from playbooks import ui
+from playbooks.clusterdir import ensure_inputs
+from playbooks.inputs import Inputs
 from playbooks.inventory import ENV_VAR, validate
 from playbooks.model import Cluster
-from playbooks.plans.inputs import Inputs, gather
 from playbooks.secrets import SecretsError
 
 
-def inventory_path(c: Context, inventory: str | None) -> Path:
+def inventory_path(ctx: Context, inventory: str | None) -> Path:
     """--inventory, else $KUBEFAB_INVENTORY, else `kubefab.inventory` in Fabric's config files."""
-    chosen = inventory or os.environ.get(ENV_VAR) or c.config.get("kubefab", {}).get("inventory")
+    chosen = inventory or os.environ.get(ENV_VAR) or ctx.config.get("kubefab", {}).get("inventory")
     if not chosen:
         raise Exit(f"no inventory: pass --inventory FILE, set {ENV_VAR}, or set kubefab.inventory in fabric.yaml",
                    code=2)
     return Path(chosen)
 
 
-def load_cluster(c: Context, inventory: str | None) -> Cluster:
-    verdict = validate(inventory_path(c, inventory))
+def load_cluster(ctx: Context, inventory: str | None) -> Cluster:
+    verdict = validate(inventory_path(ctx, inventory))
     ui.problems(verdict.problems)
     if not verdict.ok:
         errors = sum(p.severity == "error" for p in verdict.problems)
@@ -35,9 +36,9 @@ def load_cluster(c: Context, inventory: str | None) -> Cluster:
     return verdict.cluster
 
 
-def gather_inputs(cluster: Cluster) -> Inputs:
+def ensure_inputs_or_exit(cluster: Cluster) -> Inputs:
     """The plan inputs, or exit naming the file when the PKI or the secrets on disk are unusable."""
     try:
-        return gather(cluster)
+        return ensure_inputs(cluster)
     except (PKIError, SecretsError) as exc:
         raise Exit(str(exc), code=1) from None

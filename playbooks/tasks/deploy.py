@@ -1,5 +1,5 @@
 """`fab deploy`, `fab plan` and `fab bundle`: load, plan, apply, report. The logic lives in
-playbooks.phases / playbooks.apply; these tasks only wire it to the command line."""
+playbooks.runner / playbooks.apply; these tasks only wire it to the command line."""
 
 from __future__ import annotations
 
@@ -11,17 +11,14 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from pki.store import kubeconfig_dir
-from playbooks import bundle, images, source, ui
-from playbooks.apply import Assessment, assess
+from playbooks import bundle, components, images, source, ui
+from playbooks.components.addons import AddonError
+from playbooks.findings import Finding
+from playbooks.inputs import Inputs, stack_of
 from playbooks.model import Cluster, Host
-from playbooks.phases import PHASES, DeployFailed, Deployment, PhaseResult
-from playbooks.plan import Plan
-from playbooks.plans import HOST_PHASES
-from playbooks.plans.addons import AddonError
-from playbooks.plans.inputs import Inputs, stack_of
-from playbooks.preflight import Finding
-from playbooks.remote import StepFailed
-from playbooks.tasks.common import gather_inputs, load_cluster
+from playbooks.remote import Remote, StepFailed
+from playbooks.runner import PHASES, DeployFailed, PhaseResult, Preview, Runner
+from playbooks.tasks.common import ensure_inputs_or_exit, load_cluster
 from playbooks.versions import cni_release
 
 INVENTORY_HELP = "cluster YAML file (default: $KUBEFAB_INVENTORY)"
@@ -40,13 +37,14 @@ def select(only: str | None, skip: str | None) -> list[str]:
     return [p for p in PHASES if p != "preflight" and (not wanted or p in wanted) and p not in skipped]
 
 
-def prepared(c: Context, inventory: str | None, phases: list[str]) -> tuple[Cluster, Inputs]:
+def prepared(ctx: Context, inventory: str | None, phases: list[str]) -> tuple[Cluster, Inputs]:
     """Everything checked on this machine before any host is touched: inventory, PKI, secrets, and every bundle
     file the phases will read (with the add-ons phase: the CNI manifest and the images it imports)."""
-    cluster = load_cluster(c, inventory)
-    inputs = gather_inputs(cluster)
+    cluster = load_cluster(ctx, inventory)
+    inputs = ensure_inputs_or_exit(cluster)
     addons = "addons" in phases and bool(cluster.addons)
-    problems = bundle.verify(cluster, inputs.stack, inputs.arch, addons=addons)
+    problems = bundle.verify(cluster, components.releases(cluster, inputs.stack, inputs.arch), inputs.stack,
+                             inputs.arch, addons=addons)
     if problems:
         raise Exit("the bundle is not ready; no host was touched:\n" + "\n".join(problems), code=1)
     return cluster, inputs
@@ -57,9 +55,17 @@ def show_preflight(findings: list[Finding]) -> None:
              [(f.host, f.check, f.status.upper() if f.status != "ok" else "ok", f.detail) for f in findings])
 
 
-def run_preflight(d: Deployment) -> None:
+def runner(cluster: Cluster, inputs: Inputs, report=lambda host, text: None, verbose: bool = False,
+           command_timeout: int = 300) -> Runner:
+    def connect(host: Host) -> Remote:
+        return Remote(cluster, host, report if verbose else None, timeout=command_timeout)
+
+    return Runner(cluster, inputs, connect, report, command_timeout)
+
+
+def run_preflight(r: Runner) -> None:
     try:
-        findings = d.preflight()
+        findings = r.preflight()
     except DeployFailed as exc:
         raise Exit(f"preflight: {exc}", code=1) from None
     show_preflight(findings)
@@ -86,66 +92,62 @@ def summary(results: list[PhaseResult], cluster: Cluster) -> None:
     "verbose": "show every command run on the hosts",
     "command_timeout": "seconds before a command on a host counts as failed (default 300)",
 })
-def deploy(c: Context, inventory: str | None = None, only: str | None = None, skip: str | None = None,
+def deploy(ctx: Context, inventory: str | None = None, only: str | None = None, skip: str | None = None,
            verbose: bool = False, command_timeout: int = 300) -> None:
     """Take the inventory's hosts to a running HA cluster; a second run changes nothing."""
     phases = select(only, skip)
-    cluster, inputs = prepared(c, inventory, phases)
+    cluster, inputs = prepared(ctx, inventory, phases)
 
     def report(host: str, text: str) -> None:
         ui.out.print(f"  {host:<14} {text}")
 
-    d = Deployment(cluster, inputs, report, report if verbose else None, command_timeout)
+    r = runner(cluster, inputs, report, verbose, command_timeout)
     started = time.monotonic()
     try:
-        run_preflight(d)
-        d.start_prefetch(phases)
+        run_preflight(r)
+        r.start_prefetch(phases)
         for name in phases:
             ui.out.print(f"[bold]== {name}[/]")
-            d.phase(name)
+            r.phase(name)
     except DeployFailed as exc:
-        summary(d.results, cluster)
+        summary(r.results, cluster)
         raise Exit(f"deploy stopped: {exc}\nfix the cause and run `kubefab deploy` again: finished work is kept and "
                    "only what still differs is changed", code=1) from None
     finally:
-        d.close()
-    summary(d.results, cluster)
-    changes = sum(r.changes() for r in d.results)
+        r.close()
+    summary(r.results, cluster)
+    changes = sum(result.changes() for result in r.results)
     ui.out.print(f"deploy finished in {time.monotonic() - started:.1f} s: {changes} change(s)")
     ui.out.print(f"admin kubeconfig: {kubeconfig_dir(cluster) / 'admin.conf'}  (server {cluster.server_url})")
 
 
 @task(auto_shortflags=False, help={"inventory": INVENTORY_HELP,
                                    "only": "phases to show (comma-separated)", "skip": "phases to leave out"})
-def plan(c: Context, inventory: str | None = None, only: str | None = None, skip: str | None = None) -> None:
+def plan(ctx: Context, inventory: str | None = None, only: str | None = None, skip: str | None = None) -> None:
     """Show, per host, what deploy would change (unified diffs, steps, services); change nothing."""
-    phases = [p for p in select(only, skip) if p in HOST_PHASES]
-    cluster, inputs = prepared(c, inventory, phases)
-    d = Deployment(cluster, inputs, lambda host, text: None)
+    phases = select(only, skip)
+    cluster, inputs = prepared(ctx, inventory, phases)
+    r = runner(cluster, inputs)
     try:
-        run_preflight(d)
+        run_preflight(r)
         total = 0
         for name in phases:
-            for host in cluster.hosts:
-                p = HOST_PHASES[name](d.with_facts(), host)
-                if p is None:
-                    continue
-                found = assess(d.remote(host), p, cluster.bundle_dir)
-                lines = describe_changes(d, host, p, found)
+            for host, preview in r.preview(name).items():
+                lines = describe_changes(r, cluster.host(host), preview)
                 total += len(lines)
                 for line in lines:
-                    ui.out.print(f"{host.name} {name}: {line}", markup=False)
-    except StepFailed as exc:
+                    ui.out.print(f"{host} {name}: {line}", markup=False)
+    except (StepFailed, DeployFailed) as exc:
         raise Exit(str(exc), code=1) from None
     finally:
-        d.close()
+        r.close(record=False)
     ui.out.print(f"{total} change(s) would be made" if total else "no changes: the hosts match the inventory")
 
 
-def describe_changes(d: Deployment, host: Host, p: Plan, found: Assessment) -> list[str]:
-    lines = []
+def describe_changes(r: Runner, host: Host, preview: Preview) -> list[str]:
+    found, lines = preview.found, []
     for f in found.files:
-        current = d.run(host, "plan: read current file", f"cat {f.path} 2>/dev/null", check=False).stdout
+        current = r.run(host, "plan: read current file", f"cat {f.path} 2>/dev/null", check=False).stdout
         if f.secret:
             lines.append(f"~ {f.path} ({'new' if not current else 'changed'}; secret content not shown)")
             continue
@@ -160,15 +162,13 @@ def describe_changes(d: Deployment, host: Host, p: Plan, found: Assessment) -> l
     lines += [f"+ binary {b.path} from {b.source}" for b in found.binaries]
     lines += [f"+ directory {x.path} {x.mode:04o} {x.owner}:{x.group}" for x in found.directories]
     lines += [f"+ user {u}" for u in found.users]
-    lines += [f"! step: {s.name}" for s in found.steps]
-    notified = {s for f in found.files + found.perms for s in f.notifies} | {s for b in found.binaries
-                                                                             for s in b.notifies}
-    for s in p.services:
+    lines += [f"! step: {s.name}" for s in (*found.steps, *preview.final_steps)]
+    act = preview.actions
+    for s in act.start:
         enabled, active = found.services.get(s, ("", ""))
-        if enabled != "enabled" or active != "active":
-            lines.append(f"> start {s} (now {enabled or 'absent'}/{active or 'absent'})")
-        elif s in notified:
-            lines.append(f"> restart {s}")
+        lines.append(f"> start {s} (now {enabled or 'absent'}/{active or 'absent'})")
+    lines += [f"> enable {s}" for s in act.enable if s not in act.start]
+    lines += [f"> restart {s}" for s in act.restart]
     return lines
 
 
@@ -180,15 +180,15 @@ def describe_changes(d: Deployment, host: Host, p: Plan, found: Assessment) -> l
                    f"module proxy instead of downloading them (cached under ${source.CACHE_ENV}, default "
                    f"{source.DEFAULT_CACHE})",
 })
-def fetch_bundle(c: Context, inventory: str | None = None, arch: str = "amd64", mirror: str | None = None,
+def fetch_bundle(ctx: Context, inventory: str | None = None, arch: str = "amd64", mirror: str | None = None,
                  from_source: bool = False) -> None:
     """Download the pinned release files for the inventory into its bundle directory, verifying checksums, or
     build them from source (--from-source)."""
-    cluster = load_cluster(c, inventory)
+    cluster = load_cluster(ctx, inventory)
     stack = stack_of(cluster)
+    releases = components.releases(cluster, stack, arch)
     if from_source:
         start = time.monotonic()
-        releases = bundle.required(cluster, stack, arch)
         cni = f"{cluster.cni}_manifest"
         if "cni" in cluster.addons and source.buildable(cni):
             releases.append(cni_release(cluster.cni, stack))
@@ -208,7 +208,7 @@ def fetch_bundle(c: Context, inventory: str | None = None, arch: str = "amd64", 
                          "fetches them")
         return
     try:
-        problems = bundle.download(cluster, stack, arch, log=ui.out.print, mirror=mirror)
+        problems = bundle.download(cluster, releases, stack, arch, log=ui.out.print, mirror=mirror)
     except AddonError as exc:
         raise Exit(str(exc), code=1) from None
     if problems:

@@ -9,16 +9,16 @@ from invoke.tasks import task
 
 from playbooks import registry, ui
 from playbooks.bundle import read_manifest
-from playbooks.plans.inputs import stack_of
+from playbooks.inputs import stack_of
 from playbooks.tasks.common import load_cluster
 
 images = Collection("images")
 
 
 @task(name="push", auto_shortflags=False, help={"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)"})
-def push(c: Context, inventory: str | None = None) -> None:
+def push(ctx: Context, inventory: str | None = None) -> None:
     """Copy the bundle's images (pause, CoreDNS, the CNI's) to registry.url, where nodes pull them from."""
-    cluster = load_cluster(c, inventory)
+    cluster = load_cluster(ctx, inventory)
     manifest = read_manifest(cluster.bundle_dir)
     try:
         done = registry.push(cluster, stack_of(cluster), manifest.arch if manifest else "amd64", log=ui.out.print)

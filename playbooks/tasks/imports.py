@@ -21,7 +21,7 @@ from playbooks.inventory import validate
     "name": "the cluster name (default: kubeasz's CLUSTER_NAME, or the inventory's directory)",
     "force": "replace OUT if it exists",
 })
-def import_inventory(c: Context, src: str, out: str = "", tool: str | None = None, name: str | None = None,
+def import_inventory(ctx: Context, src: str, out: str = "", tool: str | None = None, name: str | None = None,
                      force: bool = False) -> None:
     """Convert an Ansible inventory; print what was mapped, derived, defaulted and ignored; validate the result."""
     if not out:

@@ -10,9 +10,9 @@ from playbooks.tasks.common import load_cluster
 
 
 @task(auto_shortflags=False, help={"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)"})
-def check(c: Context, inventory: str | None = None) -> None:
+def check(ctx: Context, inventory: str | None = None) -> None:
     """Validate an inventory; print every problem, or the hosts and their roles."""
-    cluster = load_cluster(c, inventory)
+    cluster = load_cluster(ctx, inventory)
     ui.table(
         f"{cluster.name}: Kubernetes {cluster.kubernetes_version}, API {cluster.server_url}",
         ["host", "ip", *ROLES, "ssh"],

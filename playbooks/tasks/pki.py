@@ -15,9 +15,9 @@ HELP = {"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)"}
 
 
 @task(auto_shortflags=False, help=HELP)
-def pki(c: Context, inventory: str | None = None) -> None:
+def pki(ctx: Context, inventory: str | None = None) -> None:
     """Generate the cluster's CAs, certificates, keys and kubeconfigs on this machine (no host is touched)."""
-    cluster = load_cluster(c, inventory)
+    cluster = load_cluster(ctx, inventory)
     try:
         rows = ensure(cluster)
     except PKIError as exc:
@@ -30,9 +30,9 @@ def pki(c: Context, inventory: str | None = None) -> None:
 
 
 @task(auto_shortflags=False, help=HELP)
-def check(c: Context, inventory: str | None = None) -> None:
+def check(ctx: Context, inventory: str | None = None) -> None:
     """Report days left and inventory match for every certificate; exit 1 if any needs attention."""
-    cluster = load_cluster(c, inventory)
+    cluster = load_cluster(ctx, inventory)
     rows = check_rows(cluster)
     ui.table(f"certificates of {cluster.name} (renew within {cluster.certificates.renew_within_days} days)",
              ["identity", "file", "expires", "days left", "status"],

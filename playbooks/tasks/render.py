@@ -6,17 +6,17 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from playbooks import tree, ui
-from playbooks.plans import host_plans
-from playbooks.plans.addons import AddonError, manifests
-from playbooks.tasks.common import gather_inputs, load_cluster
+from playbooks.components import host_plans
+from playbooks.components.addons import AddonError, manifests
+from playbooks.tasks.common import ensure_inputs_or_exit, load_cluster
 
 
 @task(auto_shortflags=False, help={"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)",
                                    "out": "directory to write (one tree per host, plus addons/ and plans/)"})
-def render(c: Context, inventory: str | None = None, out: str = "out") -> None:
+def render(ctx: Context, inventory: str | None = None, out: str = "out") -> None:
     """Render every host's files (certificates included) and the add-on manifests into OUT."""
-    cluster = load_cluster(c, inventory)
-    inputs = gather_inputs(cluster)
+    cluster = load_cluster(ctx, inventory)
+    inputs = ensure_inputs_or_exit(cluster)
     try:
         addons = manifests(inputs, cluster.bundle_dir)
     except AddonError as exc:

@@ -17,7 +17,7 @@ from playbooks.inventory import validate
 
 @task(auto_shortflags=False, help={"out": "inventory file to write (default inventory/vagrant.yaml)",
                                    "vagrantfile": "the Vagrantfile the VMs were started from (default ./Vagrantfile)"})
-def inventory(c: Context, out: str = "inventory/vagrant.yaml", vagrantfile: str = "Vagrantfile") -> None:
+def inventory(ctx: Context, out: str = "inventory/vagrant.yaml", vagrantfile: str = "Vagrantfile") -> None:
     """Write the VMs' inventory: IPs, VIP and interface from the Vagrantfile, user and keys from Vagrant."""
     source = Path(vagrantfile).resolve()
     try:
@@ -25,7 +25,7 @@ def inventory(c: Context, out: str = "inventory/vagrant.yaml", vagrantfile: str 
     except (OSError, ValueError) as exc:
         raise Exit(str(exc), code=2) from None
     # VAGRANT_CWD / VAGRANT_VAGRANTFILE: the same machines whatever directory fab runs from.
-    result = c.run("vagrant ssh-config", hide=True, warn=True,
+    result = ctx.run("vagrant ssh-config", hide=True, warn=True,
                    env={"VAGRANT_CWD": str(source.parent), "VAGRANT_VAGRANTFILE": source.name})
     try:
         data = vms.inventory(settings, vms.parse_ssh_config(result.stdout))

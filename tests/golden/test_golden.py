@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from playbooks import tree
+from playbooks.clusterdir import ensure_inputs
+from playbooks.components import host_plans
+from playbooks.components.addons import manifests
 from playbooks.inventory import load
-from playbooks.plans import host_plans
-from playbooks.plans.addons import manifests
-from playbooks.plans.inputs import gather
 from playbooks.versions import cni_release
 
 HERE = Path(__file__).parent
@@ -41,7 +41,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(HERE / "fixtures" / "secrets.yaml", tmp / "cluster" / "secrets.yaml")
     (tmp / "inventory.yaml").write_text(yaml.safe_dump(data))
     cluster = load(tmp / "inventory.yaml")
-    inputs = gather(cluster)
+    inputs = ensure_inputs(cluster)
     cni = tmp / "bundle" / cni_release(cluster.cni, inputs.stack).bundle_path
     cni.parent.mkdir(parents=True)
     shutil.copy(HERE / "fixtures" / "calico.yaml", cni)

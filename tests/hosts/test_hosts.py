@@ -6,11 +6,10 @@ from __future__ import annotations
 import pytest
 from nodes import Node, needs
 
-from playbooks import bundle, dns
+from playbooks import bundle, components, dns
 from playbooks.apply import local_sha256
-from playbooks.plans import binaries
-from playbooks.plans.images import CTR
-from playbooks.plans.inputs import stack_of
+from playbooks.components.images import CTR
+from playbooks.inputs import stack_of
 
 PKI = "/etc/kubernetes/pki"
 SERVICES = {
@@ -124,7 +123,7 @@ def test_binaries_match_the_bundle(host, node: Node) -> None:
     if manifest is None:
         pytest.skip(f"no bundle at {node.cluster.bundle_dir} on this machine: binaries not compared")
     wanted = {b.path: local_sha256(bundle.extracted(node.cluster.bundle_dir, b))
-              for b in binaries.of_host(stack_of(node.cluster), manifest.arch, node.host)}
+              for b in components.binaries_on(node.cluster, stack_of(node.cluster), manifest.arch, node.host)}
     out = host.run("sha256sum " + " ".join(wanted))
     found = {path: sha for sha, path in (line.split(maxsplit=1) for line in out.stdout.splitlines())}
     differ = [p for p, sha in wanted.items() if found.get(p) != sha]
@@ -147,7 +146,7 @@ def test_programs_are_the_pinned_releases(host, node: Node) -> None:
     """Each program reports the version the inventory pins: catches a binary from another release or a build
     without its version stamp."""
     s = stack_of(node.cluster)
-    names = {b.path.rsplit("/", 1)[1]: b.path for b in binaries.of_host(s, "amd64", node.host)}
+    names = {b.path.rsplit("/", 1)[1]: b.path for b in components.binaries_on(node.cluster, s, "amd64", node.host)}
     checked = 0
     for name, (flag, expected) in VERSION_OUTPUT.items():
         if name in names:

@@ -18,11 +18,11 @@ import pytest
 from labkit import TIMINGS, Kubectl, Lab, cli
 
 from playbooks import oci
+from playbooks.components.images import CTR
 from playbooks.lab import lifecycle
 from playbooks.lab.access import connect
 from playbooks.lab.bundle import machine_arch
 from playbooks.model import Cluster
-from playbooks.plans.images import CTR
 
 pytestmark = pytest.mark.lab
 APP_IMAGE = "docker.io/kubefab/labapp:1"

@@ -22,8 +22,8 @@ CHECK_IFACE = "kfcheck0"
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory):
+    from playbooks.clusterdir import ensure_inputs
     from playbooks.inventory import load
-    from playbooks.plans.inputs import gather
     from tests.conftest import Rendered
 
     tmp = tmp_path_factory.mktemp("rendered")
@@ -41,7 +41,7 @@ hosts:
   - {{name: m-3, ip: 127.0.1.3, roles: [etcd, control_plane, worker]}}
 """)
     cluster = load(inventory)
-    tree.write(tmp / "out", Rendered(cluster, gather(cluster)).plans, {})
+    tree.write(tmp / "out", Rendered(cluster, ensure_inputs(cluster)).plans, {})
     return tmp / "out"
 
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from playbooks import audit
+from playbooks.clusterdir import ensure_inputs
 from playbooks.inventory import load
 from playbooks.plan import File
-from playbooks.plans.inputs import gather
 from tests.conftest import EXAMPLE, Rendered
 
 CP = "/etc/kubernetes/apiserver"
@@ -26,7 +26,7 @@ def files(tmp_path_factory: pytest.TempPathFactory):
     data = yaml.safe_load(EXAMPLE.read_text()) | {"cluster_dir": str(tmp / "c"), "bundle": str(tmp / "b")}
     (tmp / "i.yaml").write_text(yaml.safe_dump(data))
     cluster = load(tmp / "i.yaml")
-    rendered = Rendered(cluster, gather(cluster))
+    rendered = Rendered(cluster, ensure_inputs(cluster))
     return {f.path: f for p in rendered.plans["k8s-1"] for f in p.files}
 
 

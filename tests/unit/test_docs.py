@@ -43,9 +43,9 @@ from docs_commands import (
 )
 from invoke.parser import ParseError, Parser, ParserContext
 
-from playbooks.bundle import required
+from playbooks.components import releases as required
+from playbooks.inputs import stack_of
 from playbooks.inventory import load, validate_text
-from playbooks.plans.inputs import stack_of
 from playbooks.tasks import deploy as deploy_tasks
 from playbooks.tasks import ns
 from playbooks.versions import cni_release

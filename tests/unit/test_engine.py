@@ -21,7 +21,7 @@ import pytest
 import yaml
 from invoke.exceptions import Exit
 
-from playbooks import bundle, facts, preflight
+from playbooks import bundle, components, facts, preflight
 from playbooks.apply import _Upload, install_script, parse_state, state_script, with_block
 from playbooks.inventory import load
 from playbooks.plan import Binary, Block, Directory, File, Plan, Step
@@ -241,7 +241,7 @@ def recorded_bundle(tmp_path: Path, origin: str) -> tuple:
     c = load(tmp_path / "i.yaml")
     s = stack(c.kubernetes_version)
     files = {}
-    for r in bundle.required(c, s, "amd64"):
+    for r in components.releases(c, s, "amd64"):
         path = tmp_path / "bundle" / r.bundle_path
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(r.component.encode())
@@ -255,7 +255,8 @@ def test_bundle_missing_files_are_one_error_with_the_fetch_command(tmp_path: Pat
     data = yaml.safe_load(EXAMPLE.read_text()) | {"bundle": str(tmp_path / "empty")}
     (tmp_path / "i.yaml").write_text(yaml.safe_dump(data))
     c = load(tmp_path / "i.yaml")
-    (problem,) = bundle.verify(c, stack(c.kubernetes_version), "amd64")
+    s = stack(c.kubernetes_version)
+    (problem,) = bundle.verify(c, components.releases(c, s, "amd64"), s, "amd64")
     assert "6 release file(s) missing" in problem
     assert "kubernetes-server-linux-amd64.tar.gz" in problem and "crictl" in problem
     assert f"fab bundle --inventory {c.source}" in problem
@@ -264,16 +265,16 @@ def test_bundle_missing_files_are_one_error_with_the_fetch_command(tmp_path: Pat
 
 def test_built_files_are_checked_against_the_sha256_recorded_when_built(tmp_path: Path) -> None:
     c, s = recorded_bundle(tmp_path, bundle.BUILT)
-    assert bundle.verify(c, s, "amd64") == []
-    tampered = tmp_path / "bundle" / bundle.required(c, s, "amd64")[0].bundle_path
+    assert bundle.verify(c, components.releases(c, s, "amd64"), s, "amd64") == []
+    tampered = tmp_path / "bundle" / components.releases(c, s, "amd64")[0].bundle_path
     tampered.write_bytes(b"changed")
-    (problem,) = bundle.verify(c, s, "amd64")
+    (problem,) = bundle.verify(c, components.releases(c, s, "amd64"), s, "amd64")
     assert "differs from the SHA-256 recorded when it was built" in problem and str(tampered) in problem
 
 
 def test_downloaded_files_are_checked_against_published_checksums(tmp_path: Path) -> None:
     c, s = recorded_bundle(tmp_path, bundle.DOWNLOADED)
-    problems = bundle.verify(c, s, "amd64")
+    problems = bundle.verify(c, components.releases(c, s, "amd64"), s, "amd64")
     assert problems and all("differs from the published" in p for p in problems)
     assert any("sha512" in p for p in problems)  # the server tarball's CHANGELOG checksum
 

@@ -11,9 +11,9 @@ import yaml
 
 from playbooks import versions
 from playbooks.audit import args_of
+from playbooks.clusterdir import ensure_inputs
 from playbooks.flagref import config_fields, field_paths, valid_flags
 from playbooks.inventory import load
-from playbooks.plans.inputs import gather
 from tests.conftest import EXAMPLE, Rendered
 
 ENV_FILES = {
@@ -71,7 +71,7 @@ def minor_render(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     data |= {"kubernetes_version": request.param, "cluster_dir": str(tmp / "c"), "bundle": str(tmp / "b")}
     (tmp / "i.yaml").write_text(yaml.safe_dump(data))
     cluster = load(tmp / "i.yaml")
-    return request.param, Rendered(cluster, gather(cluster))
+    return request.param, Rendered(cluster, ensure_inputs(cluster))
 
 
 @pytest.mark.parametrize("component", list(ENV_FILES))

@@ -14,12 +14,12 @@ import yaml
 
 from playbooks import bundle, oci
 from playbooks.bundle import BUILT, IMAGE, Entry, Manifest, image_path, manifest_images, sandbox_image
+from playbooks.components import images, node
+from playbooks.components.addons import AddonError, patch_flannel
 from playbooks.images import shared_libraries
+from playbooks.inputs import Inputs, stack_of
 from playbooks.inventory import validate_text
 from playbooks.model import Cluster
-from playbooks.plans import images, nodes
-from playbooks.plans.addons import AddonError, patch_flannel
-from playbooks.plans.inputs import Inputs, stack_of
 from playbooks.registry import mirror_ref
 from playbooks.render import render
 
@@ -126,7 +126,7 @@ def test_a_registry_url_must_be_https_host_and_port(url: str) -> None:
 
 def test_the_registry_mirrors_every_upstream_and_is_trusted_by_the_cluster_ca() -> None:
     c = cluster(registry={"url": "https://reg.internal:5000", "mirrors": {"docker.io": ["https://dh.internal"]}})
-    files = {f.path: f.content.decode() for f in nodes.registry_hosts(c)}
+    files = {f.path: f.content.decode() for f in node.registry_hosts(c)}
     for upstream in ("registry.k8s.io", "docker.io", "quay.io", "ghcr.io"):
         toml = files[f"/etc/containerd/certs.d/{upstream}/hosts.toml"]
         assert '[host."https://reg.internal:5000"]' in toml and 'ca = "/etc/kubernetes/pki/ca.crt"' in toml
@@ -136,9 +136,9 @@ def test_the_registry_mirrors_every_upstream_and_is_trusted_by_the_cluster_ca() 
     own = files["/etc/containerd/certs.d/reg.internal:5000/hosts.toml"]
     assert 'server = "https://reg.internal:5000"' in own and 'ca = "/etc/kubernetes/pki/ca.crt"' in own
     plain = cluster()  # mirrors only (the example's): no private registry, no CA
-    assert [f.path for f in nodes.registry_hosts(plain)] == [f"/etc/containerd/certs.d/{r}/hosts.toml"
+    assert [f.path for f in node.registry_hosts(plain)] == [f"/etc/containerd/certs.d/{r}/hosts.toml"
                                                              for r in sorted(plain.registry.mirrors)]
-    assert all("ca =" not in f.content.decode() for f in nodes.registry_hosts(plain))
+    assert all("ca =" not in f.content.decode() for f in node.registry_hosts(plain))
 
 
 def with_bundle(tmp_path: Path, c: Cluster) -> tuple[Inputs, Path]:
@@ -148,16 +148,16 @@ def with_bundle(tmp_path: Path, c: Cluster) -> tuple[Inputs, Path]:
     for ref in [s.pause_image, s.coredns_image]:
         path = image_path(ref, "amd64")
         files[path] = Entry(IMAGE, ref, path, "0" * 64, "test", BUILT, f"sha256:{'1' * 64}")
-    (tmp_path / "b").mkdir()
-    bundle.write_manifest(tmp_path / "b", Manifest("amd64", files))
-    inputs = Inputs(cluster=c, stack=s, secrets=None, pki={}, arch="amd64")  # type: ignore[arg-type]
-    return inputs, tmp_path / "b"
+    c.bundle_dir.mkdir(parents=True)
+    bundle.write_manifest(c.bundle_dir, Manifest("amd64", files))
+    inputs = Inputs(cluster=c, stack=s, secrets=None, credentials={}, arch="amd64")  # type: ignore[arg-type]
+    return inputs, c.bundle_dir
 
 
 def test_each_node_imports_each_image_unless_containerd_holds_its_digest(tmp_path: Path) -> None:
-    c = cluster(addons=["rbac", "coredns"])
-    inputs, where = with_bundle(tmp_path, c)
-    plan = images.plan(inputs, c.workers[0], where)
+    c = cluster(addons=["rbac", "coredns"], bundle=str(tmp_path / "b"))
+    inputs, _ = with_bundle(tmp_path, c)
+    plan = images.IMAGES.host_plan(inputs, c.workers[0])
     assert plan is not None
     assert [b.path for b in plan.binaries] == [
         f"/var/lib/kubefab/images/registry.k8s.io_pause_{inputs.stack.pause}.oci.tar",
@@ -166,10 +166,10 @@ def test_each_node_imports_each_image_unless_containerd_holds_its_digest(tmp_pat
     assert "name==registry.k8s.io/pause:" in step.unless and f"grep -qx sha256:{'1' * 64}" in step.unless
     assert step.run.startswith("/usr/local/bin/ctr --namespace k8s.io images import --platform linux/amd64 ")
     non_worker = [h for h in c.hosts if not h.has("worker")]
-    assert all(images.plan(inputs, h, where) is None for h in non_worker)
-    registry = cluster(addons=["rbac", "coredns"], registry={"url": "https://reg:5000"})
+    assert all(images.IMAGES.host_plan(inputs, h) is None for h in non_worker)
+    registry = cluster(addons=["rbac", "coredns"], registry={"url": "https://reg:5000"}, bundle=str(tmp_path / "b"))
     registry_inputs = Inputs(registry, inputs.stack, None, {}, "amd64")  # type: ignore[arg-type]
-    assert images.plan(registry_inputs, c.workers[0], where) is None
+    assert images.IMAGES.host_plan(registry_inputs, c.workers[0]) is None
 
 
 def test_verify_names_missing_images_with_the_commands_that_make_them(tmp_path: Path) -> None:

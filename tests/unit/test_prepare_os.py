@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from playbooks import components
 from playbooks.facts import Facts, parse
+from playbooks.inputs import Inputs, stack_of
 from playbooks.inventory import validate_text
 from playbooks.model import Cluster
 from playbooks.plan import Plan, Step
-from playbooks.plans import nodes, prepare
-from playbooks.plans.inputs import Inputs, stack_of
 from playbooks.secrets import generate
 from tests.conftest import EXAMPLE
 
@@ -57,7 +57,7 @@ def cluster(**settings: object) -> Cluster:
 
 def plan(c: Cluster, host: str, f: Facts) -> Plan:
     inputs = Inputs(c, stack_of(c), generate(), {}, facts={h.name: f for h in c.hosts})
-    return prepare.plan(inputs, c.host(f"h-{host}"))
+    return components.named("prepare").host_plan(inputs, c.host(f"h-{host}"))
 
 
 def steps(p: Plan, word: str) -> list[Step]:
@@ -149,10 +149,10 @@ def test_firewalld_open_per_role(example: Cluster, os: str, host: str, ports: li
 
 def test_firewalld_ports_follow_the_settings() -> None:
     c = cluster(cni="flannel", api={"vip": "192.168.10.100", "port": 9443, "apiserver_port": 7443})
-    assert prepare.firewall_ports(c, c.host("h-worker")) == ("10250/tcp", "10256/tcp", "30000-32767/tcp", "8472/udp")
-    assert prepare.firewall_rich_rules(c, c.host("h-worker")) == ()
-    assert prepare.firewall_ports(c, c.host("h-cp"))[0] == "7443/tcp"
-    assert prepare.firewall_ports(c, c.host("h-lb")) == ("9443/tcp",)
+    assert components.firewall_ports(c, c.host("h-worker")) == ("10250/tcp", "10256/tcp", "30000-32767/tcp", "8472/udp")
+    assert components.firewall_rich_rules(c, c.host("h-worker")) == ()
+    assert components.firewall_ports(c, c.host("h-cp"))[0] == "7443/tcp"
+    assert components.firewall_ports(c, c.host("h-lb")) == ("9443/tcp",)
 
 
 @pytest.mark.parametrize("os", RHEL)
@@ -236,7 +236,7 @@ def test_kubelet_skips_the_systemd_resolved_stub(example: Cluster, stub: str, ex
     """On Ubuntu /etc/resolv.conf names 127.0.0.53, which pods cannot reach: kubelet gets resolved's upstream list."""
     f = facts("debian12", resolv_stub=stub)
     inputs = Inputs(example, stack_of(example), generate(), {}, facts={h.name: f for h in example.hosts})
-    p = nodes.plan(inputs, example.host("h-worker"))
+    p = components.phase_plan(inputs, example.host("h-worker"), "nodes")
     assert p is not None
     config = next(x.content for x in p.files if x.path == "/var/lib/kubelet/config.yaml").decode()
     if expected:

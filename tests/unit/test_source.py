@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from playbooks import reference, source, versions
+from playbooks import components, reference, source, versions
 from playbooks.archive import tar_gz
-from playbooks.plans import binaries
 
 K8S_GOMOD = """module k8s.io/kubernetes
 
@@ -90,8 +89,7 @@ def test_binary_names_follow_go_build(package: str, name: str) -> None:
 def test_release_layouts_match_what_deploy_extracts(tmp_path: Path) -> None:
     """Every member the plans read from a release file is where the source build packs it."""
     stack = versions.stack(versions.default_minor())
-    installed = (*binaries.for_node(stack, "amd64"), *binaries.for_control_plane(stack, "amd64"),
-                 *binaries.for_etcd(stack, "amd64"))
+    installed = [b for comp in components.DAEMONS for b in comp.binaries(stack, "amd64")]
     for recipe in source.RECIPES.values():
         version = getattr(stack, recipe.component, stack.kubernetes)
         binary = tmp_path / "b"

@@ -1,10 +1,12 @@
-"""Everything a plan is computed from, gathered once per run."""
+"""Everything a plan is computed from, read once per run. Pure data: `playbooks.clusterdir.ensure_inputs`
+creates what is missing on the operator's machine and reads it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from playbooks import ports
 from playbooks.facts import Facts
 from playbooks.model import NODE_MASK, Cluster, Host
 from playbooks.secrets import Secrets
@@ -18,14 +20,15 @@ class Inputs:
     cluster: Cluster
     stack: Stack
     secrets: Secrets
-    pki: Mapping[str, bytes]  # files of the cluster directory by relative path: "pki/ca.crt", "kubeconfig/admin.conf"
+    # The cluster directory's PKI files by relative path: "pki/ca.crt", "kubeconfig/admin.conf".
+    credentials: Mapping[str, bytes]
     arch: str = "amd64"
     facts: Mapping[str, Facts] = field(default_factory=dict)  # by host name; empty when rendering offline
 
     def context(self, host: Host | None = None, **extra: object) -> dict[str, object]:
         """Template variables shared by every template."""
-        return {"cluster": self.cluster, "stack": self.stack, "secrets": self.secrets, "pki": REMOTE_PKI,
-                "host": host, "node_mask": NODE_MASK, **extra}
+        return {"cluster": self.cluster, "stack": self.stack, "secrets": self.secrets, "pki_dir": REMOTE_PKI,
+                "ports": ports.TEMPLATE, "host": host, "node_mask": NODE_MASK, **extra}
 
 
 def read_cluster_files(c: Cluster) -> dict[str, bytes]:
@@ -40,15 +43,3 @@ def read_cluster_files(c: Cluster) -> dict[str, bytes]:
 
 def stack_of(c: Cluster) -> Stack:
     return stack(c.kubernetes_version, c.versions.model_dump())
-
-
-def gather(c: Cluster, facts: Mapping[str, Facts] | None = None, arch: str | None = None) -> Inputs:
-    """Inputs for `c`: its PKI and secrets (created on the operator's machine if missing), its versions, and
-    the architecture of its bundle (amd64 when there is no bundle yet)."""
-    from pki.store import ensure  # local: pki.store imports the model, not the plans
-    from playbooks import bundle, secrets
-
-    ensure(c)
-    manifest = bundle.read_manifest(c.bundle_dir)
-    return Inputs(c, stack_of(c), secrets.ensure(c), read_cluster_files(c),
-                  arch or (manifest.arch if manifest else "amd64"), facts or {})

@@ -1,11 +1,17 @@
-"""Phase `prepare`: kernel settings, swap, OS packages, SELinux and the firewall, before any component."""
+"""The host itself, before any component: kernel settings, swap, OS packages, SELinux and the firewall. Which
+packages and ports is derived from the components the host runs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
+
+from playbooks import component as derive
+from playbooks.component import Component
 from playbooks.facts import Facts
+from playbooks.inputs import Inputs
 from playbooks.model import Cluster, Host
 from playbooks.plan import Block, File, Plan, Step
-from playbooks.plans.inputs import Inputs
 from playbooks.render import render
 
 # Logical package -> name per OS family (the node packages are what kubelet and kube-proxy call).
@@ -30,17 +36,7 @@ def modules(c: Cluster) -> tuple[str, ...]:
     return ("overlay", "br_netfilter", *(IPVS_MODULES if c.kube_proxy_mode == "ipvs" else ()))
 
 
-def packages(c: Cluster, host: Host) -> tuple[str, ...]:
-    names: list[str] = []
-    if host.has("lb"):
-        names += ["haproxy", "keepalived"]
-    if host.has("worker"):
-        names += ["conntrack", "socat", "ipset", "iptables"]
-        names += {"ipvs": ["ipvsadm"], "nftables": ["nftables"]}.get(c.kube_proxy_mode, [])
-    return tuple(names)
-
-
-def plan(inputs: Inputs, host: Host) -> Plan:
+def plan(daemons: Sequence[Component], inputs: Inputs, host: Host) -> Plan:
     c = inputs.cluster
     facts = inputs.facts.get(host.name)
     steps = [
@@ -58,7 +54,7 @@ def plan(inputs: Inputs, host: Host) -> Plan:
              run="sysctl -q -p /etc/sysctl.d/99-kubernetes.conf"),
     ]
     if facts is not None:
-        steps += _os_steps(c, host, facts)
+        steps += _os_steps(daemons, c, host, facts)
     return Plan(
         host.name,
         "prepare",
@@ -72,10 +68,11 @@ def plan(inputs: Inputs, host: Host) -> Plan:
     )
 
 
-def _os_steps(c: Cluster, host: Host, facts: Facts) -> list[Step]:
+def _os_steps(daemons: Sequence[Component], c: Cluster, host: Host, facts: Facts) -> list[Step]:
     """Steps that depend on the host's OS: packages, SELinux and firewalld."""
     steps: list[Step] = []
-    names = [PACKAGES[p][facts.family] for p in packages(c, host) if facts.family in PACKAGES[p]]
+    wanted = derive.packages(daemons, c, host)
+    names = [PACKAGES[p][facts.family] for p in PACKAGES if p in wanted and facts.family in PACKAGES[p]]
     if names and facts.family == "debian":
         steps.append(Step(f"packages {' '.join(names)}", unless=f"dpkg -s {' '.join(names)} >/dev/null 2>&1",
                           run=f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q {' '.join(names)}"))
@@ -99,8 +96,8 @@ def _os_steps(c: Cluster, host: Host, facts: Facts) -> list[Step]:
                           unless="! systemctl is-active -q firewalld && ! systemctl is-enabled -q firewalld",
                           run="systemctl disable --now firewalld"))
     elif facts.firewalld_active and c.firewall == "open":
-        ports = firewall_ports(c, host)
-        rules = firewall_rich_rules(c, host)
+        ports = derive.firewall_ports(daemons, c, host)
+        rules = derive.rich_rules(daemons, c, host)
         wanted = " ".join(ports)
         steps.append(Step(
             f"firewalld opens {wanted}",
@@ -113,27 +110,6 @@ def _os_steps(c: Cluster, host: Host, facts: Facts) -> list[Step]:
     return steps
 
 
-def firewall_ports(c: Cluster, host: Host) -> tuple[str, ...]:
-    """The port table of the book's section 2.1, per role, with the CNI's own ports."""
-    ports: list[str] = []
-    if host.has("etcd"):
-        ports += ["2379-2380/tcp"]
-    if host.has("control_plane"):
-        ports += [f"{c.api.apiserver_port}/tcp", "10257/tcp", "10259/tcp"]
-    if host.has("lb"):
-        ports += [f"{c.api.port}/tcp"]
-    if host.has("worker"):
-        ports += ["10250/tcp", "10256/tcp", "30000-32767/tcp"]
-        ports += ["179/tcp", "4789/udp"] if c.cni == "calico" else ["8472/udp"]
-    return tuple(dict.fromkeys(ports))
-
-
-def firewall_rich_rules(c: Cluster, host: Host) -> tuple[str, ...]:
-    """Protocols without ports: VRRP between keepalived peers, and IP-in-IP (protocol 4), which the upstream
-    calico.yaml uses between nodes (CALICO_IPV4POOL_IPIP Always)."""
-    rules: list[str] = []
-    if host.has("lb"):
-        rules.append('rule protocol value="vrrp" accept')
-    if host.has("worker") and c.cni == "calico":
-        rules.append('rule protocol value="4" accept')
-    return tuple(rules)
+def component(daemons: Sequence[Component]) -> Component:
+    """Every host prepared for the `daemons` it runs: their packages and firewall openings."""
+    return Component("prepare", phase="prepare", hosts=lambda c: c.hosts, plan=partial(plan, daemons))

@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-from playbooks.model import Host
 from playbooks.plan import Binary
-from playbooks.versions import Stack, release
+from playbooks.versions import release
 
 KUBE_BIN = "/usr/local/bin"
-CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
-def for_etcd(s: Stack, arch: str) -> tuple[Binary, ...]:
-    return etcd(s.etcd, arch, ("etcd",))
-
-
-def for_control_plane(s: Stack, arch: str) -> tuple[Binary, ...]:
-    return kubernetes(s.kubernetes, arch, (*CONTROL_PLANE, "kubectl"))
-
-
-def for_node(s: Stack, arch: str) -> tuple[Binary, ...]:
-    return (*containerd(s.containerd, arch), *runc(s.runc, arch), *cni_plugins(s.cni_plugins, arch),
-            *crictl(s.crictl, arch), *kubernetes(s.kubernetes, arch, ("kubelet", "kube-proxy")))
-
-
-def of_host(s: Stack, arch: str, host: Host) -> tuple[Binary, ...]:
-    """Every binary the host's roles install (what `fab verify` compares with the bundle)."""
-    return (*(for_etcd(s, arch) if host.has("etcd") else ()),
-            *(for_control_plane(s, arch) if host.has("control_plane") else ()),
-            *(for_node(s, arch) if host.has("worker") else ()))
-
-
-def etcd(version: str, arch: str, notifies: tuple[str, ...]) -> tuple[Binary, ...]:
+def etcd(version: str, arch: str) -> tuple[Binary, ...]:
     source = release("etcd", version, arch).bundle_path
     top = f"etcd-v{version}-linux-{arch}"
     tools = ("etcd", "etcdctl", "etcdutl") if _at_least(version, 3, 5) else ("etcd", "etcdctl")
-    return tuple(Binary(source, f"{top}/{t}", f"{KUBE_BIN}/{t}", notifies if t == "etcd" else ()) for t in tools)
+    return tuple(Binary(source, f"{top}/{t}", f"{KUBE_BIN}/{t}", ("etcd",) if t == "etcd" else ()) for t in tools)
 
 
 def kubernetes(version: str, arch: str, names: tuple[str, ...]) -> tuple[Binary, ...]:

@@ -1,4 +1,4 @@
-"""Phase `add-ons`: cluster-wide manifests applied through the VIP with the admin credentials: RBAC for the
+"""The add-ons: cluster-wide manifests applied through the VIP with the admin credentials: RBAC for the
 apiserver to reach kubelets, the CNI (the bundle's official manifest, patched with the pod CIDR) and CoreDNS."""
 
 from __future__ import annotations
@@ -6,10 +6,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from playbooks.model import Cluster
-from playbooks.plans.inputs import Inputs
+from playbooks import dns, ports
+from playbooks.component import Component, Port, first_with, with_role
+from playbooks.components.control_plane import kubectl
+from playbooks.inputs import Inputs
+from playbooks.model import Cluster, Host
+from playbooks.plan import Check, File, Plan, Step
 from playbooks.render import render
 from playbooks.versions import CNIError, cni_release
+
+ADDONS_DIR = "/etc/kubernetes/addons"
 
 
 class AddonError(Exception):
@@ -71,3 +77,41 @@ def patch_flannel(text: str, c: Cluster, name: str) -> str:
     if count != 1:
         raise AddonError(f"{name}: expected one `env:` list (flanneld's), found {count}")
     return text
+
+
+def plan(inputs: Inputs, host: Host) -> Plan:
+    """The manifests on the first control-plane host, applied once every node holds the images they run.
+    `kubectl diff` (server-side, exit 0 when nothing differs) decides whether they need applying."""
+    docs = manifests(inputs, inputs.cluster.bundle_dir)
+    apply = Step("kubectl apply the add-on manifests", unless=kubectl(f"diff -f {ADDONS_DIR}/ >/dev/null"),
+                 run=kubectl(f"apply -f {ADDONS_DIR}/"))
+    return Plan(host.name, "addons", files=tuple(File(f"{ADDONS_DIR}/{n}", body) for n, body in docs.items()),
+                final_steps=(apply,))
+
+
+def checks(c: Cluster, host: Host) -> tuple[Check, ...]:
+    out = []
+    if "cni" in c.addons:  # without a network plugin no node becomes Ready
+        out.append(Check("nodes Ready", kubectl("wait --for=condition=Ready nodes --all --timeout=10s"), 600, 5,
+                         scope="once"))
+    if "coredns" in c.addons:
+        name = f"kubernetes.default.svc.{c.network.domain}"
+        out += [Check("CoreDNS available", kubectl("-n kube-system rollout status deployment/coredns --timeout=10s"),
+                      600, 5, scope="once"),
+                Check(f"CoreDNS answers {name} at {c.network.dns_ip}", dns.query_command(name, str(c.network.dns_ip)),
+                      60, 2, scope="once")]
+    return tuple(out)
+
+
+ADDONS = Component("addons", phase="addons", hosts=lambda c: first_with("control_plane")(c) if c.addons else (),
+                   plan=plan, checks=checks)
+
+# The network plugin runs as pods on every worker; its ports are the workers' to open.
+CNI = Component(
+    "cni",
+    phase="addons",
+    hosts=with_role("worker"),
+    ports=lambda c: ((Port(ports.CALICO_BGP, bind=()), Port(ports.CALICO_VXLAN, "udp", bind=()))
+                     if c.cni == "calico" else (Port(ports.FLANNEL_VXLAN, "udp", bind=()),)),
+    rich_rules=lambda c: ('rule protocol value="4" accept',) if c.cni == "calico" else (),  # IP-in-IP, calico.yaml
+)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 
 from playbooks.bundle import image_path, read_manifest, required_images
-from playbooks.model import Host
+from playbooks.component import Component
+from playbooks.components.binaries import KUBE_BIN
+from playbooks.inputs import Inputs
+from playbooks.model import Cluster, Host
 from playbooks.plan import Binary, Plan, Step
-from playbooks.plans.binaries import KUBE_BIN
-from playbooks.plans.inputs import Inputs
 
 IMAGES_DIR = "/var/lib/kubefab/images"
 CTR = f"{KUBE_BIN}/ctr --namespace k8s.io"
@@ -30,10 +30,9 @@ def held(ref: str, digest: str) -> str:
             f"| grep -qx {shlex.quote(digest)}")
 
 
-def plan(inputs: Inputs, host: Host, bundle: Path) -> Plan | None:
+def plan(inputs: Inputs, host: Host) -> Plan | None:
     c = inputs.cluster
-    if not host.has("worker") or c.registry.url:
-        return None
+    bundle = c.bundle_dir
     manifest = read_manifest(bundle)
     binaries, steps = [], []
     for ref in required_images(c, inputs.stack, bundle):
@@ -47,3 +46,12 @@ def plan(inputs: Inputs, host: Host, bundle: Path) -> Plan | None:
     if not steps:
         return None
     return Plan(host.name, "images", binaries=tuple(binaries), steps=tuple(steps))
+
+
+def importing(c: Cluster) -> tuple[Host, ...]:
+    """The workers, unless a private registry serves the images."""
+    return () if c.registry.url or not c.addons else c.workers
+
+
+# Before the add-ons that run them: the add-ons phase applies every host's plan before its manifests.
+IMAGES = Component("images", phase="addons", hosts=importing, plan=plan)

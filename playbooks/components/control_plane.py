@@ -1,0 +1,102 @@
+"""kube-apiserver, kube-controller-manager and kube-scheduler on every control-plane host, leader election on."""
+
+from __future__ import annotations
+
+from playbooks import ports
+from playbooks.component import Component, Port, with_role
+from playbooks.components import binaries
+from playbooks.inputs import Inputs
+from playbooks.model import Cluster, Host
+from playbooks.plan import Check, Directory, File, Plan
+from playbooks.render import render
+
+ADMIN = "/etc/kubernetes/admin.conf"
+
+
+def kubectl(args: str = "get --raw /readyz", server: str | None = None) -> str:
+    """kubectl on a control-plane host with the admin credentials (through the VIP unless `server`)."""
+    return f"{binaries.KUBE_BIN}/kubectl --kubeconfig={ADMIN} {f'--server={server} ' if server else ''}{args}"
+
+
+def files(inputs: Inputs, host: Host, name: str, *items: tuple[str, str, int, bool]) -> Plan:
+    """A plan of `name`'s files: (template, path, mode, secret) each, restarting `name` when changed."""
+    ctx = inputs.context(host)
+    return Plan(host.name, name, files=tuple(
+        File(path, render(template, **ctx), mode, notifies=(name,), secret=secret)
+        for template, path, mode, secret in items))
+
+
+def apiserver_plan(inputs: Inputs, host: Host) -> Plan:
+    plan = files(inputs, host, "kube-apiserver",
+                 ("kube-apiserver/apiserver.j2", "/etc/kubernetes/apiserver", 0o644, False),
+                 ("kube-apiserver/encryption-config.yaml.j2", "/etc/kubernetes/encryption-config.yaml", 0o600, True),
+                 ("kube-apiserver/audit-policy.yaml.j2", "/etc/kubernetes/audit-policy.yaml", 0o644, False),
+                 ("kube-apiserver/kube-apiserver.service.j2", "/etc/systemd/system/kube-apiserver.service", 0o644,
+                  False))
+    return Plan(host.name, plan.component, files=plan.files,
+                directories=(Directory("/etc/kubernetes"), Directory("/var/log/kubernetes", 0o700)))
+
+
+def apiserver_checks(c: Cluster, host: Host) -> tuple[Check, ...]:
+    local = Check("apiserver /readyz", kubectl(server=f"https://127.0.0.1:{c.api.apiserver_port}"), 90)
+    if host.name != c.control_plane[0].name:
+        return (local,)
+    # Through the VIP (or the single apiserver) with the admin credentials: TLS verified against the cluster CA
+    # and the server address, as every client will.
+    return local, Check(f"/readyz through {c.server_url}", kubectl(), 90, scope="once")
+
+
+def running(service: str) -> tuple[Check, ...]:
+    return (Check(f"{service} running", f"systemctl is-active -q {service}", 60),)
+
+
+APISERVER = Component(
+    "kube-apiserver",
+    phase="control-plane",
+    hosts=with_role("control_plane"),
+    plan=apiserver_plan,
+    services=("kube-apiserver",),
+    restart="rolling",
+    ports=lambda c: (Port(c.api.apiserver_port),),
+    releases=("kubernetes_server",),
+    binaries=lambda s, arch: binaries.kubernetes(s.kubernetes, arch, ("kube-apiserver", "kubectl")),
+    reads=("pki/ca.crt", "pki/etcd/ca.crt", "pki/front-proxy-ca.crt", "pki/apiserver", "pki/apiserver-kubelet-client",
+           "pki/apiserver-etcd-client", "pki/front-proxy-client", "pki/sa.pub", "pki/sa.key"),
+    checks=apiserver_checks,
+)
+
+CONTROLLER_MANAGER = Component(
+    "kube-controller-manager",
+    phase="control-plane",
+    hosts=with_role("control_plane"),
+    plan=lambda inputs, host: files(
+        inputs, host, "kube-controller-manager",
+        ("kube-controller-manager/controller-manager.j2", "/etc/kubernetes/controller-manager", 0o644, False),
+        ("kube-controller-manager/kube-controller-manager.service.j2",
+         "/etc/systemd/system/kube-controller-manager.service", 0o644, False)),
+    services=("kube-controller-manager",),
+    restart="rolling",
+    ports=lambda c: (Port(ports.CONTROLLER_MANAGER, bind=("local",)),),
+    releases=("kubernetes_server",),
+    binaries=lambda s, arch: binaries.kubernetes(s.kubernetes, arch, ("kube-controller-manager",)),
+    reads=("pki/ca.crt", "pki/ca.key", "pki/front-proxy-ca.crt", "pki/sa.key", "controller-manager.conf"),
+    checks=lambda c, host: running("kube-controller-manager"),
+)
+
+SCHEDULER = Component(
+    "kube-scheduler",
+    phase="control-plane",
+    hosts=with_role("control_plane"),
+    plan=lambda inputs, host: files(
+        inputs, host, "kube-scheduler",
+        ("kube-scheduler/scheduler.j2", "/etc/kubernetes/scheduler", 0o644, False),
+        ("kube-scheduler/kube-scheduler.yaml.j2", "/etc/kubernetes/kube-scheduler.yaml", 0o644, False),
+        ("kube-scheduler/kube-scheduler.service.j2", "/etc/systemd/system/kube-scheduler.service", 0o644, False)),
+    services=("kube-scheduler",),
+    restart="rolling",
+    ports=lambda c: (Port(ports.SCHEDULER, bind=("local",)),),
+    releases=("kubernetes_server",),
+    binaries=lambda s, arch: binaries.kubernetes(s.kubernetes, arch, ("kube-scheduler",)),
+    reads=("scheduler.conf",),
+    checks=lambda c, host: running("kube-scheduler"),
+)

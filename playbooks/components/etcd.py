@@ -1,0 +1,66 @@
+"""etcd: the member's binaries, its environment file and unit, a data dir only etcd can read; mutual TLS on the
+client and peer ports."""
+
+from __future__ import annotations
+
+from playbooks import ports
+from playbooks.component import Component, Port, with_role
+from playbooks.components import binaries
+from playbooks.inputs import REMOTE_PKI, Inputs
+from playbooks.model import Cluster, Host
+from playbooks.plan import Check, Directory, File, Plan
+from playbooks.render import render
+
+DATA_DIR = "/var/lib/etcd"
+
+
+def plan(inputs: Inputs, host: Host) -> Plan:
+    ctx = inputs.context(host, etcd_data_dir=DATA_DIR)
+    return Plan(
+        host.name,
+        "etcd",
+        users=("etcd",),
+        directories=(Directory("/etc/etcd"), Directory(DATA_DIR, 0o700, "etcd", "etcd")),
+        files=(
+            File("/etc/etcd/etcd.conf", render("etcd/etcd.conf.j2", **ctx), notifies=("etcd",)),
+            File("/etc/systemd/system/etcd.service", render("etcd/etcd.service.j2", **ctx), notifies=("etcd",)),
+        ),
+    )
+
+
+def endpoint(host: Host) -> str:
+    return f"https://{host.address}:{ports.ETCD_CLIENT}"
+
+
+def etcdctl(endpoints: str, command: str) -> str:
+    """etcdctl on an etcd host with the health-check client certificate."""
+    return (f"ETCDCTL_API=3 {binaries.KUBE_BIN}/etcdctl --endpoints={endpoints} --dial-timeout=3s "
+            f"--command-timeout=5s --cacert={REMOTE_PKI}/etcd/ca.crt "
+            f"--cert={REMOTE_PKI}/etcd/healthcheck-client.crt --key={REMOTE_PKI}/etcd/healthcheck-client.key "
+            f"{command}")
+
+
+def checks(c: Cluster, host: Host) -> tuple[Check, ...]:
+    member = Check("etcd member health", etcdctl(endpoint(host), "endpoint health"), 90)
+    if host.name != c.etcd_hosts[0].name:
+        return (member,)
+    every = ",".join(endpoint(h) for h in c.etcd_hosts)
+    return member, Check("etcd cluster health (mutual TLS, every member)", etcdctl(every, "endpoint health"), 120,
+                         scope="once")
+
+
+ETCD = Component(
+    "etcd",
+    phase="etcd",
+    hosts=with_role("etcd"),
+    plan=plan,
+    services=("etcd",),
+    restart="rolling",
+    start="no-block",  # a member's start returns once a quorum exists: every member starts without waiting
+    ports=lambda c: (Port(ports.ETCD_CLIENT, bind=("host", "local")), Port(ports.ETCD_PEER, bind=("host",)),
+                     Port(ports.ETCD_METRICS, bind=("local",), public=False)),
+    releases=("etcd",),
+    binaries=lambda s, arch: binaries.etcd(s.etcd, arch),
+    reads=("pki/etcd/ca.crt", "pki/etcd/server", "pki/etcd/peer"),
+    checks=checks,
+)
