@@ -15,7 +15,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -23,6 +23,7 @@ from typing import TypeVar
 from playbooks import bundle as bundles
 from playbooks import components
 from playbooks.apply import PENDING_RESTARTS, Assessment, Outcome, assess, execute
+from playbooks.component import Component
 from playbooks.components.addons import AddonError
 from playbooks.facts import COMMAND, Facts, parse
 from playbooks.findings import Finding
@@ -183,10 +184,11 @@ class Runner:
     def with_facts(self) -> Inputs:
         return dataclasses.replace(self.inputs, facts=self.facts)
 
-    def plans(self, phase: str) -> dict[str, Plan]:
+    def plans(self, phase: str, comps: Sequence[Component]) -> dict[str, Plan]:
+        """The components' plans on each host as one per host (applied in one round trip)."""
         inputs = self.with_facts()
         try:
-            return {h.name: p for h in self.cluster.hosts if (p := components.phase_plan(inputs, h, phase))}
+            return {h.name: p for h in self.cluster.hosts if (p := components.combined_plan(inputs, h, phase, comps))}
         except AddonError as exc:
             raise DeployFailed(phase, [StepFailed("(operator)", "add-on manifests", "render", str(exc))]) from None
 
@@ -196,7 +198,7 @@ class Runner:
         wanted: dict[Host, list[Binary]] = {}
         for p in phases:
             try:
-                plans = self.plans(p)
+                plans = self.plans(p, components.of_phase(p))
             except DeployFailed:  # the add-ons' manifests: their phase reports why when it runs
                 continue
             for h in self.cluster.hosts:
@@ -246,21 +248,22 @@ class Runner:
         self.pending[host] |= changed
 
     def actions(self, plans: Mapping[str, Plan], found: Mapping[str, Assessment]) -> dict[str, Actions]:
-        """Each host's service actions; what they settle is no longer owed."""
-        out = {}
-        for name, plan in plans.items():
-            out[name] = decide(plan.services, found[name].services, self.pending[name])
-            self.pending[name] -= set(plan.services)
-        return out
+        return {name: decide(plan.services, found[name].services, self.pending[name]) for name, plan in plans.items()}
 
-    def preview(self, phase: str) -> dict[str, Preview]:
-        """What `phase` would change on each host, changing nothing."""
-        plans = self.plans(phase)
+    def settled(self, host: str, services: Iterable[str]) -> None:
+        """Started or restarted: what they were owed is done."""
+        self.pending[host] -= set(services)
+
+    def preview(self, phase: str, comps: Sequence[Component] | None = None) -> dict[str, Preview]:
+        """What `phase` (or `comps`) would change on each host, changing nothing."""
+        plans = self.plans(phase, components.of_phase(phase) if comps is None else comps)
         hosts = [h for h in self.cluster.hosts if h.name in plans]
         found = self.each(phase, hosts, lambda h: assess(self.remote(h), plans[h.name], self.bundle))
         for name, f in found.items():
             self.owe(name, f, notified(f))
         actions = self.actions(plans, found)
+        for name, act in actions.items():
+            self.settled(name, (*act.start, *act.restart))
         finals = self.each(phase, hosts, lambda h: tuple(
             s for s in plans[h.name].final_steps if not self.run(h, f"{phase}: check {s.name}", s.unless,
                                                                   check=False).ok))
@@ -268,19 +271,21 @@ class Runner:
 
     # -- deploy ---------------------------------------------------------------------------------------------
 
-    def phase(self, name: str) -> PhaseResult:
-        """Run one phase; its result is kept in self.results, complete or up to the failure."""
+    def phase(self, name: str, comps: Sequence[Component] | None = None) -> PhaseResult:
+        """Run one phase: its components (or `comps`) over their hosts. Its result is kept in self.results,
+        complete or up to the failure."""
         start = time.monotonic()
         result = PhaseResult(name)
         self.results.append(result)
+        comps = components.of_phase(name) if comps is None else comps
         try:
-            plans = self.plans(name)
+            plans = self.plans(name, comps)
             if not plans:
                 result.note = ("skipped: the inventory selects no add-ons" if name == "addons"
                                else "no host has this role")
                 return result
             found = self.apply(name, plans, result)
-            self.services(name, plans, self.actions(plans, found), result)
+            self.services(name, comps, plans, self.actions(plans, found), result)
             self.final_steps(name, plans, result)
             self.verify(name, plans)
         except DeployFailed as exc:
@@ -318,11 +323,12 @@ class Runner:
             result.hosts[name] = Tally(outcome.changed, found.unchanged)
             self.owe(name, found, outcome.notified)
 
-    def services(self, phase: str, plans: dict[str, Plan], actions: dict[str, Actions], result: PhaseResult) -> None:
+    def services(self, phase: str, comps: Sequence[Component], plans: dict[str, Plan], actions: dict[str, Actions],
+                 result: PhaseResult) -> None:
         """Start (and enable) what is not running, on every host at once; then the restarts, one host at a time
         when a restarted service's component restarts rolling."""
-        no_block = {s for comp in components.of_phase(phase) if comp.start == "no-block" for s in comp.services}
-        rolling = {s for comp in components.of_phase(phase) if comp.restart == "rolling" for s in comp.services}
+        no_block = {s for comp in comps if comp.start == "no-block" for s in comp.services}
+        rolling = {s for comp in comps if comp.restart == "rolling" for s in comp.services}
 
         def start(host: Host) -> None:
             act = actions[host.name]
@@ -334,6 +340,7 @@ class Runner:
                 commands += [f"systemctl start --no-block {' '.join(s for s in act.start if s in no_block)}"] if len(
                     waiting) < len(act.start) else []
                 self.systemctl(host, f"{phase}: enable and start {' '.join(wanted)}", " && ".join(commands), wanted)
+                self.settled(host.name, act.start)
                 result.hosts[host.name].started += wanted
                 self.report(host.name, f"{phase}: started {' '.join(wanted)}")
 
@@ -342,6 +349,7 @@ class Runner:
             if wanted:
                 self.systemctl(host, f"{phase}: restart {' '.join(wanted)}", f"systemctl restart {' '.join(wanted)}",
                                list(wanted))
+                self.settled(host.name, wanted)
                 result.hosts[host.name].restarted += wanted
                 self.report(host.name, f"{phase}: restarted {' '.join(wanted)}")
                 if rolling & set(wanted):

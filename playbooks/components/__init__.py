@@ -5,6 +5,8 @@ plans out and `kubefab render` writes them to a directory."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from playbooks import component
 from playbooks.component import Component
 from playbooks.components import certificates, host_os
@@ -39,10 +41,14 @@ def named(name: str) -> Component:
     return next(comp for comp in COMPONENTS if comp.name == name)
 
 
-def phase_plan(inputs: Inputs, host: Host, phase: str) -> Plan | None:
-    """The plans of the phase's components on `host` as one, or None when none runs there."""
-    plans = [p for comp in of_phase(phase) if (p := comp.host_plan(inputs, host)) is not None]
+def combined_plan(inputs: Inputs, host: Host, phase: str, comps: Sequence[Component]) -> Plan | None:
+    """The plans of `comps` on `host` as one (applied in one round trip), or None when none runs there."""
+    plans = [p for comp in comps if (p := comp.host_plan(inputs, host)) is not None]
     return merge(phase, plans) if plans else None
+
+
+def phase_plan(inputs: Inputs, host: Host, phase: str) -> Plan | None:
+    return combined_plan(inputs, host, phase, of_phase(phase))
 
 
 def host_plans(inputs: Inputs, host: Host) -> list[Plan]:

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from labkit import Lab
 
-from playbooks import oci, source
-from playbooks.bundle import image_path, release_files
+from playbooks import components, oci, source
+from playbooks.bundle import image_path
 from playbooks.inventory import load
 from playbooks.lab import lifecycle
 from playbooks.lab.bundle import ensure_bundle, lab_images, lab_stack, machine_arch
@@ -42,7 +42,7 @@ def test_inventory_is_valid_and_describes_the_running_lab(lab: Lab) -> None:
 def test_bundle_holds_the_pinned_releases_each_with_its_checksum_and_origin(lab: Lab) -> None:
     m = manifest(lab)
     files = {f["path"]: f for f in m["files"]}
-    for r in release_files(lab_stack(), machine_arch()):
+    for r in components.releases(None, lab_stack(), machine_arch()):
         f = files[r.bundle_path]
         assert (f["component"], f["version"]) == (r.component, r.version)
         assert hashlib.sha256((lab.paths.bundle / f["path"]).read_bytes()).hexdigest() == f["sha256"], f["path"]
