@@ -1,4 +1,4 @@
-"""`fab verify`: the testinfra suite in tests/hosts run against an inventory's hosts, over the same SSH
+"""`fab verify`: the testinfra suite in playbooks/hostsuite (shipped in the package) run against an inventory's hosts, over the same SSH
 settings a deploy uses (an OpenSSH config written for the run)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from playbooks.model import Cluster
 
-SUITE = Path(__file__).resolve().parent.parent / "tests" / "hosts"
+SUITE = Path(__file__).resolve().parent / "hostsuite"
 
 
 def ssh_config(c: Cluster, control_dir: Path) -> str:

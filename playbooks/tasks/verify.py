@@ -1,4 +1,4 @@
-"""`fab verify`: run the testinfra suite (tests/hosts) against the inventory's hosts."""
+"""`fab verify`: run the testinfra suite (playbooks/hostsuite) against the inventory's hosts."""
 
 import tempfile
 from pathlib import Path

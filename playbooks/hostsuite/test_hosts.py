@@ -4,7 +4,7 @@ and running, ports listening, files and their modes, certificates valid and chai
 from __future__ import annotations
 
 import pytest
-from nodes import Node, needs
+from playbooks.hostsuite.nodes import Node, needs
 
 from playbooks import bundle, components, dns
 from playbooks.apply import local_sha256
@@ -12,34 +12,25 @@ from playbooks.components.images import CTR
 from playbooks.inputs import stack_of
 
 PKI = "/etc/kubernetes/pki"
-SERVICES = {
-    "etcd": ("etcd",),
-    "lb": ("haproxy", "keepalived"),
-    "control_plane": ("kube-apiserver", "kube-controller-manager", "kube-scheduler"),
-    "worker": ("containerd", "kubelet", "kube-proxy"),
-}
+DAEMONS = [comp for comp in components.DAEMONS if comp.services]
 
 
-@pytest.mark.parametrize("role", list(SERVICES))
-def test_services_enabled_and_running(host, node: Node, role: str) -> None:
-    needs(node, role)
-    for name in SERVICES[role]:
+@pytest.mark.parametrize("component", DAEMONS, ids=[comp.name for comp in DAEMONS])
+def test_services_enabled_and_running(host, node: Node, component) -> None:
+    if not component.on(node.cluster, node.host):
+        pytest.skip(f"{node.host.name} does not run {component.name}")
+    for name in component.services:
         service = host.service(name)
         assert service.is_enabled, f"{name} is not enabled"
         assert service.is_running, f"{name} is not running"
 
 
 def test_ports_listening(host, node: Node) -> None:
+    """Every TCP port the host's components declare, on the addresses they bind."""
     c = node.cluster
-    ports = []
-    if node.has("etcd"):
-        ports += [f"tcp://{node.host.address}:2379", f"tcp://{node.host.address}:2380", "tcp://127.0.0.1:2379"]
-    if node.has("control_plane"):
-        ports += [f"tcp://0.0.0.0:{c.api.apiserver_port}", "tcp://127.0.0.1:10257", "tcp://127.0.0.1:10259"]
-    if node.has("lb") and c.api.vip is not None:
-        ports += [f"tcp://0.0.0.0:{c.api.port}"]
-    if node.has("worker"):
-        ports += ["tcp://0.0.0.0:10250", "tcp://127.0.0.1:10248", "tcp://0.0.0.0:10256"]
+    ports = [f"tcp://{address}:{p.number}" for comp in components.DAEMONS if comp.on(c, node.host)
+             for p in comp.ports(c) if p.protocol == "tcp" for address in p.addresses(node.host)]
+    assert ports, "no ports declared for this host's components"
     closed = [p for p in ports if not host.socket(p).is_listening]
     assert not closed, f"not listening: {closed}"
 

@@ -1,7 +1,7 @@
 """The testinfra suite of a deployed kubefab cluster. Run by `fab verify --inventory F`, or directly as
 testinfra users do:
 
-    pytest tests/hosts --hosts=ssh://user@10.0.0.11,ssh://user@10.0.0.12 --sudo --inventory inventory/x.yaml
+    pytest playbooks/hostsuite --hosts=ssh://user@10.0.0.11,ssh://user@10.0.0.12 --sudo --inventory inventory/x.yaml
 
 Each testinfra host is matched to its inventory host (by address or name) to know its roles."""
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from nodes import Node
+from playbooks.hostsuite.nodes import Node
 
 from playbooks.inventory import load
 from playbooks.model import Cluster

@@ -152,3 +152,11 @@ def test_the_command_starts_without_the_test_tools() -> None:
             "import playbooks.cli\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_fab_audit_passes_on_the_example() -> None:
+    result = subprocess.run([sys.executable, "-m", "playbooks.cli", "audit", "--inventory", "inventory/example.yaml"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "checks passed" in result.stdout
+    assert "FAIL" not in result.stdout
