@@ -42,8 +42,10 @@ def main() -> None:
         if not args.skip_cold:
             env = {**os.environ, "GOCACHE": str(root / "gocache"), "GOMODCACHE": str(root / "gomod")}
             cold, built = fill(root / "bundle-cold", root / "cache", source.GoTool(env=env))
-            print(f"cold: {cold:.0f} s; " + ", ".join(f"{b.component} {b.version} {b.seconds:.0f} s" for b in built),
-                  flush=True)
+            print(
+                f"cold: {cold:.0f} s; " + ", ".join(f"{b.component} {b.version} {b.seconds:.0f} s" for b in built),
+                flush=True,
+            )
             warm, built = fill(root / "bundle-cold-again", root / "cache", source.GoTool(env=env))
             assert all(b.cached for b in built)
             print(f"warm (same caches): {warm:.1f} s", flush=True)

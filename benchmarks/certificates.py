@@ -21,13 +21,21 @@ from playbooks.model import Cluster
 
 
 def inventory(root: Path, workers: int, algorithm: str) -> Cluster:
-    hosts = [{"name": f"cp-{i}", "ip": f"10.10.0.{10 + i}", "roles": ["etcd", "control_plane", "lb"]}
-             for i in range(1, 4)]
-    hosts += [{"name": f"node-{i}", "ip": f"10.10.{1 + i // 250}.{i % 250 + 1}", "roles": ["worker"]}
-              for i in range(workers)]
-    doc = {"name": "bench", "kubernetes_version": "1.35", "cluster_dir": str(root / "cluster"),
-           "network": {"host_prefix": 16}, "api": {"vip": "10.10.0.100"},
-           "certificates": {"algorithm": algorithm}, "hosts": hosts}
+    hosts = [
+        {"name": f"cp-{i}", "ip": f"10.10.0.{10 + i}", "roles": ["etcd", "control_plane", "lb"]} for i in range(1, 4)
+    ]
+    hosts += [
+        {"name": f"node-{i}", "ip": f"10.10.{1 + i // 250}.{i % 250 + 1}", "roles": ["worker"]} for i in range(workers)
+    ]
+    doc = {
+        "name": "bench",
+        "kubernetes_version": "1.35",
+        "cluster_dir": str(root / "cluster"),
+        "network": {"host_prefix": 16},
+        "api": {"vip": "10.10.0.100"},
+        "certificates": {"algorithm": algorithm},
+        "hosts": hosts,
+    }
     (root / "inv.yaml").write_text(yaml.safe_dump(doc))
     return load(root / "inv.yaml")
 
@@ -50,8 +58,19 @@ def openssl_seconds(workers: int) -> tuple[float, int]:
         for ca in {a.file: a for a in authorities(cluster)}.values():
             base = root / ca.file.replace("/", "-")
             _sh("genrsa", "-out", f"{base}.key", "2048")
-            _sh("req", "-x509", "-new", "-key", f"{base}.key", "-subj", f"/CN={ca.common_name}", "-days", "3650",
-                "-out", f"{base}.crt")
+            _sh(
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                f"{base}.key",
+                "-subj",
+                f"/CN={ca.common_name}",
+                "-days",
+                "3650",
+                "-out",
+                f"{base}.crt",
+            )
             count += 1
         ca_base = {a.name: root / a.file.replace("/", "-") for a in authorities(cluster)}
         for ident in identities(cluster):
@@ -59,13 +78,32 @@ def openssl_seconds(workers: int) -> tuple[float, int]:
             subject = "".join(f"/O={o}" for o in ident.request.organizations) + f"/CN={ident.request.common_name}"
             sans = [f"DNS:{d}" for d in ident.request.dns_names] + [f"IP:{i}" for i in ident.request.ip_addresses]
             ext = root / "ext.cnf"
-            ext.write_text("extendedKeyUsage=" + ",".join(f"{u}Auth" for u in ident.request.usages) + "\n"
-                           + (f"subjectAltName={','.join(sans)}\n" if sans else ""))
+            ext.write_text(
+                "extendedKeyUsage="
+                + ",".join(f"{u}Auth" for u in ident.request.usages)
+                + "\n"
+                + (f"subjectAltName={','.join(sans)}\n" if sans else "")
+            )
             ca = ca_base[ident.authority]
             _sh("genrsa", "-out", f"{base}.key", "2048")
             _sh("req", "-new", "-key", f"{base}.key", "-subj", subject, "-out", f"{base}.csr")
-            _sh("x509", "-req", "-in", f"{base}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
-                "-days", "365", "-extfile", str(ext), "-out", f"{base}.crt")
+            _sh(
+                "x509",
+                "-req",
+                "-in",
+                f"{base}.csr",
+                "-CA",
+                f"{ca}.crt",
+                "-CAkey",
+                f"{ca}.key",
+                "-CAcreateserial",
+                "-days",
+                "365",
+                "-extfile",
+                str(ext),
+                "-out",
+                f"{base}.crt",
+            )
             count += 1
         return time.perf_counter() - start, count
 

@@ -58,15 +58,17 @@ def main() -> None:
             again, _, no_changes, _ = deploy_once(paths.inventory)
             assert no_changes == 0, f"re-run on {count} hosts made {no_changes} change(s)"
             rows.append((count, first, again, phases, cpu))
-            print(f"{count} hosts: first deploy {first:.1f} s ({changes} changes, operator CPU {cpu:.1f} s), "
-                  f"no-op re-run {again:.1f} s", flush=True)
+            print(
+                f"{count} hosts: first deploy {first:.1f} s ({changes} changes, operator CPU {cpu:.1f} s), "
+                f"no-op re-run {again:.1f} s",
+                flush=True,
+            )
     finally:
         lifecycle.down(paths, log=lambda _: None)
     print()
     print("hosts  first s  re-run s  operator CPU s  " + "  ".join(f"{p:>13}" for p in ["preflight", *RUN_PHASES]))
     for count, first, again, phases, cpu in rows:
-        print(f"{count:5}  {first:7.1f}  {again:8.1f}  {cpu:14.1f}  "
-              + "  ".join(f"{phases[p]:13.1f}" for p in phases))
+        print(f"{count:5}  {first:7.1f}  {again:8.1f}  {cpu:14.1f}  " + "  ".join(f"{phases[p]:13.1f}" for p in phases))
     by_count = {r[0]: r[1] for r in rows}
     if 3 in by_count and 12 in by_count:
         print(f"\n12-host / 3-host first deploy: {by_count[12] / by_count[3]:.2f}x")

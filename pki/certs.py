@@ -86,8 +86,13 @@ def _key_usage(key: PrivateKey, ca: bool) -> x509.KeyUsage:
     return x509.KeyUsage(
         digital_signature=True,
         key_encipherment=isinstance(key, rsa.RSAPrivateKey) and not ca,
-        content_commitment=False, data_encipherment=False, key_agreement=False,
-        key_cert_sign=ca, crl_sign=ca, encipher_only=False, decipher_only=False,
+        content_commitment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 

@@ -34,5 +34,12 @@ def kubeconfig(cluster: str, server: str, ca_pem: bytes, user: str, cert_pem: by
     def q(value: str | bytes) -> str:
         return json.dumps(base64.b64encode(value).decode() if isinstance(value, bytes) else value)
 
-    return LAYOUT.format(cluster=q(cluster), server=q(server), ca=q(ca_pem), user=q(user), cert=q(cert_pem),
-                         key=q(key_pem), context=q(f"{user}@{cluster}")).encode()
+    return LAYOUT.format(
+        cluster=q(cluster),
+        server=q(server),
+        ca=q(ca_pem),
+        user=q(user),
+        cert=q(cert_pem),
+        key=q(key_pem),
+        context=q(f"{user}@{cluster}"),
+    ).encode()

@@ -67,8 +67,14 @@ def authorities(c: Cluster) -> tuple[CA, ...]:
         # plane; the etcd and front-proxy CA keys never leave the operator's machine.
         CA("kubernetes", "kubernetes", "ca", "ca", everyone, cp),
         CA("etcd", "kubernetes" if single else "etcd-ca", "ca" if single else "etcd/ca", "etcd/ca", etcd_users, ()),
-        CA("front-proxy", "kubernetes" if single else "front-proxy-ca", "ca" if single else "front-proxy-ca",
-           "front-proxy-ca", cp, ()),
+        CA(
+            "front-proxy",
+            "kubernetes" if single else "front-proxy-ca",
+            "ca" if single else "front-proxy-ca",
+            "front-proxy-ca",
+            cp,
+            (),
+        ),
     )
 
 
@@ -77,53 +83,134 @@ def identities(c: Cluster) -> list[Identity]:
     local_api = f"https://127.0.0.1:{c.api.apiserver_port}"
     out = [
         Identity("apiserver", "kubernetes", _apiserver_request(c), "apiserver", "apiserver", cp),
-        Identity("apiserver-kubelet-client", "kubernetes", Request("kube-apiserver-kubelet-client"),
-                 "apiserver-kubelet-client", "apiserver-kubelet-client", cp),
-        Identity("apiserver-etcd-client", "etcd", Request("kube-apiserver-etcd-client"),
-                 "apiserver-etcd-client", "apiserver-etcd-client", cp),
-        Identity("front-proxy-client", "front-proxy", Request("front-proxy-client"),
-                 "front-proxy-client", "front-proxy-client", cp),
+        Identity(
+            "apiserver-kubelet-client",
+            "kubernetes",
+            Request("kube-apiserver-kubelet-client"),
+            "apiserver-kubelet-client",
+            "apiserver-kubelet-client",
+            cp,
+        ),
+        Identity(
+            "apiserver-etcd-client",
+            "etcd",
+            Request("kube-apiserver-etcd-client"),
+            "apiserver-etcd-client",
+            "apiserver-etcd-client",
+            cp,
+        ),
+        Identity(
+            "front-proxy-client",
+            "front-proxy",
+            Request("front-proxy-client"),
+            "front-proxy-client",
+            "front-proxy-client",
+            cp,
+        ),
         # HAProxy's /readyz checks authenticate with this (the apiservers refuse anonymous requests).
-        Identity("haproxy-healthcheck", "kubernetes", Request("kubefab:haproxy-healthcheck"),
-                 "haproxy-healthcheck", "haproxy-healthcheck", names(c.lb_hosts),
-                 pem="/etc/haproxy/kubefab-healthcheck.pem"),
-        Identity("etcd-healthcheck-client", "etcd", Request("kube-etcd-healthcheck-client"),
-                 "etcd/healthcheck-client", "etcd/healthcheck-client", names(c.etcd_hosts)),
+        Identity(
+            "haproxy-healthcheck",
+            "kubernetes",
+            Request("kubefab:haproxy-healthcheck"),
+            "haproxy-healthcheck",
+            "haproxy-healthcheck",
+            names(c.lb_hosts),
+            pem="/etc/haproxy/kubefab-healthcheck.pem",
+        ),
+        Identity(
+            "etcd-healthcheck-client",
+            "etcd",
+            Request("kube-etcd-healthcheck-client"),
+            "etcd/healthcheck-client",
+            "etcd/healthcheck-client",
+            names(c.etcd_hosts),
+        ),
         # The admin goes through the VIP like any operator; controller-manager and scheduler talk to the
         # apiserver on their own host so they keep working while the load balancer is down.
-        Identity("admin", "kubernetes", Request("kubernetes-admin", ("system:masters",)), "admin", "admin", cp,
-                 Kubeconfig("admin.conf", "/etc/kubernetes/admin.conf", c.server_url, "kubernetes-admin")),
-        Identity("controller-manager", "kubernetes", Request("system:kube-controller-manager"),
-                 "controller-manager", "controller-manager", cp,
-                 Kubeconfig("controller-manager.conf", "/etc/kubernetes/controller-manager.conf", local_api,
-                            "system:kube-controller-manager")),
-        Identity("scheduler", "kubernetes", Request("system:kube-scheduler"), "scheduler", "scheduler", cp,
-                 Kubeconfig("scheduler.conf", "/etc/kubernetes/scheduler.conf", local_api, "system:kube-scheduler")),
-        Identity("kube-proxy", "kubernetes", Request("system:kube-proxy"), "kube-proxy", "kube-proxy",
-                 names(c.workers),
-                 Kubeconfig("kube-proxy.conf", "/etc/kubernetes/kube-proxy.conf", c.server_url, "system:kube-proxy")),
+        Identity(
+            "admin",
+            "kubernetes",
+            Request("kubernetes-admin", ("system:masters",)),
+            "admin",
+            "admin",
+            cp,
+            Kubeconfig("admin.conf", "/etc/kubernetes/admin.conf", c.server_url, "kubernetes-admin"),
+        ),
+        Identity(
+            "controller-manager",
+            "kubernetes",
+            Request("system:kube-controller-manager"),
+            "controller-manager",
+            "controller-manager",
+            cp,
+            Kubeconfig(
+                "controller-manager.conf",
+                "/etc/kubernetes/controller-manager.conf",
+                local_api,
+                "system:kube-controller-manager",
+            ),
+        ),
+        Identity(
+            "scheduler",
+            "kubernetes",
+            Request("system:kube-scheduler"),
+            "scheduler",
+            "scheduler",
+            cp,
+            Kubeconfig("scheduler.conf", "/etc/kubernetes/scheduler.conf", local_api, "system:kube-scheduler"),
+        ),
+        Identity(
+            "kube-proxy",
+            "kubernetes",
+            Request("system:kube-proxy"),
+            "kube-proxy",
+            "kube-proxy",
+            names(c.workers),
+            Kubeconfig("kube-proxy.conf", "/etc/kubernetes/kube-proxy.conf", c.server_url, "system:kube-proxy"),
+        ),
     ]
     for h in c.etcd_hosts:
         member = Request(h.name, (), (h.name, "localhost"), (h.address, LOCALHOST), ("server", "client"))
-        out.append(Identity(f"etcd-server/{h.name}", "etcd", member, f"hosts/{h.name}/etcd-server",
-                            "etcd/server", (h.name,)))
-        out.append(Identity(f"etcd-peer/{h.name}", "etcd", member, f"hosts/{h.name}/etcd-peer",
-                            "etcd/peer", (h.name,)))
+        out.append(
+            Identity(f"etcd-server/{h.name}", "etcd", member, f"hosts/{h.name}/etcd-server", "etcd/server", (h.name,))
+        )
+        out.append(Identity(f"etcd-peer/{h.name}", "etcd", member, f"hosts/{h.name}/etcd-peer", "etcd/peer", (h.name,)))
     for h in c.workers:
         node = f"system:node:{h.name}"
-        out.append(Identity(f"kubelet-client/{h.name}", "kubernetes", Request(node, ("system:nodes",)),
-                            f"hosts/{h.name}/kubelet-client", "kubelet-client", (h.name,),
-                            Kubeconfig(f"kubelet-{h.name}.conf", "/etc/kubernetes/kubelet.conf", c.server_url, node)))
-        out.append(Identity(f"kubelet-server/{h.name}", "kubernetes",
-                            Request(node, ("system:nodes",), (h.name,), (h.address,), ("server",)),
-                            f"hosts/{h.name}/kubelet-server", "kubelet-server", (h.name,)))
+        out.append(
+            Identity(
+                f"kubelet-client/{h.name}",
+                "kubernetes",
+                Request(node, ("system:nodes",)),
+                f"hosts/{h.name}/kubelet-client",
+                "kubelet-client",
+                (h.name,),
+                Kubeconfig(f"kubelet-{h.name}.conf", "/etc/kubernetes/kubelet.conf", c.server_url, node),
+            )
+        )
+        out.append(
+            Identity(
+                f"kubelet-server/{h.name}",
+                "kubernetes",
+                Request(node, ("system:nodes",), (h.name,), (h.address,), ("server",)),
+                f"hosts/{h.name}/kubelet-server",
+                "kubelet-server",
+                (h.name,),
+            )
+        )
     return out
 
 
 def _apiserver_request(c: Cluster) -> Request:
     domain = c.network.domain
-    dns = ["kubernetes", "kubernetes.default", "kubernetes.default.svc", f"kubernetes.default.svc.{domain}",
-           "localhost", *names(c.control_plane)]
+    dns = [
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        f"kubernetes.default.svc.{domain}",
+        "localhost",
+        *names(c.control_plane),
+    ]
     ips = [c.network.kubernetes_service_ip, LOCALHOST, *(h.address for h in c.control_plane)]
     if c.api.vip is not None:
         ips.append(c.api.vip)
@@ -133,4 +220,3 @@ def _apiserver_request(c: Cluster) -> Request:
         except ValueError:
             dns.append(san)
     return Request("kube-apiserver", (), tuple(dict.fromkeys(dns)), tuple(dict.fromkeys(ips)), ("server",))
-

@@ -53,8 +53,9 @@ def _load(path) -> x509.Certificate | None:
         return None
 
 
-def _row(c: Cluster, identity: str, file: str, cert: x509.Certificate | None, now: dt.datetime,
-         issues: list[str]) -> CheckRow:
+def _row(
+    c: Cluster, identity: str, file: str, cert: x509.Certificate | None, now: dt.datetime, issues: list[str]
+) -> CheckRow:
     path = f"pki/{file}.crt"
     if cert is None:
         return CheckRow(identity, path, None, "-", "missing")

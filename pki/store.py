@@ -169,8 +169,10 @@ def _authority(c: Cluster, run: _Run, spec: CA) -> certs.Authority | None:
         if source is None:
             return None
         if existing is not None and existing[0] != source.cert:
-            run.problems.append(f"{crt}: holds a different {spec.name} CA than certificates.import_ca "
-                                f"({imported.cert}); kubefab never replaces a CA: move {pki_dir(c)} away to start over")
+            run.problems.append(
+                f"{crt}: holds a different {spec.name} CA than certificates.import_ca "
+                f"({imported.cert}); kubefab never replaces a CA: move {pki_dir(c)} away to start over"
+            )
             return None
         if existing is None:
             _stage(run, crt, key, source.cert, source.key)
@@ -206,8 +208,10 @@ def _imported(c: Cluster, run: _Run, spec: CA, cert_file: str, key_file: str) ->
     if not certs.signed_by(cert, cert):
         # Hosts are given this file alone as their trust anchor (HAProxy's ca-file, openssl verify, kubelets):
         # an intermediate without its root fails verification there.
-        run.problems.append(f"{c.path(cert_file)} ({field}.cert): not self-signed (an intermediate CA?); import "
-                            "a self-signed root CA: intermediates are not supported yet")
+        run.problems.append(
+            f"{c.path(cert_file)} ({field}.cert): not self-signed (an intermediate CA?); import "
+            "a self-signed root CA: intermediates are not supported yet"
+        )
         return None
     if not keys.matches(cert, private):
         run.problems.append(f"{c.path(key_file)} ({field}.key): does not match {c.path(cert_file)}")
@@ -238,8 +242,9 @@ def _leaf(c: Cluster, run: _Run, ident: Identity, ca: certs.Authority) -> None:
         run.rows.append(Row(ident.id, run.rel(crt), cert.not_valid_after_utc, "kept"))
 
 
-def _issue(run: _Run, ident: Identity, ca: certs.Authority, crt: Path, key: Path,
-           private: keys.PrivateKey | None, action: str) -> None:
+def _issue(
+    run: _Run, ident: Identity, ca: certs.Authority, crt: Path, key: Path, private: keys.PrivateKey | None, action: str
+) -> None:
     run.pending.append(_Pending(ident, ca, crt, key, private, action, len(run.rows)))
     run.rows.append(Row(ident.id, run.rel(crt), None, action))
 

@@ -55,8 +55,15 @@ class Assessment:
 
     @property
     def count(self) -> int:
-        return (len(self.files) + len(self.perms) + len(self.blocks) + len(self.binaries) + len(self.directories)
-                + len(self.users) + len(self.steps))
+        return (
+            len(self.files)
+            + len(self.perms)
+            + len(self.blocks)
+            + len(self.binaries)
+            + len(self.directories)
+            + len(self.users)
+            + len(self.steps)
+        )
 
     @property
     def empty(self) -> bool:
@@ -90,26 +97,33 @@ def state_script(plan: Plan, record: str = BINARY_RECORD) -> str:
     """One shell script printing, tab-separated, the state of everything the plan touches."""
     q = shlex.quote
     lines = []
-    hashed = "$(sha256sum < \"$p\" | cut -c1-64)"
-    recorded = (f"$(awk -F '\\t' -v p=\"$p\" -v k=\"$({STAT_KEY} \"$p\")\" "
-                f"'$1 == p && $2 == k {{h = $3}} END {{print h}}' {q(record)} 2>/dev/null)")
+    hashed = '$(sha256sum < "$p" | cut -c1-64)'
+    recorded = (
+        f'$(awk -F \'\\t\' -v p="$p" -v k="$({STAT_KEY} "$p")" '
+        f"'$1 == p && $2 == k {{h = $3}} END {{print h}}' {q(record)} 2>/dev/null)"
+    )
     # Files are always hashed; a binary first looks for its install record (BINARY_RECORD).
     for path, known in [(f.path, "") for f in plan.files] + [(b.path, recorded) for b in plan.binaries]:
-        lines.append(f"p={q(path)}; if [ -f \"$p\" ]; then h=\"{known}\"; [ -n \"$h\" ] || h=\"{hashed}\"; "
-                     f"printf 'F\\t%s\\t%s\\t%s\\n' \"$p\" \"$(stat -c '%a:%U:%G' \"$p\")\" \"$h\"; "
-                     f"else printf 'F\\t%s\\t-\\t-\\n' \"$p\"; fi")
+        lines.append(
+            f'p={q(path)}; if [ -f "$p" ]; then h="{known}"; [ -n "$h" ] || h="{hashed}"; '
+            f'printf \'F\\t%s\\t%s\\t%s\\n\' "$p" "$(stat -c \'%a:%U:%G\' "$p")" "$h"; '
+            f"else printf 'F\\t%s\\t-\\t-\\n' \"$p\"; fi"
+        )
     for d in plan.directories:
-        lines.append(f"p={q(d.path)}; printf 'D\\t%s\\t%s\\n' \"$p\" \"$(stat -c '%a:%U:%G' \"$p\" 2>/dev/null)\"")
+        lines.append(f'p={q(d.path)}; printf \'D\\t%s\\t%s\\n\' "$p" "$(stat -c \'%a:%U:%G\' "$p" 2>/dev/null)"')
     for b in plan.blocks:
-        lines.append(f"p={q(b.path)}; printf 'B\\t%s\\t%s\\n' \"$p\" \"$(base64 -w0 \"$p\" 2>/dev/null)\"")
+        lines.append(f'p={q(b.path)}; printf \'B\\t%s\\t%s\\n\' "$p" "$(base64 -w0 "$p" 2>/dev/null)"')
     for user in plan.users:
         lines.append(f"id -u {q(user)} >/dev/null 2>&1 && printf 'U\\t%s\\n' {q(user)}")
     for i, step in enumerate(plan.steps):
-        lines.append(f"if ( {step.unless} ) >/dev/null 2>&1; then printf 'S\\t{i}\\tok\\n'; "
-                     f"else printf 'S\\t{i}\\trun\\n'; fi")
+        lines.append(
+            f"if ( {step.unless} ) >/dev/null 2>&1; then printf 'S\\t{i}\\tok\\n'; else printf 'S\\t{i}\\trun\\n'; fi"
+        )
     for s in plan.services:
-        lines.append(f"printf 'V\\t%s\\t%s\\t%s\\n' {q(s)} \"$(systemctl is-enabled {q(s)} 2>/dev/null)\" "
-                     f"\"$(systemctl is-active {q(s)} 2>/dev/null)\"")
+        lines.append(
+            f"printf 'V\\t%s\\t%s\\t%s\\n' {q(s)} \"$(systemctl is-enabled {q(s)} 2>/dev/null)\" "
+            f'"$(systemctl is-active {q(s)} 2>/dev/null)"'
+        )
     lines.append(f"printf 'R\\t%s\\n' \"$(cat {PENDING_RESTARTS} 2>/dev/null | tr '\\n' ' ')\"")
     return "\n".join(lines) + "\ntrue\n"
 
@@ -148,7 +162,7 @@ def with_block(current: str, block: Block) -> str:
     except ValueError:
         start = end = -1
     if 0 <= start < end:
-        return "".join(lines[:start]) + block.text() + "".join(lines[end + 1:])
+        return "".join(lines[:start]) + block.text() + "".join(lines[end + 1 :])
     prefix = current if not current or current.endswith("\n") else current + "\n"
     return prefix + block.text()
 
@@ -211,14 +225,19 @@ class _Upload:
         staged, path = q(self.path + ".kubefab-new"), q(self.path)
         owner = f"{q(self.owner)}:{q(self.group)}"
         if self.on_host is not None:  # a rename when on the same filesystem, a copy otherwise
-            return (f"mkdir -p {q(os.path.dirname(self.path))} && mv -f {q(self.on_host)} {staged} && "
-                    f"chmod {self.mode:04o} {staged} && chown {owner} {staged} && mv -f {staged} {path}")
+            return (
+                f"mkdir -p {q(os.path.dirname(self.path))} && mv -f {q(self.on_host)} {staged} && "
+                f"chmod {self.mode:04o} {staged} && chown {owner} {staged} && mv -f {staged} {path}"
+            )
         if self.gzipped:
-            return (f"mkdir -p {q(os.path.dirname(self.path))} && gzip -dc {sent} > {staged} && "
-                    f"chmod {self.mode:04o} {staged} && chown {owner} {staged} && mv -f {staged} {path}")
-        return (f"install -D -m {self.mode:04o} -o {q(self.owner)} -g {q(self.group)} {sent} {staged} "
-                f"&& mv -f {staged} {path}")
-
+            return (
+                f"mkdir -p {q(os.path.dirname(self.path))} && gzip -dc {sent} > {staged} && "
+                f"chmod {self.mode:04o} {staged} && chown {owner} {staged} && mv -f {staged} {path}"
+            )
+        return (
+            f"install -D -m {self.mode:04o} -o {q(self.owner)} -g {q(self.group)} {sent} {staged} "
+            f"&& mv -f {staged} {path}"
+        )
 
 
 def install_script(uploads: list[tuple[_Upload, str]], record: str = BINARY_RECORD) -> str:
@@ -229,34 +248,57 @@ def install_script(uploads: list[tuple[_Upload, str]], record: str = BINARY_RECO
     binaries = [u for u, _ in uploads if u.sha256 is not None]
     if binaries:
         paths = "\\n".join(u.path for u in binaries)
-        lines = "; ".join(f"printf '%s\\t%s\\t%s\\n' {q(u.path)} \"$({STAT_KEY} {q(u.path)})\" {u.sha256}"
-                          for u in binaries)
-        steps.append(f"mkdir -p {q(os.path.dirname(record))} && {{ awk -F '\\t' -v ps={q(paths)} "
-                     f"'BEGIN {{n = split(ps, a, \"\\n\"); for (i = 1; i <= n; i++) skip[a[i]] = 1}} !($1 in skip)' "
-                     f"{rec} 2>/dev/null; {lines}; }} > {rec}.new && mv -f {rec}.new {rec}")
+        lines = "; ".join(
+            f"printf '%s\\t%s\\t%s\\n' {q(u.path)} \"$({STAT_KEY} {q(u.path)})\" {u.sha256}" for u in binaries
+        )
+        steps.append(
+            f"mkdir -p {q(os.path.dirname(record))} && {{ awk -F '\\t' -v ps={q(paths)} "
+            f"'BEGIN {{n = split(ps, a, \"\\n\"); for (i = 1; i <= n; i++) skip[a[i]] = 1}} !($1 in skip)' "
+            f"{rec} 2>/dev/null; {lines}; }} > {rec}.new && mv -f {rec}.new {rec}"
+        )
     return " && ".join(steps)
 
-def execute(remote: Remote, plan: Plan, found: Assessment, bundle: Path,
-            staged: Mapping[str, str] | None = None) -> Outcome:
+
+def execute(
+    remote: Remote, plan: Plan, found: Assessment, bundle: Path, staged: Mapping[str, str] | None = None
+) -> Outcome:
     """Change what `assess` found different. `staged`: sha256 -> a gzipped copy already on the host
     (playbooks.prefetch), installed from there instead of uploaded."""
     q = shlex.quote
     out = Outcome()
     c = plan.component
     for user in found.users:
-        remote.run(f"{c}: create user {user}", f"id -u {q(user)} >/dev/null 2>&1 || useradd --system "
-                   f"--no-create-home --user-group --shell /sbin/nologin {q(user)}")
+        remote.run(
+            f"{c}: create user {user}",
+            f"id -u {q(user)} >/dev/null 2>&1 || useradd --system "
+            f"--no-create-home --user-group --shell /sbin/nologin {q(user)}",
+        )
         out.changed.append(f"user {user}")
     if found.directories:
-        remote.run(f"{c}: directories", " && ".join(
-            f"install -d -m {d.mode:04o} -o {q(d.owner)} -g {q(d.group)} {q(d.path)}" for d in found.directories))
+        remote.run(
+            f"{c}: directories",
+            " && ".join(
+                f"install -d -m {d.mode:04o} -o {q(d.owner)} -g {q(d.group)} {q(d.path)}" for d in found.directories
+            ),
+        )
         out.changed += [f"directory {d.path}" for d in found.directories]
     uploads = [_Upload(f.path, f.mode, f.owner, f.group, f.notifies, content=f.content) for f in found.files]
     for b in found.binaries:
         sha = local_sha256(extracted(bundle, b))
         on_host = (staged or {}).get(sha)
-        uploads.append(_Upload(b.path, b.mode, "root", "root", b.notifies, gzipped=on_host is None,
-                               local=None if on_host else compressed(bundle, b), on_host=on_host, sha256=sha))
+        uploads.append(
+            _Upload(
+                b.path,
+                b.mode,
+                "root",
+                "root",
+                b.notifies,
+                gzipped=on_host is None,
+                local=None if on_host else compressed(bundle, b),
+                on_host=on_host,
+                sha256=sha,
+            )
+        )
     uploads += [_Upload(b.path, 0o644, "root", "root", (), content=new.encode()) for b, _, new in found.blocks]
     if uploads:
         tmp = remote.run(f"{c}: make upload dir", "mktemp -d", as_root=False).stdout.strip()
@@ -264,8 +306,10 @@ def execute(remote: Remote, plan: Plan, found: Assessment, bundle: Path,
             for i, u in enumerate(uploads):
                 if u.on_host is None:
                     remote.upload(f"{c}: upload {u.path}", u.content, f"{tmp}/{i}", str(u.local) if u.local else None)
-            remote.run(f"{c}: install {len(uploads)} file(s)",
-                       install_script([(u, f"{tmp}/{i}") for i, u in enumerate(uploads)]))
+            remote.run(
+                f"{c}: install {len(uploads)} file(s)",
+                install_script([(u, f"{tmp}/{i}") for i, u in enumerate(uploads)]),
+            )
         finally:
             remote.run(f"{c}: remove upload dir", f"rm -rf {q(tmp)}", check=False)
         for u in uploads:
@@ -273,8 +317,12 @@ def execute(remote: Remote, plan: Plan, found: Assessment, bundle: Path,
             out.notified |= set(u.notifies)
             out.units_changed |= u.path.startswith(UNIT_DIR)
     if found.perms:
-        remote.run(f"{c}: modes and owners", " && ".join(
-            f"chmod {f.mode:04o} {q(f.path)} && chown {q(f.owner)}:{q(f.group)} {q(f.path)}" for f in found.perms))
+        remote.run(
+            f"{c}: modes and owners",
+            " && ".join(
+                f"chmod {f.mode:04o} {q(f.path)} && chown {q(f.owner)}:{q(f.group)} {q(f.path)}" for f in found.perms
+            ),
+        )
         for f in found.perms:
             out.changed.append(f"mode/owner {f.path}")
             out.notified |= set(f.notifies)
@@ -288,6 +336,10 @@ def execute(remote: Remote, plan: Plan, found: Assessment, bundle: Path,
         # A step whose work does not show in its own check would run again on every deploy: fail it now.
         after = remote.run(f"{c}: check {step.name} took effect", step.unless, check=False)
         if not after.ok:
-            raise StepFailed(remote.name, f"{c}: {step.name}: its check still fails after it ran", step.unless,
-                             after.stderr or after.stdout)
+            raise StepFailed(
+                remote.name,
+                f"{c}: {step.name}: its check still fails after it ran",
+                step.unless,
+                after.stderr or after.stdout,
+            )
     return out

@@ -23,8 +23,10 @@ def tar_gz(members: dict[str, Member], mode: int = 0o755, level: int = 6) -> byt
 
 
 def write_tar_gz(out: BinaryIO, members: dict[str, Member], mode: int = 0o755, level: int = 6) -> None:
-    with gzip.GzipFile(filename="", fileobj=out, mode="wb", mtime=MTIME, compresslevel=level) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+    with (
+        gzip.GzipFile(filename="", fileobj=out, mode="wb", mtime=MTIME, compresslevel=level) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+    ):
         for name in sorted(members):
             data = members[name]
             info = tarfile.TarInfo(name.rstrip("/"))  # "./" becomes "."

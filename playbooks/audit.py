@@ -128,8 +128,12 @@ def encryption_at_rest(f: Files, role: str) -> tuple[bool, str] | None:
     path = args.get("encryption-provider-config")
     if not path or path not in f:
         return False, "no --encryption-provider-config (or the file is not deployed)"
-    providers = [p for r in _yaml(f, path).get("resources", []) if "secrets" in r.get("resources", [])
-                 for p in r.get("providers", [])]
+    providers = [
+        p
+        for r in _yaml(f, path).get("resources", [])
+        if "secrets" in r.get("resources", [])
+        for p in r.get("providers", [])
+    ]
     first = next(iter(providers[0]), "none") if providers else "none"
     return first in ("secretbox", "aescbc", "aesgcm", "kms"), f"Secrets written with: {first}"
 
@@ -149,19 +153,28 @@ def audit_log(f: Files, role: str) -> tuple[bool, str] | None:
 def etcd_client_cert_auth(f: Files, role: str) -> tuple[bool, str] | None:
     if "/etc/etcd/etcd.conf" not in f:
         return None
-    env = dict(line.split("=", 1) for line in _text(f, "/etc/etcd/etcd.conf").splitlines()
-               if "=" in line and not line.startswith("#"))
+    env = dict(
+        line.split("=", 1)
+        for line in _text(f, "/etc/etcd/etcd.conf").splitlines()
+        if "=" in line and not line.startswith("#")
+    )
     urls = [u for k in ("ETCD_LISTEN_CLIENT_URLS", "ETCD_LISTEN_PEER_URLS") for u in env.get(k, "").split(",")]
-    ok = (env.get("ETCD_CLIENT_CERT_AUTH") == "true" and env.get("ETCD_PEER_CLIENT_CERT_AUTH") == "true"
-          and all(u.startswith("https://") for u in urls))
-    return ok, (f"client-cert-auth={env.get('ETCD_CLIENT_CERT_AUTH')}, "
-                f"peer-client-cert-auth={env.get('ETCD_PEER_CLIENT_CERT_AUTH')}, urls: {', '.join(urls)}")
+    ok = (
+        env.get("ETCD_CLIENT_CERT_AUTH") == "true"
+        and env.get("ETCD_PEER_CLIENT_CERT_AUTH") == "true"
+        and all(u.startswith("https://") for u in urls)
+    )
+    return ok, (
+        f"client-cert-auth={env.get('ETCD_CLIENT_CERT_AUTH')}, "
+        f"peer-client-cert-auth={env.get('ETCD_PEER_CLIENT_CERT_AUTH')}, urls: {', '.join(urls)}"
+    )
 
 
 def credential(path: str) -> bool:
     """Private keys, PEM bundles with keys, kubeconfigs (embedded keys) and the encryption key."""
-    return (path.endswith((".key", ".pem", "/encryption-config.yaml"))
-            or (path.startswith("/etc/kubernetes/") and path.endswith(".conf")))
+    return path.endswith((".key", ".pem", "/encryption-config.yaml")) or (
+        path.startswith("/etc/kubernetes/") and path.endswith(".conf")
+    )
 
 
 def private_files_0600(f: Files, role: str) -> tuple[bool, str] | None:

@@ -68,8 +68,7 @@ def read_manifest(bundle: Path) -> Manifest | None:
 
 
 def write_manifest(bundle: Path, manifest: Manifest) -> None:
-    doc = {"arch": manifest.arch,
-           "files": [vars(e) for e in sorted(manifest.files.values(), key=lambda e: e.path)]}
+    doc = {"arch": manifest.arch, "files": [vars(e) for e in sorted(manifest.files.values(), key=lambda e: e.path)]}
     (bundle / MANIFEST).write_text(yaml.safe_dump(doc, sort_keys=False, width=1000))
 
 
@@ -145,18 +144,26 @@ def verify(c: Cluster, releases: list[Release], stack: Stack, arch: str, addons:
         entry = manifest.files.get(r.bundle_path) if manifest else None
         if entry is not None and entry.built:
             if file_digest(path, "sha256") != entry.sha256:
-                problems.append(f"{path}: differs from the SHA-256 recorded when it was built ({entry.sha256}); "
-                                f"delete it and run `kubefab bundle --from-source --inventory {c.source}`")
+                problems.append(
+                    f"{path}: differs from the SHA-256 recorded when it was built ({entry.sha256}); "
+                    f"delete it and run `kubefab bundle --from-source --inventory {c.source}`"
+                )
         elif r.digest is None and r.component in RECORDED:
             if entry is None or file_digest(path, "sha256") != entry.sha256:
-                problems.append(f"{path}: differs from the SHA-256 `kubefab bundle` recorded when it fetched it; "
-                                f"delete it and run `kubefab bundle --inventory {c.source}`")
+                problems.append(
+                    f"{path}: differs from the SHA-256 `kubefab bundle` recorded when it fetched it; "
+                    f"delete it and run `kubefab bundle --inventory {c.source}`"
+                )
         elif r.digest is None:
-            problems.append(f"{path}: the versions table pins no checksum for {r.component} {r.version}; "
-                            "use a pinned version or add its published checksum")
+            problems.append(
+                f"{path}: the versions table pins no checksum for {r.component} {r.version}; "
+                "use a pinned version or add its published checksum"
+            )
         elif file_digest(path, r.digest[0]) != r.digest[1]:
-            problems.append(f"{path}: {r.digest[0]} differs from the published {r.checksum}; delete it and "
-                            f"run `kubefab bundle --inventory {c.source}`")
+            problems.append(
+                f"{path}: {r.digest[0]} differs from the published {r.checksum}; delete it and "
+                f"run `kubefab bundle --inventory {c.source}`"
+            )
     if addons:
         problems += verify_images(c, stack, arch, manifest)
     return problems
@@ -174,12 +181,16 @@ def verify_images(c: Cluster, stack: Stack, arch: str, manifest: Manifest | None
         if entry is None or not (bundle / rel).is_file():
             missing.append(ref)
         elif file_digest(bundle / rel, "sha256") != entry.sha256:
-            problems.append(f"{bundle / rel}: differs from the SHA-256 recorded when it was saved or built; delete "
-                            f"it and run `kubefab bundle` again")
+            problems.append(
+                f"{bundle / rel}: differs from the SHA-256 recorded when it was saved or built; delete "
+                f"it and run `kubefab bundle` again"
+            )
     if missing:
-        problems.append(f"{bundle}: {len(missing)} image(s) missing: {', '.join(missing)}\n"
-                        f"  save them with: kubefab bundle --inventory {c.source}\n"
-                        f"  or build them here: kubefab bundle --from-source --inventory {c.source}")
+        problems.append(
+            f"{bundle}: {len(missing)} image(s) missing: {', '.join(missing)}\n"
+            f"  save them with: kubefab bundle --inventory {c.source}\n"
+            f"  or build them here: kubefab bundle --from-source --inventory {c.source}"
+        )
     return problems
 
 
@@ -253,8 +264,9 @@ def mirrored(url: str, mirror: str | None) -> str:
     return mirror.rstrip("/") + "/" + url.split("://", 1)[1]
 
 
-def download(c: Cluster, releases: list[Release], stack: Stack, arch: str, log=print,
-             mirror: str | None = None) -> list[str]:
+def download(
+    c: Cluster, releases: list[Release], stack: Stack, arch: str, log=print, mirror: str | None = None
+) -> list[str]:
     """`fab bundle`: fetch every missing file of `releases` and the CNI manifest (from `mirror` when given),
     verify it against the versions table, and record it in the manifest. Returns the problems (a file that
     fails verification is not kept)."""
@@ -268,8 +280,10 @@ def download(c: Cluster, releases: list[Release], stack: Stack, arch: str, log=p
     for r in [*releases, cni_release(c.cni, stack)]:
         path = bundle / r.bundle_path
         if r.digest is None and r.component not in RECORDED:
-            problems.append(f"{r.url}: the versions table pins no checksum for {r.component} {r.version}; "
-                            "not fetched (use a pinned version, or build it: kubefab bundle --from-source)")
+            problems.append(
+                f"{r.url}: the versions table pins no checksum for {r.component} {r.version}; "
+                "not fetched (use a pinned version, or build it: kubefab bundle --from-source)"
+            )
             continue
         if r.bundle_path in files and files[r.bundle_path].built:
             continue  # built here from the same version: kept (delete it to fetch the official file)
@@ -291,8 +305,10 @@ def download(c: Cluster, releases: list[Release], stack: Stack, arch: str, log=p
             path.unlink()
             continue
         if r.digest is None and r.bundle_path not in files:
-            log(f"note: {r.url} has no published checksum; its SHA-256 is recorded in {MANIFEST} and checked "
-                "on every deploy")
+            log(
+                f"note: {r.url} has no published checksum; its SHA-256 is recorded in {MANIFEST} and checked "
+                "on every deploy"
+            )
         if r.digest is None and r.bundle_path in files and file_digest(path, "sha256") != files[r.bundle_path].sha256:
             problems.append(f"{path}: differs from the SHA-256 recorded when it was fetched; delete it to fetch again")
             continue
@@ -309,8 +325,7 @@ def download(c: Cluster, releases: list[Release], stack: Stack, arch: str, log=p
         except ImageSaveError as exc:
             problems.append(str(exc))
             continue
-        files[rel] = Entry(IMAGE, ref, rel, file_digest(bundle / rel, "sha256"), f"docker://{ref}", DOWNLOADED,
-                           digest)
+        files[rel] = Entry(IMAGE, ref, rel, file_digest(bundle / rel, "sha256"), f"docker://{ref}", DOWNLOADED, digest)
         write_manifest(bundle, Manifest(arch, files))
     return problems
 
@@ -327,9 +342,23 @@ def save_image(ref: str, arch: str, target: Path, cert_dir: Path | None = None) 
     with tempfile.TemporaryDirectory() as tmp:
         layout = Path(tmp) / "layout"
         certs = ["--src-cert-dir", str(cert_dir)] if cert_dir else []
-        proc = subprocess.run(["skopeo", "--override-arch", arch, "--override-os", "linux", "copy", "--quiet", *certs,
-                               f"docker://{ref}", f"oci:{layout}:{oci.split_ref(ref)[2]}"],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [
+                "skopeo",
+                "--override-arch",
+                arch,
+                "--override-os",
+                "linux",
+                "copy",
+                "--quiet",
+                *certs,
+                f"docker://{ref}",
+                f"oci:{layout}:{oci.split_ref(ref)[2]}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             raise ImageSaveError(f"skopeo copy docker://{ref}: {proc.stderr.strip()[-1500:]}")
         return oci.layout_to_archive(layout, ref, arch, target)

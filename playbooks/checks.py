@@ -38,33 +38,50 @@ def _hosts(c: Cluster) -> Iterator[Finding]:
             yield problem(("hosts", i, "ip"), str(h.address), "an IP no other host has (duplicate)")
         for net, field in ((c.network.service_cidr, "service_cidr"), (c.network.pod_cidr, "pod_cidr")):
             if h.address in net:
-                yield problem(("hosts", i, "ip"), f"{h.address} inside network.{field} {net}",
-                              f"a host address outside network.{field}")
+                yield problem(
+                    ("hosts", i, "ip"),
+                    f"{h.address} inside network.{field} {net}",
+                    f"a host address outside network.{field}",
+                )
 
 
 def _roles(c: Cluster) -> Iterator[Finding]:
     etcd = len(c.etcd_hosts)
     if etcd == 0 or etcd % 2 == 0:
-        yield problem(("hosts",), f"{etcd} host(s) with role etcd",
-                      "an odd number of etcd members (1, 3 or 5) so the cluster keeps a quorum")
+        yield problem(
+            ("hosts",),
+            f"{etcd} host(s) with role etcd",
+            "an odd number of etcd members (1, 3 or 5) so the cluster keeps a quorum",
+        )
     if not c.control_plane:
         yield problem(("hosts",), "no host with role control_plane", "at least one control_plane host")
     lbs = len(c.lb_hosts)
     if c.api.vip is None and lbs:
-        yield problem(("api", "vip"), f"no VIP but {lbs} host(s) with role lb",
-                      "a VIP for the lb hosts to hold (or no lb role)")
+        yield problem(
+            ("api", "vip"), f"no VIP but {lbs} host(s) with role lb", "a VIP for the lb hosts to hold (or no lb role)"
+        )
     if c.api.vip is None and len(c.control_plane) > 1:
-        yield problem(("api", "vip"), f"no VIP with {len(c.control_plane)} control_plane hosts",
-                      "a VIP in front of the apiservers (lb role on two or more hosts)")
+        yield problem(
+            ("api", "vip"),
+            f"no VIP with {len(c.control_plane)} control_plane hosts",
+            "a VIP in front of the apiservers (lb role on two or more hosts)",
+        )
     if c.api.vip is not None and lbs == 0:
-        yield problem(("hosts",), "no host with role lb although api.vip is set",
-                      "the lb role on two or more hosts to hold the VIP")
+        yield problem(
+            ("hosts",),
+            "no host with role lb although api.vip is set",
+            "the lb role on two or more hosts to hold the VIP",
+        )
     elif c.api.vip is not None and lbs == 1:
-        yield problem(("hosts",), "one host with role lb",
-                      "two or more lb hosts: with one, the VIP has no failover", "warning")
+        yield problem(
+            ("hosts",), "one host with role lb", "two or more lb hosts: with one, the VIP has no failover", "warning"
+        )
     if c.api.port == c.api.apiserver_port and any(h.has("lb") and h.has("control_plane") for h in c.hosts):
-        yield problem(("api", "port"), f"{c.api.port}, the same as api.apiserver_port on hosts that run both",
-                      "a load-balancer port different from the apiserver port (e.g. 8443)")
+        yield problem(
+            ("api", "port"),
+            f"{c.api.port}, the same as api.apiserver_port on hosts that run both",
+            "a load-balancer port different from the apiserver port (e.g. 8443)",
+        )
 
 
 def _version(c: Cluster) -> Iterator[Finding]:
@@ -72,8 +89,9 @@ def _version(c: Cluster) -> Iterator[Finding]:
     try:
         minor = versions.minor_of(c.kubernetes_version)
     except ValueError:
-        yield problem(("kubernetes_version",), repr(c.kubernetes_version),
-                      f"a version like {supported[-1]} or {supported[-1]}.0")
+        yield problem(
+            ("kubernetes_version",), repr(c.kubernetes_version), f"a version like {supported[-1]} or {supported[-1]}.0"
+        )
         return
     if minor not in supported:
         ended = versions.end_of_life(minor)
@@ -83,18 +101,32 @@ def _version(c: Cluster) -> Iterator[Finding]:
     stack = versions.stack(c.kubernetes_version, c.versions.model_dump())
     pinned = versions.stack(minor).kubernetes
     if stack.kubernetes != pinned:
-        yield problem(("kubernetes_version",), f"{c.kubernetes_version!r}, a patch release with no pinned checksum",
-                      f"{minor} or {pinned}: kubefab bundle downloads only release files it can verify against the "
-                      "versions table (kubefab bundle --from-source can build other patch releases)", "warning")
+        yield problem(
+            ("kubernetes_version",),
+            f"{c.kubernetes_version!r}, a patch release with no pinned checksum",
+            f"{minor} or {pinned}: kubefab bundle downloads only release files it can verify against the "
+            "versions table (kubefab bundle --from-source can build other patch releases)",
+            "warning",
+        )
     if int(stack.containerd.split(".")[0]) < 2:
-        yield problem(("versions", "containerd"), stack.containerd,
-                      "containerd 2.x: kubefab renders containerd's version 3 configuration")
+        yield problem(
+            ("versions", "containerd"),
+            stack.containerd,
+            "containerd 2.x: kubefab renders containerd's version 3 configuration",
+        )
     if c.kube_proxy_mode == "ipvs":
-        yield problem(("kube_proxy_mode",), "ipvs, deprecated in kube-proxy since Kubernetes 1.35",
-                      "nftables (GA since 1.33) or iptables (the default)", "warning")
+        yield problem(
+            ("kube_proxy_mode",),
+            "ipvs, deprecated in kube-proxy since Kubernetes 1.35",
+            "nftables (GA since 1.33) or iptables (the default)",
+            "warning",
+        )
     if getattr(stack, c.cni) in (None, "None"):
-        yield problem(("cni",), f"{c.cni}, which has no version pinned for Kubernetes {minor}",
-                      f"calico, or versions.{c.cni} set to a release you have checked")
+        yield problem(
+            ("cni",),
+            f"{c.cni}, which has no version pinned for Kubernetes {minor}",
+            f"calico, or versions.{c.cni} set to a release you have checked",
+        )
 
 
 def _networks(c: Cluster) -> Iterator[Finding]:
@@ -103,24 +135,38 @@ def _networks(c: Cluster) -> Iterator[Finding]:
     nodes = len(c.workers)
     room = 2 ** (NODE_MASK - pod.prefixlen) if pod.prefixlen <= NODE_MASK else 0
     if room < max(nodes, 1):
-        yield problem(("network", "pod_cidr"), f"{pod}: room for {room} node range(s) of /{NODE_MASK}, "
-                      f"for {nodes} worker(s)",
-                      f"a CIDR holding a /{NODE_MASK} per worker (e.g. 10.244.0.0/16)")
+        yield problem(
+            ("network", "pod_cidr"),
+            f"{pod}: room for {room} node range(s) of /{NODE_MASK}, for {nodes} worker(s)",
+            f"a CIDR holding a /{NODE_MASK} per worker (e.g. 10.244.0.0/16)",
+        )
     if svc.overlaps(pod):
-        yield problem(("network", "pod_cidr"), f"{pod}, overlapping network.service_cidr {svc}",
-                      "service and pod CIDRs that do not overlap")
+        yield problem(
+            ("network", "pod_cidr"),
+            f"{pod}, overlapping network.service_cidr {svc}",
+            "service and pod CIDRs that do not overlap",
+        )
     for subnet in sorted({_subnet(c, h.ip) for h in c.hosts}):
         for net, field in ((svc, "service_cidr"), (pod, "pod_cidr")):
             if net.overlaps(subnet):
-                yield problem(("network", field), f"{net}, overlapping the host subnet {subnet}",
-                              "a CIDR outside every host subnet")
+                yield problem(
+                    ("network", field),
+                    f"{net}, overlapping the host subnet {subnet}",
+                    "a CIDR outside every host subnet",
+                )
     if n.dns_ip not in svc:
-        yield problem(("network", "dns_ip"), f"{n.dns_ip} outside network.service_cidr {svc}",
-                      "an address inside the service CIDR (e.g. its tenth address)")
+        yield problem(
+            ("network", "dns_ip"),
+            f"{n.dns_ip} outside network.service_cidr {svc}",
+            "an address inside the service CIDR (e.g. its tenth address)",
+        )
     elif n.dns_ip in (svc.network_address, svc.broadcast_address, n.kubernetes_service_ip):
-        yield problem(("network", "dns_ip"), f"{n.dns_ip}, reserved in {svc}",
-                      f"another address of the service CIDR: {n.kubernetes_service_ip} is the "
-                      "`kubernetes` Service, and the network and broadcast addresses are unusable")
+        yield problem(
+            ("network", "dns_ip"),
+            f"{n.dns_ip}, reserved in {svc}",
+            f"another address of the service CIDR: {n.kubernetes_service_ip} is the "
+            "`kubernetes` Service, and the network and broadcast addresses are unusable",
+        )
 
 
 def _endpoint(c: Cluster) -> Iterator[Finding]:
@@ -130,12 +176,14 @@ def _endpoint(c: Cluster) -> Iterator[Finding]:
     if any(h.address == vip for h in c.hosts):
         yield problem(("api", "vip"), f"{vip}, the address of a host", "an unused address for the VIP")
     if not any(vip in _subnet(c, h.ip) for h in c.lb_hosts or c.hosts):
-        yield problem(("api", "vip"), f"{vip}, outside every lb host's subnet",
-                      "an address in the lb hosts' subnet (keepalived moves it between them on one L2 network)")
+        yield problem(
+            ("api", "vip"),
+            f"{vip}, outside every lb host's subnet",
+            "an address in the lb hosts' subnet (keepalived moves it between them on one L2 network)",
+        )
     for net, field in ((c.network.service_cidr, "service_cidr"), (c.network.pod_cidr, "pod_cidr")):
         if vip in net:
-            yield problem(("api", "vip"), f"{vip} inside network.{field} {net}",
-                          f"an address outside network.{field}")
+            yield problem(("api", "vip"), f"{vip} inside network.{field} {net}", f"an address outside network.{field}")
 
 
 def _certificates(c: Cluster) -> Iterator[Finding]:
@@ -143,15 +191,23 @@ def _certificates(c: Cluster) -> Iterator[Finding]:
     if cert.authorities == "single":
         for name in ("etcd", "front_proxy"):
             if getattr(cert.import_ca, name) is not None:
-                yield problem(("certificates", "import_ca", name), "an imported CA that single mode would not use",
-                              "only import_ca.kubernetes with authorities: single (it signs everything), or "
-                              "authorities: split")
+                yield problem(
+                    ("certificates", "import_ca", name),
+                    "an imported CA that single mode would not use",
+                    "only import_ca.kubernetes with authorities: single (it signs everything), or authorities: split",
+                )
     if cert.validity_days > cert.ca_validity_days:
-        yield problem(("certificates", "validity_days"), f"{cert.validity_days} days",
-                      f"no more than certificates.ca_validity_days ({cert.ca_validity_days})")
+        yield problem(
+            ("certificates", "validity_days"),
+            f"{cert.validity_days} days",
+            f"no more than certificates.ca_validity_days ({cert.ca_validity_days})",
+        )
     if cert.renew_within_days >= cert.validity_days:
-        yield problem(("certificates", "renew_within_days"), f"{cert.renew_within_days} days",
-                      f"less than certificates.validity_days ({cert.validity_days}), or every run reissues")
+        yield problem(
+            ("certificates", "renew_within_days"),
+            f"{cert.renew_within_days} days",
+            f"less than certificates.validity_days ({cert.validity_days}), or every run reissues",
+        )
 
 
 def _subnet(c: Cluster, ip: ipaddress.IPv4Interface) -> ipaddress.IPv4Network:

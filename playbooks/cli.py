@@ -26,7 +26,7 @@ def help_first(argv: list[str]) -> list[str]:
     argument (`lab.ssh NAME`, `import-inventory SRC`) instead of showing the task's help."""
     words = argv[1:]
     tasks = [w for w in words if not w.startswith("-")]
-    if tasks and any(w in ("--help", "-h") for w in words[words.index(tasks[0]):]):
+    if tasks and any(w in ("--help", "-h") for w in words[words.index(tasks[0]) :]):
         return [argv[0], "--help", tasks[0]]
     return argv
 

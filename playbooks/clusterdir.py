@@ -17,5 +17,11 @@ def ensure_inputs(c: Cluster, facts: Mapping[str, Facts] | None = None, arch: st
     architecture of its bundle (amd64 when there is no bundle yet)."""
     ensure(c)
     manifest = bundle.read_manifest(c.bundle_dir)
-    return Inputs(c, stack_of(c), secrets.ensure(c), read_cluster_files(c),
-                  arch or (manifest.arch if manifest else "amd64"), facts or {})
+    return Inputs(
+        c,
+        stack_of(c),
+        secrets.ensure(c),
+        read_cluster_files(c),
+        arch or (manifest.arch if manifest else "amd64"),
+        facts or {},
+    )

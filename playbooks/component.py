@@ -91,9 +91,19 @@ class Component:
         if plan is None and not (self.services or checks or binaries):
             return None
         base = plan or Plan(host.name, self.name)
-        return Plan(host.name, self.name, base.files, base.blocks, (*binaries, *base.binaries), base.directories,
-                    base.users, base.steps, (*base.services, *self.services), (*base.checks, *checks),
-                    base.final_steps)
+        return Plan(
+            host.name,
+            self.name,
+            base.files,
+            base.blocks,
+            (*binaries, *base.binaries),
+            base.directories,
+            base.users,
+            base.steps,
+            (*base.services, *self.services),
+            (*base.checks, *checks),
+            base.final_steps,
+        )
 
 
 # -- what is derived from a set of declarations --------------------------------------------------------------
@@ -109,8 +119,12 @@ def services_on(components: Sequence[Component], c: Cluster, host: Host) -> set[
 
 def held_ports(components: Sequence[Component], c: Cluster, host: Host) -> dict[int, str]:
     """Port -> the process allowed to hold it, for every port a component on `host` listens on."""
-    return {p.number: p.owner or comp.services[0] for comp in on_host(components, c, host) for p in comp.ports(c)
-            if p.bind and comp.services}
+    return {
+        p.number: p.owner or comp.services[0]
+        for comp in on_host(components, c, host)
+        for p in comp.ports(c)
+        if p.bind and comp.services
+    }
 
 
 def firewall_ports(components: Sequence[Component], c: Cluster, host: Host) -> tuple[str, ...]:
@@ -141,5 +155,9 @@ def readers(components: Sequence[Component], c: Cluster, host: Host, credential:
     """The services on `host` that read `credential` (a path under /etc/kubernetes, or absolute); a key or
     certificate is also matched by its stem ("pki/apiserver" covers apiserver.crt and apiserver.key)."""
     stem = credential.rsplit(".", 1)[0]
-    return tuple(s for comp in on_host(components, c, host) if credential in comp.reads or stem in comp.reads
-                 for s in comp.services)
+    return tuple(
+        s
+        for comp in on_host(components, c, host)
+        if credential in comp.reads or stem in comp.reads
+        for s in comp.services
+    )

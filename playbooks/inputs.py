@@ -27,8 +27,16 @@ class Inputs:
 
     def context(self, host: Host | None = None, **extra: object) -> dict[str, object]:
         """Template variables shared by every template."""
-        return {"cluster": self.cluster, "stack": self.stack, "secrets": self.secrets, "pki_dir": REMOTE_PKI,
-                "ports": ports.TEMPLATE, "host": host, "node_mask": NODE_MASK, **extra}
+        return {
+            "cluster": self.cluster,
+            "stack": self.stack,
+            "secrets": self.secrets,
+            "pki_dir": REMOTE_PKI,
+            "ports": ports.TEMPLATE,
+            "host": host,
+            "node_mask": NODE_MASK,
+            **extra,
+        }
 
 
 def read_cluster_files(c: Cluster) -> dict[str, bytes]:

@@ -82,8 +82,17 @@ def validate_text(text: str, path: Path) -> Verdict:
         problems += [_from_pydantic(err, data, name, lines) for err in exc.errors()]
         return Verdict(path, None, problems)
     for f in check(cluster):
-        problems.append(Problem(name, _dotted(f.field), f.detail, f.expected, _host(data, f.field),
-                                lines.get(f.field), "error" if f.status == "fail" else "warning"))
+        problems.append(
+            Problem(
+                name,
+                _dotted(f.field),
+                f.detail,
+                f.expected,
+                _host(data, f.field),
+                lines.get(f.field),
+                "error" if f.status == "fail" else "warning",
+            )
+        )
     return Verdict(path, cluster, problems)
 
 

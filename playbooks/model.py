@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 Role = Literal["etcd", "control_plane", "lb", "worker"]
 ROLES: tuple[Role, ...] = ("etcd", "control_plane", "lb", "worker")
 
+
 def _text(value: object) -> object:
     """Addresses must be written as text: pydantic would take `1` or `true` as 0.0.0.1."""
     if not isinstance(value, str):

@@ -66,8 +66,13 @@ def digest(data: bytes) -> str:
 
 def layer_tar(entries: tuple[LayerFile, ...]) -> bytes:
     """An uncompressed layer: parent directories first, every entry root-owned with time 0."""
-    dirs = sorted({"/".join(e.path.strip("/").split("/")[:i])
-                   for e in entries for i in range(1, len(e.path.strip("/").split("/")))})
+    dirs = sorted(
+        {
+            "/".join(e.path.strip("/").split("/")[:i])
+            for e in entries
+            for i in range(1, len(e.path.strip("/").split("/")))
+        }
+    )
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for d in dirs:
@@ -90,18 +95,33 @@ def blobs(image: Image) -> tuple[bytes, list[tuple[str, bytes]]]:
     """The manifest and every blob it names (config, layer) as (digest, bytes)."""
     tar = layer_tar(image.entries)
     layer = gzip.compress(tar, compresslevel=9, mtime=0)
-    config = json.dumps({
-        "architecture": image.arch, "os": "linux",
-        "config": {"Entrypoint": list(image.entrypoint), "Env": list(image.env), "User": image.user,
-                   "WorkingDir": "/", "Labels": image.labels},
-        "rootfs": {"type": "layers", "diff_ids": [digest(tar)]},
-        "history": [{"created_by": "kubefab", "comment": "built from source by kubefab"}],
-    }, sort_keys=True, separators=(",", ":")).encode()
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": MANIFEST,
-        "config": {"mediaType": CONFIG, "digest": digest(config), "size": len(config)},
-        "layers": [{"mediaType": LAYER, "digest": digest(layer), "size": len(layer)}],
-    }, sort_keys=True, separators=(",", ":")).encode()
+    config = json.dumps(
+        {
+            "architecture": image.arch,
+            "os": "linux",
+            "config": {
+                "Entrypoint": list(image.entrypoint),
+                "Env": list(image.env),
+                "User": image.user,
+                "WorkingDir": "/",
+                "Labels": image.labels,
+            },
+            "rootfs": {"type": "layers", "diff_ids": [digest(tar)]},
+            "history": [{"created_by": "kubefab", "comment": "built from source by kubefab"}],
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": {"mediaType": CONFIG, "digest": digest(config), "size": len(config)},
+            "layers": [{"mediaType": LAYER, "digest": digest(layer), "size": len(layer)}],
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
     return manifest, [(digest(config), config), (digest(layer), layer)]
 
 
@@ -115,15 +135,31 @@ def write_archive(image: Image, path: Path) -> str:
 def write_layout_tar(ref: str, arch: str, manifest: bytes, parts: dict[str, bytes], path: Path) -> str:
     """One image (its manifest and the blobs it names) as an OCI layout tar named `ref`, written under a
     temporary name and renamed into place."""
-    index = json.dumps({
-        "schemaVersion": 2, "mediaType": INDEX,
-        "manifests": [{"mediaType": json.loads(manifest).get("mediaType", MANIFEST), "digest": digest(manifest),
-                       "size": len(manifest), "platform": {"architecture": arch, "os": "linux"},
-                       "annotations": {CONTAINERD_NAME: ref, REF_NAME: split_ref(ref)[2]}}],
-    }, sort_keys=True, separators=(",", ":")).encode()
-    members = [("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", index),
-               *((f"blobs/sha256/{d.removeprefix('sha256:')}", b)
-                 for d, b in sorted({digest(manifest): manifest, **parts}.items()))]
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": INDEX,
+            "manifests": [
+                {
+                    "mediaType": json.loads(manifest).get("mediaType", MANIFEST),
+                    "digest": digest(manifest),
+                    "size": len(manifest),
+                    "platform": {"architecture": arch, "os": "linux"},
+                    "annotations": {CONTAINERD_NAME: ref, REF_NAME: split_ref(ref)[2]},
+                }
+            ],
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
+    members = [
+        ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+        ("index.json", index),
+        *(
+            (f"blobs/sha256/{d.removeprefix('sha256:')}", b)
+            for d, b in sorted({digest(manifest): manifest, **parts}.items())
+        ),
+    ]
     tmp = path.with_name(path.name + ".tmp")
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
         for name, data in members:
@@ -165,11 +201,12 @@ def read_archive(path: Path) -> Archive:
     try:
         with tarfile.open(path) as tar:
             files = {m.name.removeprefix("./"): tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
-        entry, = json.loads(files["index.json"])["manifests"]
+        (entry,) = json.loads(files["index.json"])["manifests"]
         annotations = entry.get("annotations", {})
         ref = annotations.get(CONTAINERD_NAME) or annotations[REF_NAME]
-        found = {f"sha256:{n.removeprefix('blobs/sha256/')}": b for n, b in files.items()
-                 if n.startswith("blobs/sha256/")}
+        found = {
+            f"sha256:{n.removeprefix('blobs/sha256/')}": b for n, b in files.items() if n.startswith("blobs/sha256/")
+        }
         manifest = found[entry["digest"]]
     except (OSError, tarfile.TarError, KeyError, ValueError, json.JSONDecodeError) as exc:
         raise ImageError(f"{path}: not an OCI image archive with one image ({exc})") from None

@@ -49,10 +49,15 @@ class Prefetch:
         """Stage, in phase order, the binaries the host does not have yet; each is in self.ready once unpacked."""
         remote = self.remote(host)
         unique = {local_sha256(extracted(self.bundle, b)): b for b in found}
-        sizes = remote.run("prefetch: installed sizes", "; ".join(
-            f"stat -c %s {b.path} 2>/dev/null || echo -" for b in unique.values())).stdout.split()
-        todo = {sha: b for (sha, b), size in zip(unique.items(), sizes, strict=True)
-                if size != str(extracted(self.bundle, b).stat().st_size)}
+        sizes = remote.run(
+            "prefetch: installed sizes",
+            "; ".join(f"stat -c %s {b.path} 2>/dev/null || echo -" for b in unique.values()),
+        ).stdout.split()
+        todo = {
+            sha: b
+            for (sha, b), size in zip(unique.items(), sizes, strict=True)
+            if size != str(extracted(self.bundle, b).stat().st_size)
+        }
         if not todo:
             return
         directory = remote.run("prefetch: staging dir", "mktemp -d", as_root=False).stdout.strip()

@@ -47,9 +47,11 @@ def flags_file(component: str, version: str, flags: dict[str, bool]) -> str:
 
 
 def fields_file(version: str, fields: dict[str, list[str]]) -> str:
-    return (f"# JSON fields of the config kinds in the API types of k8s.io/kubernetes v{version} (nested ones as\n"
-            "# parent.child), written by `python3 -m playbooks.reference`; do not edit.\n"
-            + yaml.safe_dump(fields, sort_keys=True, default_flow_style=False))
+    return (
+        f"# JSON fields of the config kinds in the API types of k8s.io/kubernetes v{version} (nested ones as\n"
+        "# parent.child), written by `python3 -m playbooks.reference`; do not edit.\n"
+        + yaml.safe_dump(fields, sort_keys=True, default_flow_style=False)
+    )
 
 
 def help_of(binary: Path) -> str:
@@ -62,8 +64,9 @@ def generate(minor: str, out_root: Path = flagref.FLAGS_DIR) -> Path:
     version = versions.stack(minor).kubernetes
     go, arch = GoTool(), machine_arch()
     go_version = go.version()
-    built = (cached("kubernetes_server", version, arch, cache_dir(), go_version)
-             or build("kubernetes_server", version, arch, cache_dir(), go, go_version))
+    built = cached("kubernetes_server", version, arch, cache_dir(), go_version) or build(
+        "kubernetes_server", version, arch, cache_dir(), go, go_version
+    )
     out = out_root / minor
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(built.path) as tar:

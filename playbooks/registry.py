@@ -57,9 +57,22 @@ def push(c: Cluster, stack: Stack, arch: str, log: Callable[[str], None] = print
             target = mirror_ref(c.registry.host, ref)
             digest_file = Path(certs) / "digest"
             log(f"pushing {ref} to {target}")
-            proc = subprocess.run(["skopeo", "copy", "--quiet", "--dest-cert-dir", certs, "--digestfile",
-                                   str(digest_file), f"oci-archive:{c.bundle_dir / entry.path}", f"docker://{target}"],
-                                  capture_output=True, text=True, check=False)
+            proc = subprocess.run(
+                [
+                    "skopeo",
+                    "copy",
+                    "--quiet",
+                    "--dest-cert-dir",
+                    certs,
+                    "--digestfile",
+                    str(digest_file),
+                    f"oci-archive:{c.bundle_dir / entry.path}",
+                    f"docker://{target}",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if proc.returncode != 0:
                 raise PushError(f"skopeo copy to docker://{target}: {proc.stderr.strip()[-1500:]}")
             digest = digest_file.read_text().strip()

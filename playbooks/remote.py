@@ -27,8 +27,10 @@ class StepFailed(Exception):
         self.host, self.step, self.command, self.stderr = host, step, command, stderr
         tail = "\n".join(stderr.rstrip().splitlines()[-TAIL:])
         shown = command if len(command) <= COMMAND_SHOWN else command[:COMMAND_SHOWN] + " ... (--verbose shows all)"
-        super().__init__(f"{host}: {step} failed\n  command: {shown}\n  stderr:\n"
-                         + "\n".join(f"    {line}" for line in tail.splitlines()))
+        super().__init__(
+            f"{host}: {step} failed\n  command: {shown}\n  stderr:\n"
+            + "\n".join(f"    {line}" for line in tail.splitlines())
+        )
 
 
 @dataclass(frozen=True)
@@ -75,20 +77,31 @@ def _gcm_first(*args: object, **kwargs: object) -> paramiko.Transport:
 class Remote:
     """Commands on one host as root, with a name for every step so failures say what was being done."""
 
-    def __init__(self, cluster: Cluster, host: Host, log: Callable[[str, str], None] | None = None,
-                 connect_timeout: int = 15, timeout: int = 300) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        host: Host,
+        log: Callable[[str, str], None] | None = None,
+        connect_timeout: int = 15,
+        timeout: int = 300,
+    ) -> None:
         ssh = cluster.ssh_for(host)
         self.name = host.name
         self.sudo = bool(ssh.sudo)
         self.log = log
-        kwargs: dict[str, object] = {"look_for_keys": ssh.key is None, "allow_agent": ssh.key is None,
-                                     # A new channel (a command, SFTP) must open within the timeout, not
-                                     # paramiko's default hour: a host that drops off fails the step instead.
-                                     "channel_timeout": timeout, "transport_factory": _gcm_first}
+        kwargs: dict[str, object] = {
+            "look_for_keys": ssh.key is None,
+            "allow_agent": ssh.key is None,
+            # A new channel (a command, SFTP) must open within the timeout, not
+            # paramiko's default hour: a host that drops off fails the step instead.
+            "channel_timeout": timeout,
+            "transport_factory": _gcm_first,
+        }
         if ssh.key is not None:
             kwargs["key_filename"] = str(cluster.path(ssh.key))
-        self.conn = Connection(str(host.address), user=ssh.user, port=ssh.port, connect_timeout=connect_timeout,
-                               connect_kwargs=kwargs)
+        self.conn = Connection(
+            str(host.address), user=ssh.user, port=ssh.port, connect_timeout=connect_timeout, connect_kwargs=kwargs
+        )
         self.timeout = timeout
         if ssh.known_hosts is not None:
             # Strict: only the keys recorded for these hosts are accepted.
@@ -104,25 +117,36 @@ class Remote:
     def wrap(self, command: str) -> str:
         return f"sudo -n sh -c {shlex.quote(command)}" if self.sudo else command
 
-    def run(self, step: str, command: str, check: bool = True, timeout: int | None = None,
-            as_root: bool = True) -> Output:
+    def run(
+        self, step: str, command: str, check: bool = True, timeout: int | None = None, as_root: bool = True
+    ) -> Output:
         """Run `command` (as root unless told otherwise) within `timeout` seconds (default: the connection's).
         With `check`, a non-zero exit raises StepFailed."""
         if self.log:
             self.log(self.name, f"$ {command}")
         try:
-            result = self.conn.run(self.wrap(command) if as_root else command, hide=True, warn=True,
-                                   timeout=timeout or self.timeout, in_stream=False)
+            result = self.conn.run(
+                self.wrap(command) if as_root else command,
+                hide=True,
+                warn=True,
+                timeout=timeout or self.timeout,
+                in_stream=False,
+            )
         except CommandTimedOut as exc:
             raise StepFailed(self.name, step, command, f"timed out after {exc.timeout} s") from None
         except (OSError, EOFError, paramiko.SSHException) as exc:  # EOFError: the connection was dropped
-            raise StepFailed(self.name, step, command,
-                             f"cannot reach the host over SSH: {exc or 'connection lost'}") from None
+            raise StepFailed(
+                self.name, step, command, f"cannot reach the host over SSH: {exc or 'connection lost'}"
+            ) from None
         out = Output(result.stdout, result.stderr, result.exited)
         if check and not out.ok:
             if "a password is required" in out.stderr or "a terminal is required" in out.stderr:
-                raise StepFailed(self.name, step, command,
-                                 out.stderr + "\nkubefab needs passwordless sudo (NOPASSWD) for the SSH user, or root")
+                raise StepFailed(
+                    self.name,
+                    step,
+                    command,
+                    out.stderr + "\nkubefab needs passwordless sudo (NOPASSWD) for the SSH user, or root",
+                )
             raise StepFailed(self.name, step, command, out.stderr or out.stdout)
         return out
 

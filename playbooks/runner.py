@@ -82,8 +82,11 @@ def decide(services: Iterable[str], state: Mapping[str, tuple[str, str]], owed: 
 
 def notified(found: Assessment) -> set[str]:
     """The services the changes `found` would notify when carried out (what plan predicts)."""
-    return ({s for f in found.files + found.perms for s in f.notifies} | {s for b in found.binaries for s in b.notifies}
-            | {s for st in found.steps for s in st.notifies})
+    return (
+        {s for f in found.files + found.perms for s in f.notifies}
+        | {s for b in found.binaries for s in b.notifies}
+        | {s for st in found.steps for s in st.notifies}
+    )
 
 
 @dataclass
@@ -118,8 +121,14 @@ class Preview:
 
 
 class Runner:
-    def __init__(self, cluster: Cluster, inputs: Inputs, connect: Callable[[Host], Remote],
-                 report: Callable[[str, str], None], timeout: int = 300) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        inputs: Inputs,
+        connect: Callable[[Host], Remote],
+        report: Callable[[str, str], None],
+        timeout: int = 300,
+    ) -> None:
         self.cluster = cluster
         self.inputs = inputs
         self.connect = connect
@@ -177,8 +186,9 @@ class Runner:
             if out.ok:
                 return out.stdout
             if time.monotonic() > deadline or self.stop.is_set():
-                raise StepFailed(host.name, f"{check.name} (waited {check.seconds:.0f} s)", check.command,
-                                 out.stderr or out.stdout)
+                raise StepFailed(
+                    host.name, f"{check.name} (waited {check.seconds:.0f} s)", check.command, out.stderr or out.stdout
+                )
             time.sleep(check.interval)
 
     def with_facts(self) -> Inputs:
@@ -223,16 +233,18 @@ class Runner:
             if after == before:
                 continue
             names = " ".join(sorted(after))
-            command = (f"mkdir -p {os.path.dirname(PENDING_RESTARTS)} && printf '%s\\n' {names} > {PENDING_RESTARTS}"
-                       if after else f"rm -f {PENDING_RESTARTS}")
+            command = (
+                f"mkdir -p {os.path.dirname(PENDING_RESTARTS)} && printf '%s\\n' {names} > {PENDING_RESTARTS}"
+                if after
+                else f"rm -f {PENDING_RESTARTS}"
+            )
             with contextlib.suppress(StepFailed):
                 self.run(self.cluster.host(name), "record pending restarts", command, timeout=15)
 
     # -- preflight ------------------------------------------------------------------------------------------
 
     def preflight(self) -> list[Finding]:
-        facts = self.each("preflight", self.cluster.hosts,
-                          lambda h: parse(self.run(h, "gather facts", COMMAND).stdout))
+        facts = self.each("preflight", self.cluster.hosts, lambda h: parse(self.run(h, "gather facts", COMMAND).stdout))
         self.facts = facts
         manifest = bundles.read_manifest(self.bundle)
         return check(self.cluster, facts, manifest.arch if manifest else self.inputs.arch, time.time())
@@ -264,9 +276,15 @@ class Runner:
         actions = self.actions(plans, found)
         for name, act in actions.items():
             self.settled(name, (*act.start, *act.restart))
-        finals = self.each(phase, hosts, lambda h: tuple(
-            s for s in plans[h.name].final_steps if not self.run(h, f"{phase}: check {s.name}", s.unless,
-                                                                  check=False).ok))
+        finals = self.each(
+            phase,
+            hosts,
+            lambda h: tuple(
+                s
+                for s in plans[h.name].final_steps
+                if not self.run(h, f"{phase}: check {s.name}", s.unless, check=False).ok
+            ),
+        )
         return {n: Preview(plans[n], found[n], actions[n], finals[n]) for n in plans}
 
     # -- deploy ---------------------------------------------------------------------------------------------
@@ -281,8 +299,9 @@ class Runner:
         try:
             plans = self.plans(name, comps)
             if not plans:
-                result.note = ("skipped: the inventory selects no add-ons" if name == "addons"
-                               else "no host has this role")
+                result.note = (
+                    "skipped: the inventory selects no add-ons" if name == "addons" else "no host has this role"
+                )
                 return result
             found = self.apply(name, plans, result)
             self.services(name, comps, plans, self.actions(plans, found), result)
@@ -323,8 +342,14 @@ class Runner:
             result.hosts[name] = Tally(outcome.changed, found.unchanged)
             self.owe(name, found, outcome.notified)
 
-    def services(self, phase: str, comps: Sequence[Component], plans: dict[str, Plan], actions: dict[str, Actions],
-                 result: PhaseResult) -> None:
+    def services(
+        self,
+        phase: str,
+        comps: Sequence[Component],
+        plans: dict[str, Plan],
+        actions: dict[str, Actions],
+        result: PhaseResult,
+    ) -> None:
         """Start (and enable) what is not running, on every host at once; then the restarts, one host at a time
         when a restarted service's component restarts rolling."""
         no_block = {s for comp in comps if comp.start == "no-block" for s in comp.services}
@@ -337,8 +362,11 @@ class Runner:
                 commands = [f"systemctl enable -q {' '.join(act.enable)}"] if act.enable else []
                 waiting = [s for s in act.start if s not in no_block]
                 commands += [f"systemctl start {' '.join(waiting)}"] if waiting else []
-                commands += [f"systemctl start --no-block {' '.join(s for s in act.start if s in no_block)}"] if len(
-                    waiting) < len(act.start) else []
+                commands += (
+                    [f"systemctl start --no-block {' '.join(s for s in act.start if s in no_block)}"]
+                    if len(waiting) < len(act.start)
+                    else []
+                )
                 self.systemctl(host, f"{phase}: enable and start {' '.join(wanted)}", " && ".join(commands), wanted)
                 self.settled(host.name, act.start)
                 result.hosts[host.name].started += wanted
@@ -347,8 +375,9 @@ class Runner:
         def restart(host: Host) -> None:
             wanted = actions[host.name].restart
             if wanted:
-                self.systemctl(host, f"{phase}: restart {' '.join(wanted)}", f"systemctl restart {' '.join(wanted)}",
-                               list(wanted))
+                self.systemctl(
+                    host, f"{phase}: restart {' '.join(wanted)}", f"systemctl restart {' '.join(wanted)}", list(wanted)
+                )
                 self.settled(host.name, wanted)
                 result.hosts[host.name].restarted += wanted
                 self.report(host.name, f"{phase}: restarted {' '.join(wanted)}")
@@ -369,12 +398,17 @@ class Runner:
         """A start or restart; when it fails, the services' last journal lines come with the error."""
         out = self.run(host, step, command, check=False)
         if not out.ok:
-            journal = self.run(host, f"{step}: journal", "journalctl --no-pager -o cat -n 8 "
-                               + " ".join(f"-u {s}" for s in services), check=False).stdout
+            journal = self.run(
+                host,
+                f"{step}: journal",
+                "journalctl --no-pager -o cat -n 8 " + " ".join(f"-u {s}" for s in services),
+                check=False,
+            ).stdout
             raise StepFailed(host.name, step, command, f"{out.stderr}\nlast journal lines:\n{journal}")
 
     def final_steps(self, phase: str, plans: dict[str, Plan], result: PhaseResult) -> None:
         """The cluster-wide steps (through the API), once every host of the phase is in place."""
+
         def run(host: Host) -> None:
             for step in plans[host.name].final_steps:
                 if self.run(host, f"{phase}: check {step.name}", step.unless, check=False).ok:
@@ -411,12 +445,17 @@ class Runner:
     def exactly_one(self, phase: str, c: Check, hosts: list[Host]) -> None:
         deadline = time.monotonic() + c.seconds
         while True:
-            passing = [n for n, out in self.each(phase, hosts, lambda h: self.run(
-                h, c.name, c.command, check=False)).items() if out.ok]
+            passing = [
+                n
+                for n, out in self.each(phase, hosts, lambda h: self.run(h, c.name, c.command, check=False)).items()
+                if out.ok
+            ]
             if len(passing) == 1 or time.monotonic() > deadline:
                 break
             time.sleep(c.interval)
         if len(passing) != 1:
-            raise DeployFailed(phase, [StepFailed(hosts[0].name, c.name, c.command,
-                                                  f"passed on: {', '.join(sorted(passing)) or 'no host'}")])
+            raise DeployFailed(
+                phase,
+                [StepFailed(hosts[0].name, c.name, c.command, f"passed on: {', '.join(sorted(passing)) or 'no host'}")],
+            )
         self.report(passing[0], f"{phase}: {c.name}: {passing[0]}")

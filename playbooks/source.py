@@ -72,44 +72,97 @@ class Recipe:
 def _kube_version_flags() -> tuple[str, ...]:
     flags = []
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
-        flags += [f"{pkg}.gitVersion=v{{version}}", f"{pkg}.gitMajor={{major}}", f"{pkg}.gitMinor={{minor}}",
-                  f"{pkg}.gitCommit={{commit}}", f"{pkg}.gitTreeState=clean", f"{pkg}.buildDate={{date}}"]
+        flags += [
+            f"{pkg}.gitVersion=v{{version}}",
+            f"{pkg}.gitMajor={{major}}",
+            f"{pkg}.gitMinor={{minor}}",
+            f"{pkg}.gitCommit={{commit}}",
+            f"{pkg}.gitTreeState=clean",
+            f"{pkg}.buildDate={{date}}",
+        ]
     return tuple(flags)
 
 
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
 # The plugins of upstream's release archive (not the Windows ones or the sample).
-CNI_PLUGINS = {"main": ("bridge", "dummy", "host-device", "ipvlan", "loopback", "macvlan", "ptp", "tap", "vlan"),
-               "ipam": ("dhcp", "host-local", "static"),
-               "meta": ("bandwidth", "firewall", "portmap", "sbr", "tuning", "vrf")}
+CNI_PLUGINS = {
+    "main": ("bridge", "dummy", "host-device", "ipvlan", "loopback", "macvlan", "ptp", "tap", "vlan"),
+    "ipam": ("dhcp", "host-local", "static"),
+    "meta": ("bandwidth", "firewall", "portmap", "sbr", "tuning", "vrf"),
+}
 CONTAINERD = "github.com/containerd/containerd/v2"
 
-RECIPES = {r.component: r for r in (
-    Recipe("kubernetes_server", ("k8s.io/kubernetes",),
-           tuple(Command(f"k8s.io/kubernetes/cmd/{n}", n) for n in KUBE_COMMANDS), _kube_version_flags(),
-           helper="fields"),
-    Recipe("etcd", ("go.etcd.io/etcd/server/v3", "go.etcd.io/etcd/etcdctl/v3", "go.etcd.io/etcd/etcdutl/v3"),
-           (Command("go.etcd.io/etcd/server/v3", "etcd"), Command("go.etcd.io/etcd/etcdctl/v3", "etcdctl"),
-            Command("go.etcd.io/etcd/etcdutl/v3", "etcdutl")),
-           ("go.etcd.io/etcd/api/v3/version.GitSHA={commit}",)),
-    Recipe("containerd", (CONTAINERD,),
-           (Command(f"{CONTAINERD}/cmd/containerd", "containerd", ("urfave_cli_no_docs",)),
-            Command(f"{CONTAINERD}/cmd/ctr", "ctr", ("urfave_cli_no_docs",)),
-            Command(f"{CONTAINERD}/cmd/containerd-shim-runc-v2", "containerd-shim-runc-v2",
-                    ("urfave_cli_no_docs", "no_grpc"))),
-           (f"{CONTAINERD}/version.Version=v{{version}}", f"{CONTAINERD}/version.Revision={{commit}}",
-            f"{CONTAINERD}/version.Package=github.com/containerd/containerd/v2")),
-    Recipe("runc", ("github.com/opencontainers/runc",),
-           (Command("github.com/opencontainers/runc", "runc", ("seccomp", "urfave_cli_no_docs", "netgo", "osusergo"),
-                    cgo=True, static=True),),
-           ("main.version={version}", "main.gitCommit={commit}"), packages=("libseccomp-dev", "pkg-config")),
-    Recipe("cni_plugins", ("github.com/containernetworking/plugins",),
-           tuple(Command(f"github.com/containernetworking/plugins/plugins/{kind}/{n}", n)
-                 for kind, names in CNI_PLUGINS.items() for n in names),
-           ("github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=v{version}",)),
-    Recipe("crictl", ("sigs.k8s.io/cri-tools",), (Command("sigs.k8s.io/cri-tools/cmd/crictl", "crictl"),),
-           ("sigs.k8s.io/cri-tools/pkg/version.Version=v{version}",)),
-)}
+RECIPES = {
+    r.component: r
+    for r in (
+        Recipe(
+            "kubernetes_server",
+            ("k8s.io/kubernetes",),
+            tuple(Command(f"k8s.io/kubernetes/cmd/{n}", n) for n in KUBE_COMMANDS),
+            _kube_version_flags(),
+            helper="fields",
+        ),
+        Recipe(
+            "etcd",
+            ("go.etcd.io/etcd/server/v3", "go.etcd.io/etcd/etcdctl/v3", "go.etcd.io/etcd/etcdutl/v3"),
+            (
+                Command("go.etcd.io/etcd/server/v3", "etcd"),
+                Command("go.etcd.io/etcd/etcdctl/v3", "etcdctl"),
+                Command("go.etcd.io/etcd/etcdutl/v3", "etcdutl"),
+            ),
+            ("go.etcd.io/etcd/api/v3/version.GitSHA={commit}",),
+        ),
+        Recipe(
+            "containerd",
+            (CONTAINERD,),
+            (
+                Command(f"{CONTAINERD}/cmd/containerd", "containerd", ("urfave_cli_no_docs",)),
+                Command(f"{CONTAINERD}/cmd/ctr", "ctr", ("urfave_cli_no_docs",)),
+                Command(
+                    f"{CONTAINERD}/cmd/containerd-shim-runc-v2",
+                    "containerd-shim-runc-v2",
+                    ("urfave_cli_no_docs", "no_grpc"),
+                ),
+            ),
+            (
+                f"{CONTAINERD}/version.Version=v{{version}}",
+                f"{CONTAINERD}/version.Revision={{commit}}",
+                f"{CONTAINERD}/version.Package=github.com/containerd/containerd/v2",
+            ),
+        ),
+        Recipe(
+            "runc",
+            ("github.com/opencontainers/runc",),
+            (
+                Command(
+                    "github.com/opencontainers/runc",
+                    "runc",
+                    ("seccomp", "urfave_cli_no_docs", "netgo", "osusergo"),
+                    cgo=True,
+                    static=True,
+                ),
+            ),
+            ("main.version={version}", "main.gitCommit={commit}"),
+            packages=("libseccomp-dev", "pkg-config"),
+        ),
+        Recipe(
+            "cni_plugins",
+            ("github.com/containernetworking/plugins",),
+            tuple(
+                Command(f"github.com/containernetworking/plugins/plugins/{kind}/{n}", n)
+                for kind, names in CNI_PLUGINS.items()
+                for n in names
+            ),
+            ("github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=v{version}",),
+        ),
+        Recipe(
+            "crictl",
+            ("sigs.k8s.io/cri-tools",),
+            (Command("sigs.k8s.io/cri-tools/cmd/crictl", "crictl"),),
+            ("sigs.k8s.io/cri-tools/pkg/version.Version=v{version}",),
+        ),
+    )
+}
 
 
 # Release files that are a file of a module's source tree at the release's tag, not a build: flannel publishes
@@ -126,6 +179,7 @@ def cache_dir(env: dict[str, str] | os._Environ = os.environ) -> Path:
 
 
 # -- pure parts ------------------------------------------------------------------------------------------------
+
 
 def companion_version(module: str, version: str) -> str:
     """The published version of a module that `module`'s own go.mod replaces with a directory of its repo.
@@ -188,8 +242,12 @@ def pack_members(component: str, version: str, arch: str, binaries: dict[str, Pa
     match component:
         case "kubernetes_server":
             top = "kubernetes/server/bin/"
-            return {"kubernetes/": None, "kubernetes/server/": None, top: None,
-                    **{top + n: p for n, p in binaries.items()}}
+            return {
+                "kubernetes/": None,
+                "kubernetes/server/": None,
+                top: None,
+                **{top + n: p for n, p in binaries.items()},
+            }
         case "etcd":
             top = f"etcd-v{version}-linux-{arch}/"
             return {top: None, **{top + n: p for n, p in binaries.items()}}
@@ -205,6 +263,7 @@ def pack_members(component: str, version: str, arch: str, binaries: dict[str, Pa
 
 
 # -- the build ---------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Built:
@@ -230,10 +289,12 @@ class GoTool:
         """'1.26.8' from `go env GOVERSION` (go1.26.8)."""
         return self.output(["env", "GOVERSION"]).strip().removeprefix("go")
 
-    def output(self, args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None,
-               check: bool = True) -> str:
-        proc = subprocess.run([self.go, *args], cwd=cwd, capture_output=True, text=True,
-                              env={**self.env, **(env or {})}, check=False)
+    def output(
+        self, args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, check: bool = True
+    ) -> str:
+        proc = subprocess.run(
+            [self.go, *args], cwd=cwd, capture_output=True, text=True, env={**self.env, **(env or {})}, check=False
+        )
         if check and proc.returncode != 0:
             said = (proc.stderr.strip() or proc.stdout.strip())[-3000:]
             raise BuildError(f"`go {' '.join(args)}` in {cwd} exited {proc.returncode}:\n{said}")
@@ -247,13 +308,20 @@ def module_info(go: GoTool, work: Path, module: str, version: str) -> dict:
     if doc.get("Error") or "GoMod" not in doc:
         raise BuildError(doc.get("Error") or f"{module}@{version}: not downloadable")
     info = json.loads(Path(doc["Info"]).read_text())
-    return {"gomod": Path(doc["GoMod"]).read_text(), "commit": (info.get("Origin") or {}).get("Hash", ""),
-            "time": info.get("Time", "1970-01-01T00:00:00Z"), "sum": doc.get("Sum", ""), "dir": doc.get("Dir", "")}
+    return {
+        "gomod": Path(doc["GoMod"]).read_text(),
+        "commit": (info.get("Origin") or {}).get("Hash", ""),
+        "time": info.get("Time", "1970-01-01T00:00:00Z"),
+        "sum": doc.get("Sum", ""),
+        "dir": doc.get("Dir", ""),
+    }
 
 
 def recipe_key(recipe: Recipe, version: str, arch: str, go_version: str) -> str:
-    text = json.dumps({"recipe": repr(recipe), "version": version, "arch": arch, "go": go_version,
-                       "revision": RECIPE_REVISION}, sort_keys=True)
+    text = json.dumps(
+        {"recipe": repr(recipe), "version": version, "arch": arch, "go": go_version, "revision": RECIPE_REVISION},
+        sort_keys=True,
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -282,8 +350,9 @@ def stamped(target: Path, key: str, component: str, version: str) -> Built | Non
     return Built(component, version, target, record["sha256"], record["source"], cached=True, extra=extra)
 
 
-def copy_source_file(component: str, version: str, arch: str, cache: Path, go: GoTool, go_version: str,
-                     log: Log) -> Built:
+def copy_source_file(
+    component: str, version: str, arch: str, cache: Path, go: GoTool, go_version: str, log: Log
+) -> Built:
     """A SOURCE_FILES release: the file as the module at the release's tag holds it."""
     module, name = SOURCE_FILES[component]
     work = cache / "work" / f"{component}-{version}"
@@ -294,18 +363,28 @@ def copy_source_file(component: str, version: str, arch: str, cache: Path, go: G
     partial = target.with_name(target.name + ".part")
     shutil.copyfile(Path(info["dir"]) / name, partial)
     log(f"took {component} {version} from {name} of {module}@v{version}")
-    return finish(component, version, target, partial, release_key(component, version, arch, go_version),
-                  f"from source: {name} of {module}@v{version} ({info['sum']})", work)
+    return finish(
+        component,
+        version,
+        target,
+        partial,
+        release_key(component, version, arch, go_version),
+        f"from source: {name} of {module}@v{version} ({info['sum']})",
+        work,
+    )
 
 
-def compile_recipe(recipe: Recipe, module_version: str, arch: str, work: Path, go: GoTool, go_version: str,
-                   log: Log) -> tuple[dict[str, Path], dict]:
+def compile_recipe(
+    recipe: Recipe, module_version: str, arch: str, work: Path, go: GoTool, go_version: str, log: Log
+) -> tuple[dict[str, Path], dict]:
     """`go build` of the recipe's commands at `module_version` in a fresh wrapper module under `work`; returns
     the binaries by release name and the module's info (go.mod, commit, go.sum line)."""
     shutil.rmtree(work, ignore_errors=True)
     (work / "out").mkdir(parents=True)
-    log(f"building {recipe.component} {module_version} ({arch}) from {recipe.module}@v{module_version} "
-        f"with go {go_version} ...")
+    log(
+        f"building {recipe.component} {module_version} ({arch}) from {recipe.module}@v{module_version} "
+        f"with go {go_version} ..."
+    )
     info = module_info(go, work, recipe.module, "v" + module_version)
     (work / "go.mod").write_text(wrapper_gomod(recipe, module_version, go_version, local_replaces(info["gomod"])))
     if recipe.helper:
@@ -320,19 +399,27 @@ def compile_recipe(recipe: Recipe, module_version: str, arch: str, work: Path, g
         if tags:
             args += ["-tags", ",".join(tags)]
         args += ["-ldflags", flags + (" -extldflags -static" if static else "")]
-        _go_build(go, work, args, [c.package for c in commands], {**env, "CGO_ENABLED": "1" if cgo else "0"},
-                  f"{recipe.component} {module_version}", log)
+        _go_build(
+            go,
+            work,
+            args,
+            [c.package for c in commands],
+            {**env, "CGO_ENABLED": "1" if cgo else "0"},
+            f"{recipe.component} {module_version}",
+            log,
+        )
     return {c.name: work / "out" / default_binary_name(c.package) for c in recipe.commands}, info
 
 
 def provenance(recipe: Recipe, version: str, info: dict, go_version: str) -> str:
-    text = (f"built from source: {recipe.module}@v{version} ({info['sum']}), go {go_version}, "
-            "module checksums verified by go.sum against the checksum database")
+    text = (
+        f"built from source: {recipe.module}@v{version} ({info['sum']}), go {go_version}, "
+        "module checksums verified by go.sum against the checksum database"
+    )
     return text + "".join(f"; {m} {v}: {why}" for m, v, why in recipe.overrides)
 
 
-def build(component: str, version: str, arch: str, cache: Path, go: GoTool, go_version: str,
-          log: Log = print) -> Built:
+def build(component: str, version: str, arch: str, cache: Path, go: GoTool, go_version: str, log: Log = print) -> Built:
     """The release file for `component` `version`, built now into the cache."""
     recipe = RECIPES[component]
     target = cache / "source" / release(component, version, arch).bundle_path
@@ -343,7 +430,8 @@ def build(component: str, version: str, arch: str, cache: Path, go: GoTool, go_v
     if recipe.helper:
         go.output(["build", "-o", str(work / "out" / ".helper"), f"./{recipe.helper}"], cwd=work)
         helper_output(target, recipe.helper).write_text(
-            subprocess.run([work / "out" / ".helper"], capture_output=True, text=True, check=True).stdout)
+            subprocess.run([work / "out" / ".helper"], capture_output=True, text=True, check=True).stdout
+        )
     partial = target.with_name(target.name + ".part")
     members = pack_members(component, version, arch, binaries)
     if members is None:
@@ -351,15 +439,30 @@ def build(component: str, version: str, arch: str, cache: Path, go: GoTool, go_v
     else:
         with partial.open("wb") as out:
             write_tar_gz(out, members, level=1)  # fast: deploy re-compresses each binary for the wire anyway
-    built = finish(component, version, target, partial, recipe_key(recipe, version, arch, go_version),
-                   provenance(recipe, version, info, go_version), work)
+    built = finish(
+        component,
+        version,
+        target,
+        partial,
+        recipe_key(recipe, version, arch, go_version),
+        provenance(recipe, version, info, go_version),
+        work,
+    )
     built.seconds = time.monotonic() - start
     log(f"built {component} {version} in {built.seconds:.0f} s")
     return built
 
 
-def finish(component: str, version: str, target: Path, partial: Path, key: str, source: str, work: Path,
-           extra: dict | None = None) -> Built:
+def finish(
+    component: str,
+    version: str,
+    target: Path,
+    partial: Path,
+    key: str,
+    source: str,
+    work: Path,
+    extra: dict | None = None,
+) -> Built:
     """Move a finished build into the cache with its stamp (what `cached` reads) and go.sum."""
     digest = file_digest(partial, "sha256")
     partial.rename(target)
@@ -375,13 +478,20 @@ def helper_output(target: Path, helper: str) -> Path:
     return target.with_name(f"{target.name}.{helper}.json")
 
 
-def _go_build(go: GoTool, work: Path, args: list[str], packages: list[str], env: dict[str, str], what: str,
-              log: Log) -> None:
+def _go_build(
+    go: GoTool, work: Path, args: list[str], packages: list[str], env: dict[str, str], what: str, log: Log
+) -> None:
     """`go build -v`, reporting how many packages it has compiled every 15 seconds (a cold Kubernetes build
     takes many minutes on two cores)."""
     total = len(go.output(["list", "-deps", *packages], cwd=work, env=env).split())
-    proc = subprocess.Popen([go.go, *args, *packages], cwd=work, env={**go.env, **env}, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [go.go, *args, *packages],
+        cwd=work,
+        env={**go.env, **env},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     assert proc.stdout is not None
     compiled, tail, start = 0, [], time.monotonic()
     done = threading.Event()
@@ -403,8 +513,9 @@ def _go_build(go: GoTool, work: Path, args: list[str], packages: list[str], env:
         raise BuildError(f"go build for {what} failed:\n" + "\n".join(said or tail))
 
 
-def fill_bundle(bundle: Path, releases: list[Release], cache: Path, go: GoTool | None = None,
-                log: Log = print) -> list[Built]:
+def fill_bundle(
+    bundle: Path, releases: list[Release], cache: Path, go: GoTool | None = None, log: Log = print
+) -> list[Built]:
     """Build (or take from the cache) every release file in `releases` and put it in the bundle, recording
     each in the manifest. Before anything is built, every module to build must be served and every Debian
     package the builds need installed: a missing one stops the run at once, not after minutes of building."""
@@ -416,11 +527,14 @@ def fill_bundle(bundle: Path, releases: list[Release], cache: Path, go: GoTool |
         raise BuildError(f"{bundle}: holds a bundle for {manifest.arch}, not {arch}; use another bundle directory")
     found = {r: cached(r.component, r.version, r.arch, cache, go_version) for r in releases}
     to_build = [r for r, b in found.items() if b is None]
-    missing = sorted({p for r in to_build if r.component in RECIPES for p in RECIPES[r.component].packages
-                      if not has_package(p)})
+    missing = sorted(
+        {p for r in to_build if r.component in RECIPES for p in RECIPES[r.component].packages if not has_package(p)}
+    )
     if missing:
-        raise BuildError(f"building from source needs the Debian package(s) {', '.join(missing)}: "
-                         f"apt-get install {' '.join(missing)}")
+        raise BuildError(
+            f"building from source needs the Debian package(s) {', '.join(missing)}: "
+            f"apt-get install {' '.join(missing)}"
+        )
     unavailable = []
     for r in to_build:
         try:
@@ -429,17 +543,23 @@ def fill_bundle(bundle: Path, releases: list[Release], cache: Path, go: GoTool |
         except BuildError as exc:
             unavailable.append(f"  {r.component} {r.version}: {exc}")
     if unavailable:
-        raise BuildError("the module proxy does not serve these pinned versions (set `versions:` in the inventory "
-                         "to ones it serves, or download the official files with `kubefab bundle`):\n"
-                         + "\n".join(unavailable))
+        raise BuildError(
+            "the module proxy does not serve these pinned versions (set `versions:` in the inventory "
+            "to ones it serves, or download the official files with `kubefab bundle`):\n" + "\n".join(unavailable)
+        )
     bundle.mkdir(parents=True, exist_ok=True)
     files = dict(manifest.files)
     done = []
     for r in releases:
         make = copy_source_file if r.component in SOURCE_FILES else build
         built = found[r] or make(r.component, r.version, r.arch, cache, go, go_version, log)
-        place(bundle, arch, files, Entry(r.component, r.version, r.bundle_path, built.sha256, built.source, BUILT),
-              built.path)
+        place(
+            bundle,
+            arch,
+            files,
+            Entry(r.component, r.version, r.bundle_path, built.sha256, built.source, BUILT),
+            built.path,
+        )
         done.append(built)
     return done
 

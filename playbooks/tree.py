@@ -15,20 +15,31 @@ def describe(plans: list[Plan]) -> dict:
     """A plan as plain data, for `plans/<host>.yaml` (file contents are in the tree, not here)."""
     return {
         p.component: {
-            k: v for k, v in {
-                "files": [{"path": f.path, "mode": f"{f.mode:04o}", "owner": f"{f.owner}:{f.group}",
-                           "notifies": list(f.notifies)} for f in p.files],
+            k: v
+            for k, v in {
+                "files": [
+                    {
+                        "path": f.path,
+                        "mode": f"{f.mode:04o}",
+                        "owner": f"{f.owner}:{f.group}",
+                        "notifies": list(f.notifies),
+                    }
+                    for f in p.files
+                ],
                 "blocks": [{"path": b.path, "marker": b.marker} for b in p.blocks],
-                "binaries": [{"path": b.path, "from": b.source + (f"!{b.member}" if b.member else "")}
-                             for b in p.binaries],
-                "directories": [{"path": d.path, "mode": f"{d.mode:04o}", "owner": f"{d.owner}:{d.group}"}
-                                for d in p.directories],
+                "binaries": [
+                    {"path": b.path, "from": b.source + (f"!{b.member}" if b.member else "")} for b in p.binaries
+                ],
+                "directories": [
+                    {"path": d.path, "mode": f"{d.mode:04o}", "owner": f"{d.owner}:{d.group}"} for d in p.directories
+                ],
                 "users": list(p.users),
                 "steps": [s.name for s in p.steps],
                 "services": list(p.services),
                 "checks": [f"{c.name} ({c.scope})" for c in p.checks],
                 "final_steps": [s.name for s in p.final_steps],
-            }.items() if v
+            }.items()
+            if v
         }
         for p in plans
     }

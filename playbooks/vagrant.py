@@ -34,8 +34,10 @@ def settings(vagrantfile: str, env: Mapping[str, str]) -> dict[str, str]:
     found |= dict(_CONST.findall(vagrantfile))
     missing = [n for n in REQUIRED if n not in found]
     if missing:
-        raise ValueError(f"Vagrantfile: no setting line for {', '.join(missing)} "
-                         '(expected NAME = ENV.fetch("VARIABLE", "default") at the top)')
+        raise ValueError(
+            f"Vagrantfile: no setting line for {', '.join(missing)} "
+            '(expected NAME = ENV.fetch("VARIABLE", "default") at the top)'
+        )
     return found
 
 
@@ -87,8 +89,16 @@ def parse_ssh_config(text: str) -> dict[str, SSHEntry]:
             raise ValueError(f"ssh-config line {number}: Port {value!r} is not a number")
         else:
             blocks[-1].setdefault(key, value)
-    return {b["host"]: SSHEntry(b["host"], b.get("hostname", b["host"]), b.get("user", USER),
-                                int(b.get("port", 22)), tuple(b["identityfile"])) for b in blocks}
+    return {
+        b["host"]: SSHEntry(
+            b["host"],
+            b.get("hostname", b["host"]),
+            b.get("user", USER),
+            int(b.get("port", 22)),
+            tuple(b["identityfile"]),
+        )
+        for b in blocks
+    }
 
 
 def _unquote(value: str) -> str:
@@ -131,6 +141,8 @@ def inventory(s: Mapping[str, str], ssh: Mapping[str, SSHEntry] | None = None) -
 
 
 def render(data: Mapping[str, Any]) -> str:
-    return ("# The VMs of the Vagrantfile (its settings block: IPs, VIP, interface). Rewritten by\n"
-            "# `fab vagrant.inventory` from `vagrant ssh-config`; edit the Vagrantfile or its KUBEFAB_* variables.\n"
-            + yaml.safe_dump(dict(data), sort_keys=False, default_flow_style=None, width=110))
+    return (
+        "# The VMs of the Vagrantfile (its settings block: IPs, VIP, interface). Rewritten by\n"
+        "# `fab vagrant.inventory` from `vagrant ssh-config`; edit the Vagrantfile or its KUBEFAB_* variables.\n"
+        + yaml.safe_dump(dict(data), sort_keys=False, default_flow_style=None, width=110)
+    )

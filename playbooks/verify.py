@@ -1,5 +1,5 @@
-"""`fab verify`: the testinfra suite in playbooks/hostsuite (shipped in the package) run against an inventory's hosts, over the same SSH
-settings a deploy uses (an OpenSSH config written for the run)."""
+"""`fab verify`: the testinfra suite in playbooks/hostsuite (shipped in the package) run against an
+inventory's hosts, over the same SSH settings a deploy uses (an OpenSSH config written for the run)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,13 @@ def ssh_config(c: Cluster, control_dir: Path) -> str:
     blocks = []
     for h in c.hosts:
         ssh = c.ssh_for(h)
-        lines = [f"Host {h.address}", f"  User {ssh.user}", f"  Port {ssh.port}", "  BatchMode yes",
-                 f"  ControlPath {control_dir}/%C"]
+        lines = [
+            f"Host {h.address}",
+            f"  User {ssh.user}",
+            f"  Port {ssh.port}",
+            "  BatchMode yes",
+            f"  ControlPath {control_dir}/%C",
+        ]
         if ssh.key:
             lines += [f"  IdentityFile {c.path(ssh.key)}", "  IdentitiesOnly yes"]
         if ssh.known_hosts:
@@ -30,5 +35,14 @@ def ssh_config(c: Cluster, control_dir: Path) -> str:
 def pytest_args(c: Cluster, config: Path, inventory: Path, extra: list[str]) -> list[str]:
     hosts = ",".join(f"ssh://{h.address}" for h in c.hosts)
     sudo = ["--sudo"] if any(c.ssh_for(h).sudo for h in c.hosts) else []
-    return [str(SUITE), f"--hosts={hosts}", f"--ssh-config={config}", *sudo, f"--inventory={inventory}",
-            "-p", "no:cacheprovider", "-q", *extra]
+    return [
+        str(SUITE),
+        f"--hosts={hosts}",
+        f"--ssh-config={config}",
+        *sudo,
+        f"--inventory={inventory}",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        *extra,
+    ]

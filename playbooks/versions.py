@@ -111,8 +111,9 @@ def release(component: str, version: str, arch: str) -> Release:
         # Not pinned: keep the URL pattern of any pinned version so the bundle layout stays the same.
         entry = {"url": next(iter(releases[component].values()))["url"], "sha256": {}}
     url = entry["url"].format(version=version, arch=arch)
-    digest = next(((algo, entry[algo][arch]) for algo in ("sha512", "sha256")
-                   if (entry.get(algo) or {}).get(arch)), None)
+    digest = next(
+        ((algo, entry[algo][arch]) for algo in ("sha512", "sha256") if (entry.get(algo) or {}).get(arch)), None
+    )
     return Release(component, version, arch, url, digest)
 
 

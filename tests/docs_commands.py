@@ -76,42 +76,79 @@ RULES: tuple[Rule, ...] = (
     Rule(("kubefab", "certs.check"), "certs.check", "unit", "run after `kubefab pki`"),
     Rule(("kubefab", "render"), "render", "unit", "run"),
     Rule(("kubefab", "audit"), "audit", "unit", "run"),
-    Rule(("kubefab", "import-inventory"), "import-inventory", "unit",
-         "run on the importer's test fixtures (IMPORT_SOURCES)"),
+    Rule(
+        ("kubefab", "import-inventory"),
+        "import-inventory",
+        "unit",
+        "run on the importer's test fixtures (IMPORT_SOURCES)",
+    ),
     Rule(("openssl",), "openssl", "unit", "run on the files `kubefab pki` generated"),
     Rule(("grep",), "grep", "unit", "run on the files `kubefab pki` generated"),
     Rule(("cat",), "cat", "unit", "run on the tree `kubefab render` wrote"),
     # -- stand-ins: the real thing needs the internet or a hypervisor ----------------------------------------
-    Rule(("kubefab", "bundle"), "bundle", "unit",
-         "stand-in: run with --mirror set to a loopback http.server serving decoy files in the upstream layout; "
-         "asserts every release file is refused on its checksum and removed (the real files need the internet)"),
-    Rule(("kubefab", "bundle"), "bundle.source", "unit",
-         "equivalence: a real build takes minutes, so the test checks that `kubefab bundle` takes --from-source and "
-         "hands the inventory's release files to source.fill_bundle; the same build runs for real in "
-         "`.ci/install` (`kubefab lab.bundle`) and the lab fixture, for the lab's inventory",
-         pattern=r"kubefab bundle .*--from-source.*"),
-    Rule(("kubefab", "vagrant.inventory"), "vagrant.inventory", "unit",
-         "stand-in: run with a stub `vagrant` first on PATH printing `vagrant ssh-config` for the three VMs "
-         "(no VM runs here); asserts the inventory written is valid and matches the Vagrantfile"),
-    Rule(("vagrant", "up"), "vagrant.up", "unit",
-         "stand-in: `vagrant validate --ignore-provider` (no hypervisor here): the Vagrantfile the VMs come from"),
+    Rule(
+        ("kubefab", "bundle"),
+        "bundle",
+        "unit",
+        "stand-in: run with --mirror set to a loopback http.server serving decoy files in the upstream layout; "
+        "asserts every release file is refused on its checksum and removed (the real files need the internet)",
+    ),
+    Rule(
+        ("kubefab", "bundle"),
+        "bundle.source",
+        "unit",
+        "equivalence: a real build takes minutes, so the test checks that `kubefab bundle` takes --from-source and "
+        "hands the inventory's release files to source.fill_bundle; the same build runs for real in "
+        "`.ci/install` (`kubefab lab.bundle`) and the lab fixture, for the lab's inventory",
+        pattern=r"kubefab bundle .*--from-source.*",
+    ),
+    Rule(
+        ("kubefab", "vagrant.inventory"),
+        "vagrant.inventory",
+        "unit",
+        "stand-in: run with a stub `vagrant` first on PATH printing `vagrant ssh-config` for the three VMs "
+        "(no VM runs here); asserts the inventory written is valid and matches the Vagrantfile",
+    ),
+    Rule(
+        ("vagrant", "up"),
+        "vagrant.up",
+        "unit",
+        "stand-in: `vagrant validate --ignore-provider` (no hypervisor here): the Vagrantfile the VMs come from",
+    ),
     # -- against hosts: run by tests/lab/test_deploy_docs.py on the lab ---------------------------------------
-    Rule(("kubefab", "lab.up"), "lab.up", "lab",
-         "equivalence: parses to the arguments the session lab fixture passes to lifecycle.up (3 hosts, default "
-         "subnet and bridge), which is what `lab.up` calls; running it would replace the session's lab"),
-    Rule(("kubefab", "lab.down"), "lab.down", "lab",
-         "equivalence: lifecycle.down, run by the session fixture at its end (test_lab_teardown.py checks it)"),
+    Rule(
+        ("kubefab", "lab.up"),
+        "lab.up",
+        "lab",
+        "equivalence: parses to the arguments the session lab fixture passes to lifecycle.up (3 hosts, default "
+        "subnet and bridge), which is what `lab.up` calls; running it would replace the session's lab",
+    ),
+    Rule(
+        ("kubefab", "lab.down"),
+        "lab.down",
+        "lab",
+        "equivalence: lifecycle.down, run by the session fixture at its end (test_lab_teardown.py checks it)",
+    ),
     Rule(("kubefab", "lab.status"), "lab.status", "lab", "run"),
     Rule(("kubefab", "lab.ssh"), "lab.ssh", "lab", "run"),
     Rule(("kubefab", "deploy"), "deploy", "lab", "run with the lab inventory"),
     Rule(("kubefab", "plan"), "plan", "lab", "run with the lab inventory"),
     Rule(("kubefab", "verify"), "verify", "lab", "run with the lab inventory"),
-    Rule(("kubectl",), "kubectl.raw", "lab", "run on this machine with the lab's admin kubeconfig",
-         pattern=r"kubectl --kubeconfig \S+ get --raw /\S+"),
-    Rule(("kubectl",), "kubectl.nodes", "lab",
-         "run on lab-1 with the cluster's own kubectl and its admin kubeconfig (through the VIP, as the docs' "
-         "path); asserts every lab host is listed",
-         pattern=r"kubectl --kubeconfig \S+ get nodes"),
+    Rule(
+        ("kubectl",),
+        "kubectl.raw",
+        "lab",
+        "run on this machine with the lab's admin kubeconfig",
+        pattern=r"kubectl --kubeconfig \S+ get --raw /\S+",
+    ),
+    Rule(
+        ("kubectl",),
+        "kubectl.nodes",
+        "lab",
+        "run on lab-1 with the cluster's own kubectl and its admin kubeconfig (through the VIP, as the docs' "
+        "path); asserts every lab host is listed",
+        pattern=r"kubectl --kubeconfig \S+ get nodes",
+    ),
     Rule(("sudo",), "host", "lab", "typed on a host: run on lab-1 as the sudo user, addresses and names mapped"),
     Rule(("ip",), "host", "lab", "typed on a host: run on lab-1, addresses and interface mapped"),
 )
@@ -120,8 +157,11 @@ RULES: tuple[Rule, ...] = (
 def rule_for(command: Command) -> Rule | None:
     """The rule with the longest prefix matching the command's first words (and its pattern, if any)."""
     argv = command.argv
-    found = [r for r in RULES if tuple(argv[:len(r.prefix)]) == r.prefix
-             and (r.pattern is None or re.fullmatch(r.pattern, command.text))]
+    found = [
+        r
+        for r in RULES
+        if tuple(argv[: len(r.prefix)]) == r.prefix and (r.pattern is None or re.fullmatch(r.pattern, command.text))
+    ]
     # A rule with a pattern is the narrower one: it wins over one with the same prefix.
     return max(found, key=lambda r: (len(r.prefix), r.pattern is not None), default=None)
 

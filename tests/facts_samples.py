@@ -1,7 +1,5 @@
 """Facts as the facts command prints them on two kinds of hosts (for parser and preflight tests)."""
 
-
-
 DEBIAN = """os_id=debian
 os_version=12
 os_like=

@@ -22,10 +22,25 @@ from playbooks.plan import Binary, Plan, merge
 from playbooks.versions import Release, Stack, release
 
 # The daemons and the pieces that run in pods, in the order their ports and packages are listed.
-DAEMONS: tuple[Component, ...] = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, HAPROXY, KEEPALIVED, CONTAINERD,
-                                  KUBELET, KUBE_PROXY, CNI)
-COMPONENTS: tuple[Component, ...] = (host_os.component(DAEMONS), certificates.component(DAEMONS), *DAEMONS, IMAGES,
-                                     ADDONS)
+DAEMONS: tuple[Component, ...] = (
+    ETCD,
+    APISERVER,
+    CONTROLLER_MANAGER,
+    SCHEDULER,
+    HAPROXY,
+    KEEPALIVED,
+    CONTAINERD,
+    KUBELET,
+    KUBE_PROXY,
+    CNI,
+)
+COMPONENTS: tuple[Component, ...] = (
+    host_os.component(DAEMONS),
+    certificates.component(DAEMONS),
+    *DAEMONS,
+    IMAGES,
+    ADDONS,
+)
 # The order a deploy runs them in; each phase ends in its components' checks.
 PHASES = ("prepare", "certificates", "etcd", "lb", "control-plane", "nodes", "addons")
 # Phases whose plans are files on hosts only; the add-ons phase also needs the cluster's API and the bundle's

@@ -50,8 +50,9 @@ def manifests(inputs: Inputs, bundle: Path) -> dict[str, bytes]:
 def patch_calico(text: str, pod_cidr: str, name: str) -> str:
     """Uncomment CALICO_IPV4POOL_CIDR in calico.yaml and set it to the pod CIDR."""
     pattern = re.compile(r'^(\s*)#\s*- name: CALICO_IPV4POOL_CIDR\n\s*#\s*value: "[^"]*"$', re.M)
-    patched, count = pattern.subn(lambda m: f'{m.group(1)}- name: CALICO_IPV4POOL_CIDR\n'
-                                            f'{m.group(1)}  value: "{pod_cidr}"', text)
+    patched, count = pattern.subn(
+        lambda m: f'{m.group(1)}- name: CALICO_IPV4POOL_CIDR\n{m.group(1)}  value: "{pod_cidr}"', text
+    )
     if count != 1:
         raise AddonError(f"{name}: expected one commented CALICO_IPV4POOL_CIDR setting, found {count}")
     return patched
@@ -60,18 +61,24 @@ def patch_calico(text: str, pod_cidr: str, name: str) -> str:
 def patch_flannel(text: str, c: Cluster, name: str) -> str:
     """flannel's net-conf.json: the pod CIDR as its Network, the inventory's backend, and nftables rules when
     kube-proxy uses nftables (mixing the two leaves iptables rules nothing else maintains)."""
-    settings = {"Network": f'"{c.network.pod_cidr}"', "Type": f'"{c.network.flannel_backend}"',
-                "EnableNFTables": "true" if c.kube_proxy_mode == "nftables" else "false"}
+    settings = {
+        "Network": f'"{c.network.pod_cidr}"',
+        "Type": f'"{c.network.flannel_backend}"',
+        "EnableNFTables": "true" if c.kube_proxy_mode == "nftables" else "false",
+    }
     for key, value in settings.items():
         text, count = re.subn(rf'("{key}":\s*)("[^"]*"|true|false)', lambda m, v=value: f"{m.group(1)}{v}", text)
         if count != 1:
-            raise AddonError(f"{name}: expected one \"{key}\" in net-conf.json, found {count}")
+            raise AddonError(f'{name}: expected one "{key}" in net-conf.json, found {count}')
+
     # flanneld takes the interface of the default route unless told: each node's is the one holding its own
     # address (the kubelet's node IP, the inventory's), default route or not.
     def node_ip(m: re.Match) -> str:
         pad = m.group(1)
-        return (f"{m.group(0)}{pad}- name: FLANNELD_IFACE\n{pad}  valueFrom:\n{pad}    fieldRef:\n"
-                f"{pad}      fieldPath: status.hostIP\n")
+        return (
+            f"{m.group(0)}{pad}- name: FLANNELD_IFACE\n{pad}  valueFrom:\n{pad}    fieldRef:\n"
+            f"{pad}      fieldPath: status.hostIP\n"
+        )
 
     text, count = re.subn(r"^(\s*)env:\n", node_ip, text, flags=re.M)
     if count != 1:
@@ -83,35 +90,63 @@ def plan(inputs: Inputs, host: Host) -> Plan:
     """The manifests on the first control-plane host, applied once every node holds the images they run.
     `kubectl diff` (server-side, exit 0 when nothing differs) decides whether they need applying."""
     docs = manifests(inputs, inputs.cluster.bundle_dir)
-    apply = Step("kubectl apply the add-on manifests", unless=kubectl(f"diff -f {ADDONS_DIR}/ >/dev/null"),
-                 run=kubectl(f"apply -f {ADDONS_DIR}/"))
-    return Plan(host.name, "addons", files=tuple(File(f"{ADDONS_DIR}/{n}", body) for n, body in docs.items()),
-                final_steps=(apply,))
+    apply = Step(
+        "kubectl apply the add-on manifests",
+        unless=kubectl(f"diff -f {ADDONS_DIR}/ >/dev/null"),
+        run=kubectl(f"apply -f {ADDONS_DIR}/"),
+    )
+    return Plan(
+        host.name,
+        "addons",
+        files=tuple(File(f"{ADDONS_DIR}/{n}", body) for n, body in docs.items()),
+        final_steps=(apply,),
+    )
 
 
 def checks(c: Cluster, host: Host) -> tuple[Check, ...]:
     out = []
     if "cni" in c.addons:  # without a network plugin no node becomes Ready
-        out.append(Check("nodes Ready", kubectl("wait --for=condition=Ready nodes --all --timeout=10s"), 600, 5,
-                         scope="once"))
+        out.append(
+            Check("nodes Ready", kubectl("wait --for=condition=Ready nodes --all --timeout=10s"), 600, 5, scope="once")
+        )
     if "coredns" in c.addons:
         name = f"kubernetes.default.svc.{c.network.domain}"
-        out += [Check("CoreDNS available", kubectl("-n kube-system rollout status deployment/coredns --timeout=10s"),
-                      600, 5, scope="once"),
-                Check(f"CoreDNS answers {name} at {c.network.dns_ip}", dns.query_command(name, str(c.network.dns_ip)),
-                      60, 2, scope="once")]
+        out += [
+            Check(
+                "CoreDNS available",
+                kubectl("-n kube-system rollout status deployment/coredns --timeout=10s"),
+                600,
+                5,
+                scope="once",
+            ),
+            Check(
+                f"CoreDNS answers {name} at {c.network.dns_ip}",
+                dns.query_command(name, str(c.network.dns_ip)),
+                60,
+                2,
+                scope="once",
+            ),
+        ]
     return tuple(out)
 
 
-ADDONS = Component("addons", phase="addons", hosts=lambda c: first_with("control_plane")(c) if c.addons else (),
-                   plan=plan, checks=checks)
+ADDONS = Component(
+    "addons",
+    phase="addons",
+    hosts=lambda c: first_with("control_plane")(c) if c.addons else (),
+    plan=plan,
+    checks=checks,
+)
 
 # The network plugin runs as pods on every worker; its ports are the workers' to open.
 CNI = Component(
     "cni",
     phase="addons",
     hosts=with_role("worker"),
-    ports=lambda c: ((Port(ports.CALICO_BGP, bind=()), Port(ports.CALICO_VXLAN, "udp", bind=()))
-                     if c.cni == "calico" else (Port(ports.FLANNEL_VXLAN, "udp", bind=()),)),
+    ports=lambda c: (
+        (Port(ports.CALICO_BGP, bind=()), Port(ports.CALICO_VXLAN, "udp", bind=()))
+        if c.cni == "calico"
+        else (Port(ports.FLANNEL_VXLAN, "udp", bind=()),)
+    ),
     rich_rules=lambda c: ('rule protocol value="4" accept',) if c.cni == "calico" else (),  # IP-in-IP, calico.yaml
 )

@@ -19,8 +19,7 @@ def kubernetes(version: str, arch: str, names: tuple[str, ...]) -> tuple[Binary,
     """Kubernetes' own binaries, from the server tarball whose SHA-512 each release's CHANGELOG publishes."""
     source = release("kubernetes_server", version, arch).bundle_path
     return tuple(
-        Binary(source, f"kubernetes/server/bin/{n}", f"{KUBE_BIN}/{n}", (n,) if n != "kubectl" else ())
-        for n in names
+        Binary(source, f"kubernetes/server/bin/{n}", f"{KUBE_BIN}/{n}", (n,) if n != "kubectl" else ()) for n in names
     )
 
 
@@ -28,8 +27,10 @@ def containerd(version: str, arch: str) -> tuple[Binary, ...]:
     """The daemon, the runc shim the CRI uses, and `ctr`, containerd's own client: the only one that imports
     image archives (crictl, installed too, is the Kubernetes-aware one for everything else)."""
     source = release("containerd", version, arch).bundle_path
-    return tuple(Binary(source, f"bin/{n}", f"{KUBE_BIN}/{n}", ("containerd",) if n == "containerd" else ())
-                 for n in ("containerd", "containerd-shim-runc-v2", "ctr"))
+    return tuple(
+        Binary(source, f"bin/{n}", f"{KUBE_BIN}/{n}", ("containerd",) if n == "containerd" else ())
+        for n in ("containerd", "containerd-shim-runc-v2", "ctr")
+    )
 
 
 def runc(version: str, arch: str) -> tuple[Binary, ...]:

@@ -18,13 +18,13 @@ from playbooks.plan import Check, File, Plan
 ETCD_OWNED = ("pki/etcd/server", "pki/etcd/peer")
 
 
-def credential(daemons: Sequence[Component], c: Cluster, host: Host, path: str, content: bytes,
-               private: bool) -> File:
+def credential(daemons: Sequence[Component], c: Cluster, host: Host, path: str, content: bytes, private: bool) -> File:
     """A credential file, restarting the services on `host` whose declarations say they read it."""
     key = path.removeprefix("/etc/kubernetes/")
     owner = "etcd" if key.rsplit(".", 1)[0] in ETCD_OWNED else "root"
-    return File(path, content, 0o600 if private else 0o644, owner, owner, readers(daemons, c, host, key),
-                secret=private)
+    return File(
+        path, content, 0o600 if private else 0o644, owner, owner, readers(daemons, c, host, key), secret=private
+    )
 
 
 def plan(daemons: Sequence[Component], inputs: Inputs, host: Host) -> Plan:
@@ -60,8 +60,11 @@ def plan(daemons: Sequence[Component], inputs: Inputs, host: Host) -> Plan:
 def leaves(c: Cluster, host: Host) -> list[tuple[str, str]]:
     """(certificate, the CA it must verify against) for every leaf delivered as a file to `host`."""
     ca_remote = {ca.name: f"{REMOTE_PKI}/{ca.remote}.crt" for ca in authorities(c)}
-    return [(f"{REMOTE_PKI}/{i.remote}.crt", ca_remote[i.authority]) for i in identities(c)
-            if host.name in i.hosts and i.kubeconfig is None and i.pem is None]
+    return [
+        (f"{REMOTE_PKI}/{i.remote}.crt", ca_remote[i.authority])
+        for i in identities(c)
+        if host.name in i.hosts and i.kubeconfig is None and i.pem is None
+    ]
 
 
 def verify_check(c: Cluster, host: Host) -> tuple[Check, ...]:
@@ -71,5 +74,6 @@ def verify_check(c: Cluster, host: Host) -> tuple[Check, ...]:
 
 def component(daemons: Sequence[Component]) -> Component:
     """The credentials of every host, each restarting the services (of `daemons`) that read it."""
-    return Component("certificates", phase="certificates", hosts=lambda c: c.hosts, plan=partial(plan, daemons),
-                     checks=verify_check)
+    return Component(
+        "certificates", phase="certificates", hosts=lambda c: c.hosts, plan=partial(plan, daemons), checks=verify_check
+    )

@@ -21,20 +21,32 @@ def kubectl(args: str = "get --raw /readyz", server: str | None = None) -> str:
 def files(inputs: Inputs, host: Host, name: str, *items: tuple[str, str, int, bool]) -> Plan:
     """A plan of `name`'s files: (template, path, mode, secret) each, restarting `name` when changed."""
     ctx = inputs.context(host)
-    return Plan(host.name, name, files=tuple(
-        File(path, render(template, **ctx), mode, notifies=(name,), secret=secret)
-        for template, path, mode, secret in items))
+    return Plan(
+        host.name,
+        name,
+        files=tuple(
+            File(path, render(template, **ctx), mode, notifies=(name,), secret=secret)
+            for template, path, mode, secret in items
+        ),
+    )
 
 
 def apiserver_plan(inputs: Inputs, host: Host) -> Plan:
-    plan = files(inputs, host, "kube-apiserver",
-                 ("kube-apiserver/apiserver.j2", "/etc/kubernetes/apiserver", 0o644, False),
-                 ("kube-apiserver/encryption-config.yaml.j2", "/etc/kubernetes/encryption-config.yaml", 0o600, True),
-                 ("kube-apiserver/audit-policy.yaml.j2", "/etc/kubernetes/audit-policy.yaml", 0o644, False),
-                 ("kube-apiserver/kube-apiserver.service.j2", "/etc/systemd/system/kube-apiserver.service", 0o644,
-                  False))
-    return Plan(host.name, plan.component, files=plan.files,
-                directories=(Directory("/etc/kubernetes"), Directory("/var/log/kubernetes", 0o700)))
+    plan = files(
+        inputs,
+        host,
+        "kube-apiserver",
+        ("kube-apiserver/apiserver.j2", "/etc/kubernetes/apiserver", 0o644, False),
+        ("kube-apiserver/encryption-config.yaml.j2", "/etc/kubernetes/encryption-config.yaml", 0o600, True),
+        ("kube-apiserver/audit-policy.yaml.j2", "/etc/kubernetes/audit-policy.yaml", 0o644, False),
+        ("kube-apiserver/kube-apiserver.service.j2", "/etc/systemd/system/kube-apiserver.service", 0o644, False),
+    )
+    return Plan(
+        host.name,
+        plan.component,
+        files=plan.files,
+        directories=(Directory("/etc/kubernetes"), Directory("/var/log/kubernetes", 0o700)),
+    )
 
 
 def apiserver_checks(c: Cluster, host: Host) -> tuple[Check, ...]:
@@ -60,8 +72,17 @@ APISERVER = Component(
     ports=lambda c: (Port(c.api.apiserver_port),),
     releases=("kubernetes_server",),
     binaries=lambda s, arch: binaries.kubernetes(s.kubernetes, arch, ("kube-apiserver", "kubectl")),
-    reads=("pki/ca.crt", "pki/etcd/ca.crt", "pki/front-proxy-ca.crt", "pki/apiserver", "pki/apiserver-kubelet-client",
-           "pki/apiserver-etcd-client", "pki/front-proxy-client", "pki/sa.pub", "pki/sa.key"),
+    reads=(
+        "pki/ca.crt",
+        "pki/etcd/ca.crt",
+        "pki/front-proxy-ca.crt",
+        "pki/apiserver",
+        "pki/apiserver-kubelet-client",
+        "pki/apiserver-etcd-client",
+        "pki/front-proxy-client",
+        "pki/sa.pub",
+        "pki/sa.key",
+    ),
     checks=apiserver_checks,
 )
 
@@ -70,10 +91,17 @@ CONTROLLER_MANAGER = Component(
     phase="control-plane",
     hosts=with_role("control_plane"),
     plan=lambda inputs, host: files(
-        inputs, host, "kube-controller-manager",
+        inputs,
+        host,
+        "kube-controller-manager",
         ("kube-controller-manager/controller-manager.j2", "/etc/kubernetes/controller-manager", 0o644, False),
-        ("kube-controller-manager/kube-controller-manager.service.j2",
-         "/etc/systemd/system/kube-controller-manager.service", 0o644, False)),
+        (
+            "kube-controller-manager/kube-controller-manager.service.j2",
+            "/etc/systemd/system/kube-controller-manager.service",
+            0o644,
+            False,
+        ),
+    ),
     services=("kube-controller-manager",),
     restart="rolling",
     ports=lambda c: (Port(ports.CONTROLLER_MANAGER, bind=("local",)),),
@@ -88,10 +116,13 @@ SCHEDULER = Component(
     phase="control-plane",
     hosts=with_role("control_plane"),
     plan=lambda inputs, host: files(
-        inputs, host, "kube-scheduler",
+        inputs,
+        host,
+        "kube-scheduler",
         ("kube-scheduler/scheduler.j2", "/etc/kubernetes/scheduler", 0o644, False),
         ("kube-scheduler/kube-scheduler.yaml.j2", "/etc/kubernetes/kube-scheduler.yaml", 0o644, False),
-        ("kube-scheduler/kube-scheduler.service.j2", "/etc/systemd/system/kube-scheduler.service", 0o644, False)),
+        ("kube-scheduler/kube-scheduler.service.j2", "/etc/systemd/system/kube-scheduler.service", 0o644, False),
+    ),
     services=("kube-scheduler",),
     restart="rolling",
     ports=lambda c: (Port(ports.SCHEDULER, bind=("local",)),),

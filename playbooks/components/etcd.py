@@ -34,10 +34,12 @@ def endpoint(host: Host) -> str:
 
 def etcdctl(endpoints: str, command: str) -> str:
     """etcdctl on an etcd host with the health-check client certificate."""
-    return (f"ETCDCTL_API=3 {binaries.KUBE_BIN}/etcdctl --endpoints={endpoints} --dial-timeout=3s "
-            f"--command-timeout=5s --cacert={REMOTE_PKI}/etcd/ca.crt "
-            f"--cert={REMOTE_PKI}/etcd/healthcheck-client.crt --key={REMOTE_PKI}/etcd/healthcheck-client.key "
-            f"{command}")
+    return (
+        f"ETCDCTL_API=3 {binaries.KUBE_BIN}/etcdctl --endpoints={endpoints} --dial-timeout=3s "
+        f"--command-timeout=5s --cacert={REMOTE_PKI}/etcd/ca.crt "
+        f"--cert={REMOTE_PKI}/etcd/healthcheck-client.crt --key={REMOTE_PKI}/etcd/healthcheck-client.key "
+        f"{command}"
+    )
 
 
 def checks(c: Cluster, host: Host) -> tuple[Check, ...]:
@@ -45,8 +47,9 @@ def checks(c: Cluster, host: Host) -> tuple[Check, ...]:
     if host.name != c.etcd_hosts[0].name:
         return (member,)
     every = ",".join(endpoint(h) for h in c.etcd_hosts)
-    return member, Check("etcd cluster health (mutual TLS, every member)", etcdctl(every, "endpoint health"), 120,
-                         scope="once")
+    return member, Check(
+        "etcd cluster health (mutual TLS, every member)", etcdctl(every, "endpoint health"), 120, scope="once"
+    )
 
 
 ETCD = Component(
@@ -57,8 +60,11 @@ ETCD = Component(
     services=("etcd",),
     restart="rolling",
     start="no-block",  # a member's start returns once a quorum exists: every member starts without waiting
-    ports=lambda c: (Port(ports.ETCD_CLIENT, bind=("host", "local")), Port(ports.ETCD_PEER, bind=("host",)),
-                     Port(ports.ETCD_METRICS, bind=("local",), public=False)),
+    ports=lambda c: (
+        Port(ports.ETCD_CLIENT, bind=("host", "local")),
+        Port(ports.ETCD_PEER, bind=("host",)),
+        Port(ports.ETCD_METRICS, bind=("local",), public=False),
+    ),
     releases=("etcd",),
     binaries=lambda s, arch: binaries.etcd(s.etcd, arch),
     reads=("pki/etcd/ca.crt", "pki/etcd/server", "pki/etcd/peer"),

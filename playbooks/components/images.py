@@ -26,8 +26,7 @@ def archive_name(ref: str) -> str:
 
 def held(ref: str, digest: str) -> str:
     """Shell: containerd holds `ref` and it is the image with `digest`."""
-    return (f"{CTR} images ls {shlex.quote('name==' + ref)} | awk 'NR > 1 {{print $3}}' "
-            f"| grep -qx {shlex.quote(digest)}")
+    return f"{CTR} images ls {shlex.quote('name==' + ref)} | awk 'NR > 1 {{print $3}}' | grep -qx {shlex.quote(digest)}"
 
 
 def plan(inputs: Inputs, host: Host) -> Plan | None:
@@ -41,8 +40,13 @@ def plan(inputs: Inputs, host: Host) -> Plan | None:
             continue  # the bundle check before the deploy names what is missing
         path = f"{IMAGES_DIR}/{archive_name(ref)}"
         binaries.append(Binary(entry.path, None, path, mode=0o644))
-        steps.append(Step(f"image {ref} in containerd", unless=held(ref, entry.digest),
-                          run=f"{CTR} images import --platform linux/{inputs.arch} {shlex.quote(path)} >/dev/null"))
+        steps.append(
+            Step(
+                f"image {ref} in containerd",
+                unless=held(ref, entry.digest),
+                run=f"{CTR} images import --platform linux/{inputs.arch} {shlex.quote(path)} >/dev/null",
+            )
+        )
     if not steps:
         return None
     return Plan(host.name, "images", binaries=tuple(binaries), steps=tuple(steps))

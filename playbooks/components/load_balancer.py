@@ -25,38 +25,75 @@ def context(inputs: Inputs, host: Host) -> dict[str, object]:
     c = inputs.cluster
     prio = priorities(c.lb_hosts)
     vip_prefix = host.ip.network.prefixlen if host.ip.network.prefixlen != 32 else c.network.host_prefix
-    return inputs.context(host, healthcheck_pem=HEALTHCHECK_PEM, priority=prio[host.name],
-                          max_priority=max(prio.values()), interface=c.interface_of(host), vip_prefix=vip_prefix)
+    return inputs.context(
+        host,
+        healthcheck_pem=HEALTHCHECK_PEM,
+        priority=prio[host.name],
+        max_priority=max(prio.values()),
+        interface=c.interface_of(host),
+        vip_prefix=vip_prefix,
+    )
 
 
 def haproxy_plan(inputs: Inputs, host: Host) -> Plan:
     ctx = context(inputs, host)
-    return Plan(host.name, "haproxy", files=(
-        File("/etc/haproxy/haproxy.cfg", render("haproxy/haproxy.cfg.j2", **ctx), 0o640, notifies=("haproxy",),
-             secret=True),
-        File("/etc/systemd/system/haproxy.service.d/kubefab.conf", render("haproxy/kubefab.conf.j2"),
-             notifies=("haproxy",)),
-    ))
+    return Plan(
+        host.name,
+        "haproxy",
+        files=(
+            File(
+                "/etc/haproxy/haproxy.cfg",
+                render("haproxy/haproxy.cfg.j2", **ctx),
+                0o640,
+                notifies=("haproxy",),
+                secret=True,
+            ),
+            File(
+                "/etc/systemd/system/haproxy.service.d/kubefab.conf",
+                render("haproxy/kubefab.conf.j2"),
+                notifies=("haproxy",),
+            ),
+        ),
+    )
 
 
 def keepalived_plan(inputs: Inputs, host: Host) -> Plan:
     ctx = context(inputs, host)
-    return Plan(host.name, "keepalived", files=(
-        File("/etc/keepalived/check_haproxy.sh", render("keepalived/check_haproxy.sh.j2", **ctx), 0o755,
-             notifies=("keepalived",)),
-        File("/etc/keepalived/keepalived.conf", render("keepalived/keepalived.conf.j2", **ctx), 0o600,
-             notifies=("keepalived",), secret=True),
-    ))
+    return Plan(
+        host.name,
+        "keepalived",
+        files=(
+            File(
+                "/etc/keepalived/check_haproxy.sh",
+                render("keepalived/check_haproxy.sh.j2", **ctx),
+                0o755,
+                notifies=("keepalived",),
+            ),
+            File(
+                "/etc/keepalived/keepalived.conf",
+                render("keepalived/keepalived.conf.j2", **ctx),
+                0o600,
+                notifies=("keepalived",),
+                secret=True,
+            ),
+        ),
+    )
 
 
 def vip_checks(c: Cluster, host: Host) -> tuple[Check, ...]:
     vip, port = c.api.vip, c.api.port
-    holds = Check("lb check: exactly one host holds the VIP", f"ip -o -4 addr show | grep -qF ' {vip}/'", 30, 0.5,
-                  scope="exactly-one")
+    holds = Check(
+        "lb check: exactly one host holds the VIP",
+        f"ip -o -4 addr show | grep -qF ' {vip}/'",
+        30,
+        0.5,
+        scope="exactly-one",
+    )
     if host.name != c.lb_hosts[0].name:
         return (holds,)
-    return holds, Check(f"lb check: HAProxy accepts on {vip}:{port}", f"timeout 3 bash -c '</dev/tcp/{vip}/{port}'",
-                        30, scope="once")
+    return holds, Check(
+        f"lb check: HAProxy accepts on {vip}:{port}", f"timeout 3 bash -c '</dev/tcp/{vip}/{port}'", 30, scope="once"
+    )
 
 
 HAPROXY = Component(

@@ -35,14 +35,34 @@ def registry_hosts(c: Cluster) -> tuple[File, ...]:
     private registry's CA), and the private registry itself is trusted under its own name. containerd reads
     certs.d at every pull: no restart needed."""
     ca = registry_ca(c)
-    files = [File(f"/etc/containerd/certs.d/{registry}/hosts.toml",
-                  render("containerd/hosts.toml.j2", registry=registry, mirrors=mirrors,
-                         upstream=UPSTREAM.get(registry, f"https://{registry}"), private=c.registry.url, ca=ca))
-             for registry, mirrors in sorted(c.registry.all_mirrors().items())]
+    files = [
+        File(
+            f"/etc/containerd/certs.d/{registry}/hosts.toml",
+            render(
+                "containerd/hosts.toml.j2",
+                registry=registry,
+                mirrors=mirrors,
+                upstream=UPSTREAM.get(registry, f"https://{registry}"),
+                private=c.registry.url,
+                ca=ca,
+            ),
+        )
+        for registry, mirrors in sorted(c.registry.all_mirrors().items())
+    ]
     if c.registry.url:
-        files.append(File(f"/etc/containerd/certs.d/{c.registry.host}/hosts.toml",
-                          render("containerd/hosts.toml.j2", registry=c.registry.host, mirrors=(),
-                                 upstream=c.registry.url, private=c.registry.url, ca=ca)))
+        files.append(
+            File(
+                f"/etc/containerd/certs.d/{c.registry.host}/hosts.toml",
+                render(
+                    "containerd/hosts.toml.j2",
+                    registry=c.registry.host,
+                    mirrors=(),
+                    upstream=c.registry.url,
+                    private=c.registry.url,
+                    ca=ca,
+                ),
+            )
+        )
         if c.registry.ca:
             files.append(File(REGISTRY_CA, c.path(c.registry.ca).read_bytes()))
     return tuple(files)
@@ -50,9 +70,12 @@ def registry_hosts(c: Cluster) -> tuple[File, ...]:
 
 def context(inputs: Inputs, host: Host) -> dict[str, object]:
     facts = inputs.facts.get(host.name)
-    return inputs.context(host, pause_image=sandbox_image(inputs.cluster, inputs.stack),
-                          resolv_conf=RESOLVED_UPSTREAM if facts and facts.resolved_stub else None,
-                          restrict_oom_score_adj=bool(facts and not facts.cap_sys_resource))
+    return inputs.context(
+        host,
+        pause_image=sandbox_image(inputs.cluster, inputs.stack),
+        resolv_conf=RESOLVED_UPSTREAM if facts and facts.resolved_stub else None,
+        restrict_oom_score_adj=bool(facts and not facts.cap_sys_resource),
+    )
 
 
 def files(inputs: Inputs, host: Host, service: str, *items: tuple[str, str]) -> tuple[File, ...]:
@@ -67,8 +90,13 @@ def containerd_plan(inputs: Inputs, host: Host) -> Plan:
         "containerd",
         directories=(Directory("/etc/containerd"), Directory("/opt/cni/bin"), Directory("/etc/cni/net.d")),
         files=(
-            *files(inputs, host, "containerd", ("containerd/config.toml.j2", "/etc/containerd/config.toml"),
-                   ("containerd/containerd.service.j2", "/etc/systemd/system/containerd.service")),
+            *files(
+                inputs,
+                host,
+                "containerd",
+                ("containerd/config.toml.j2", "/etc/containerd/config.toml"),
+                ("containerd/containerd.service.j2", "/etc/systemd/system/containerd.service"),
+            ),
             *registry_hosts(inputs.cluster),
             File("/etc/crictl.yaml", render("containerd/crictl.yaml.j2")),
         ),
@@ -80,9 +108,14 @@ def kubelet_plan(inputs: Inputs, host: Host) -> Plan:
         host.name,
         "kubelet",
         directories=(Directory("/var/lib/kubelet", 0o700), Directory("/etc/kubernetes")),
-        files=files(inputs, host, "kubelet", ("kubelet/kubelet.j2", "/etc/kubernetes/kubelet"),
-                    ("kubelet/config.yaml.j2", "/var/lib/kubelet/config.yaml"),
-                    ("kubelet/kubelet.service.j2", "/etc/systemd/system/kubelet.service")),
+        files=files(
+            inputs,
+            host,
+            "kubelet",
+            ("kubelet/kubelet.j2", "/etc/kubernetes/kubelet"),
+            ("kubelet/config.yaml.j2", "/var/lib/kubelet/config.yaml"),
+            ("kubelet/kubelet.service.j2", "/etc/systemd/system/kubelet.service"),
+        ),
     )
 
 
@@ -91,21 +124,30 @@ def kube_proxy_plan(inputs: Inputs, host: Host) -> Plan:
         host.name,
         "kube-proxy",
         directories=(Directory("/var/lib/kube-proxy"), Directory("/etc/kubernetes")),
-        files=files(inputs, host, "kube-proxy", ("kube-proxy/proxy.j2", "/etc/kubernetes/proxy"),
-                    ("kube-proxy/config.yaml.j2", "/var/lib/kube-proxy/config.yaml"),
-                    ("kube-proxy/kube-proxy.service.j2", "/etc/systemd/system/kube-proxy.service")),
+        files=files(
+            inputs,
+            host,
+            "kube-proxy",
+            ("kube-proxy/proxy.j2", "/etc/kubernetes/proxy"),
+            ("kube-proxy/config.yaml.j2", "/var/lib/kube-proxy/config.yaml"),
+            ("kube-proxy/kube-proxy.service.j2", "/etc/systemd/system/kube-proxy.service"),
+        ),
     )
 
 
 def healthz(name: str, port: int) -> tuple[Check, ...]:
-    return (Check(f"{name} running", f"systemctl is-active -q {name}", 60),
-            Check(f"{name} /healthz", http_ok("127.0.0.1", port, "/healthz"), 60))
+    return (
+        Check(f"{name} running", f"systemctl is-active -q {name}", 60),
+        Check(f"{name} /healthz", http_ok("127.0.0.1", port, "/healthz"), 60),
+    )
 
 
 def http_ok(host: str, port: int, path: str) -> str:
     """A shell test that `http://host:port/path` answers 200, with bash alone (no curl on minimal hosts)."""
-    script = (f"exec 3<>/dev/tcp/{host}/{port} && printf 'GET {path} HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n' >&3 "
-              "&& head -1 <&3 | grep -q ' 200 '")
+    script = (
+        f"exec 3<>/dev/tcp/{host}/{port} && printf 'GET {path} HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n' >&3 "
+        "&& head -1 <&3 | grep -q ' 200 '"
+    )
     return f"timeout 5 bash -c {shlex.quote(script)}"
 
 
@@ -116,8 +158,12 @@ CONTAINERD = Component(
     plan=containerd_plan,
     services=("containerd",),
     releases=("containerd", "runc", "cni_plugins", "crictl"),
-    binaries=lambda s, arch: (*binaries.containerd(s.containerd, arch), *binaries.runc(s.runc, arch),
-                              *binaries.cni_plugins(s.cni_plugins, arch), *binaries.crictl(s.crictl, arch)),
+    binaries=lambda s, arch: (
+        *binaries.containerd(s.containerd, arch),
+        *binaries.runc(s.runc, arch),
+        *binaries.cni_plugins(s.cni_plugins, arch),
+        *binaries.crictl(s.crictl, arch),
+    ),
     checks=lambda c, host: (Check("containerd running", "systemctl is-active -q containerd", 60),),
 )
 
@@ -141,10 +187,17 @@ KUBE_PROXY = Component(
     hosts=with_role("worker"),
     plan=kube_proxy_plan,
     services=("kube-proxy",),
-    ports=lambda c: (Port(ports.KUBE_PROXY_HEALTHZ), Port(ports.KUBE_PROXY_METRICS, bind=("local",), public=False),
-                     Port(ports.NODE_PORTS[0], last=ports.NODE_PORTS[1], bind=())),
-    packages=lambda c: ("conntrack", "ipset", "iptables",
-                        *{"ipvs": ("ipvsadm",), "nftables": ("nftables",)}.get(c.kube_proxy_mode, ())),
+    ports=lambda c: (
+        Port(ports.KUBE_PROXY_HEALTHZ),
+        Port(ports.KUBE_PROXY_METRICS, bind=("local",), public=False),
+        Port(ports.NODE_PORTS[0], last=ports.NODE_PORTS[1], bind=()),
+    ),
+    packages=lambda c: (
+        "conntrack",
+        "ipset",
+        "iptables",
+        *{"ipvs": ("ipvsadm",), "nftables": ("nftables",)}.get(c.kube_proxy_mode, ()),
+    ),
     releases=("kubernetes_server",),
     binaries=lambda s, arch: binaries.kubernetes(s.kubernetes, arch, ("kube-proxy",)),
     reads=("kube-proxy.conf",),

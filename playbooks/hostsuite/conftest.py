@@ -10,15 +10,18 @@ from __future__ import annotations
 import os
 
 import pytest
-from playbooks.hostsuite.nodes import Node
 
+from playbooks.hostsuite.nodes import Node
 from playbooks.inventory import load
 from playbooks.model import Cluster
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--inventory", default=os.environ.get("KUBEFAB_INVENTORY"),
-                     help="the kubefab inventory the hosts were deployed from (default: $KUBEFAB_INVENTORY)")
+    parser.addoption(
+        "--inventory",
+        default=os.environ.get("KUBEFAB_INVENTORY"),
+        help="the kubefab inventory the hosts were deployed from (default: $KUBEFAB_INVENTORY)",
+    )
 
 
 @pytest.fixture(scope="session")

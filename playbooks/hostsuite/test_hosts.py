@@ -4,11 +4,11 @@ and running, ports listening, files and their modes, certificates valid and chai
 from __future__ import annotations
 
 import pytest
-from playbooks.hostsuite.nodes import Node, needs
 
 from playbooks import bundle, components, dns
 from playbooks.apply import local_sha256
 from playbooks.components.images import CTR
+from playbooks.hostsuite.nodes import Node, needs
 from playbooks.inputs import stack_of
 
 PKI = "/etc/kubernetes/pki"
@@ -28,8 +28,14 @@ def test_services_enabled_and_running(host, node: Node, component) -> None:
 def test_ports_listening(host, node: Node) -> None:
     """Every TCP port the host's components declare, on the addresses they bind."""
     c = node.cluster
-    ports = [f"tcp://{address}:{p.number}" for comp in components.DAEMONS if comp.on(c, node.host)
-             for p in comp.ports(c) if p.protocol == "tcp" for address in p.addresses(node.host)]
+    ports = [
+        f"tcp://{address}:{p.number}"
+        for comp in components.DAEMONS
+        if comp.on(c, node.host)
+        for p in comp.ports(c)
+        if p.protocol == "tcp"
+        for address in p.addresses(node.host)
+    ]
     assert ports, "no ports declared for this host's components"
     closed = [p for p in ports if not host.socket(p).is_listening]
     assert not closed, f"not listening: {closed}"
@@ -45,8 +51,10 @@ def test_kernel_settings_and_swap(host, node: Node) -> None:
 
 
 def test_private_keys_and_kubeconfigs_are_0600(host, node: Node) -> None:
-    found = host.run(f"find {PKI} /etc/kubernetes /etc/haproxy -maxdepth 2 -type f "
-                     "\\( -name '*.key' -o -name '*.conf' -o -name '*.pem' \\) 2>/dev/null").stdout.split()
+    found = host.run(
+        f"find {PKI} /etc/kubernetes /etc/haproxy -maxdepth 2 -type f "
+        "\\( -name '*.key' -o -name '*.conf' -o -name '*.pem' \\) 2>/dev/null"
+    ).stdout.split()
     assert found, "no key files found"
     loose = [p for p in found if host.file(p).mode & 0o077]
     assert not loose, f"readable by others: {loose}"
@@ -71,9 +79,11 @@ def test_etcd_member(host, node: Node) -> None:
     for name in ("server", "peer"):
         _verify(host, f"{PKI}/etcd/{name}.crt", f"{PKI}/etcd/ca.crt")
         assert host.file(f"{PKI}/etcd/{name}.key").user == "etcd"
-    health = host.run(f"ETCDCTL_API=3 etcdctl --endpoints=https://{node.host.address}:2379 "
-                      f"--cacert={PKI}/etcd/ca.crt --cert={PKI}/etcd/healthcheck-client.crt "
-                      f"--key={PKI}/etcd/healthcheck-client.key endpoint health")
+    health = host.run(
+        f"ETCDCTL_API=3 etcdctl --endpoints=https://{node.host.address}:2379 "
+        f"--cacert={PKI}/etcd/ca.crt --cert={PKI}/etcd/healthcheck-client.crt "
+        f"--key={PKI}/etcd/healthcheck-client.key endpoint health"
+    )
     assert health.rc == 0 and "is healthy" in health.stdout + health.stderr, health.stderr
 
 
@@ -84,8 +94,10 @@ def test_control_plane(host, node: Node) -> None:
     assert f"IP Address:{node.host.address}" in sans
     if node.cluster.api.vip is not None:
         assert f"IP Address:{node.cluster.api.vip}" in sans
-    readyz = host.run(f"kubectl --kubeconfig=/etc/kubernetes/admin.conf "
-                      f"--server=https://127.0.0.1:{node.cluster.api.apiserver_port} get --raw /readyz")
+    readyz = host.run(
+        f"kubectl --kubeconfig=/etc/kubernetes/admin.conf "
+        f"--server=https://127.0.0.1:{node.cluster.api.apiserver_port} get --raw /readyz"
+    )
     assert readyz.rc == 0 and readyz.stdout.strip() == "ok", readyz.stderr
     assert host.file("/etc/kubernetes/encryption-config.yaml").mode == 0o600
 
@@ -102,8 +114,10 @@ def test_node(host, node: Node) -> None:
     _verify(host, f"{PKI}/kubelet-server.crt", f"{PKI}/ca.crt")
     config = host.file("/var/lib/kubelet/config.yaml").content_string
     assert "anonymous:\n    enabled: false" in config
-    healthz = host.run("timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/10248 && "
-                       "printf \"GET /healthz HTTP/1.0\\r\\n\\r\\n\" >&3 && head -1 <&3'")
+    healthz = host.run(
+        "timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/10248 && "
+        'printf "GET /healthz HTTP/1.0\\r\\n\\r\\n" >&3 && head -1 <&3\''
+    )
     assert " 200 " in healthz.stdout, healthz.stdout + healthz.stderr
 
 
@@ -113,8 +127,10 @@ def test_binaries_match_the_bundle(host, node: Node) -> None:
     manifest = bundle.read_manifest(node.cluster.bundle_dir)
     if manifest is None:
         pytest.skip(f"no bundle at {node.cluster.bundle_dir} on this machine: binaries not compared")
-    wanted = {b.path: local_sha256(bundle.extracted(node.cluster.bundle_dir, b))
-              for b in components.binaries_on(node.cluster, stack_of(node.cluster), manifest.arch, node.host)}
+    wanted = {
+        b.path: local_sha256(bundle.extracted(node.cluster.bundle_dir, b))
+        for b in components.binaries_on(node.cluster, stack_of(node.cluster), manifest.arch, node.host)
+    }
     out = host.run("sha256sum " + " ".join(wanted))
     found = {path: sha for sha, path in (line.split(maxsplit=1) for line in out.stdout.splitlines())}
     differ = [p for p, sha in wanted.items() if found.get(p) != sha]
@@ -149,9 +165,11 @@ def test_programs_are_the_pinned_releases(host, node: Node) -> None:
 
 def test_every_worker_is_registered_at_the_pinned_version(host, node: Node) -> None:
     needs(node, "control_plane")
-    out = host.run(f"kubectl --kubeconfig=/etc/kubernetes/admin.conf --server=https://127.0.0.1:"
-                   f"{node.cluster.api.apiserver_port} get nodes -o "
-                   "jsonpath='{range .items[*]}{.metadata.name}={.status.nodeInfo.kubeletVersion} {end}'")
+    out = host.run(
+        f"kubectl --kubeconfig=/etc/kubernetes/admin.conf --server=https://127.0.0.1:"
+        f"{node.cluster.api.apiserver_port} get nodes -o "
+        "jsonpath='{range .items[*]}{.metadata.name}={.status.nodeInfo.kubeletVersion} {end}'"
+    )
     assert out.rc == 0, out.stderr
     registered = dict(pair.split("=") for pair in out.stdout.split())
     kubernetes = stack_of(node.cluster).kubernetes

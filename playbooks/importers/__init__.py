@@ -19,8 +19,7 @@ from playbooks.problems import Problem
 FORMATS = ("kubeasz", "kubespray")
 # What a directory given as the source may hold: kubespray's inventory files, then kubeasz's.
 SOURCE_FILES = ("hosts.yaml", "hosts.yml", "inventory.ini", "hosts.ini", "hosts")
-ORDER = ("name", "kubernetes_version", "network", "api", "ssh", "container_runtime", "cni", "kube_proxy_mode",
-         "hosts")
+ORDER = ("name", "kubernetes_version", "network", "api", "ssh", "container_runtime", "cni", "kube_proxy_mode", "hosts")
 
 __all__ = ["FORMATS", "Imported", "SourceError", "convert", "document"]
 
@@ -62,17 +61,23 @@ def detect(inv: Inventory) -> str:
         return "kubespray"
     if groups & {"kube_master", "ex_lb"}:
         return "kubeasz"
-    raise SourceError(str(inv.path), None, "neither a kubeasz inventory (groups kube_master, kube_node, ex_lb) nor a "
-                                           "kubespray one (kube_control_plane, kube_node, k8s_cluster); "
-                                           "name the format with --tool")
+    raise SourceError(
+        str(inv.path),
+        None,
+        "neither a kubeasz inventory (groups kube_master, kube_node, ex_lb) nor a "
+        "kubespray one (kube_control_plane, kube_node, k8s_cluster); "
+        "name the format with --tool",
+    )
 
 
 def document(imported: Imported, out: Path) -> tuple[str, list[Problem]]:
     """The YAML to write to `out`, and its validation problems (lines as in that text). With fields missing or
     errors, the text opens with a NOT VALID YET block listing them, so the file itself says what to fill in."""
     body = yaml.safe_dump(imported.data, sort_keys=False, default_flow_style=None, width=110)
-    header = [f"# Imported by `kubefab import-inventory` from {imported.source} ({imported.format}).",
-              "# Check it against the report the import printed, then: kubefab inventory.check --inventory FILE"]
+    header = [
+        f"# Imported by `kubefab import-inventory` from {imported.source} ({imported.format}).",
+        "# Check it against the report the import printed, then: kubefab inventory.check --inventory FILE",
+    ]
     problems = validate_text(body, out).problems
     missing = [f"#   missing: {e.target}: {e.note}" for e in imported.report.of("missing")]
     if missing or any(p.severity == "error" for p in problems):

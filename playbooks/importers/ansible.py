@@ -97,10 +97,13 @@ def parse_ini(text: str, path: Path) -> Inventory:
             continue
         if line.startswith("["):
             header = _SECTION.match(line)
-            rest = line[header.end():].strip() if header else ""
+            rest = line[header.end() :].strip() if header else ""
             if header is None or (rest and rest[0] not in "#;") or header.group(2) not in (None, "vars", "children"):
-                raise SourceError(file, number, f"malformed section header {line!r}: "
-                                                "expected [group], [group:vars] or [group:children]")
+                raise SourceError(
+                    file,
+                    number,
+                    f"malformed section header {line!r}: expected [group], [group:vars] or [group:children]",
+                )
             section, kind = inv.group(header.group(1)), header.group(2) or "hosts"
             continue
         try:
@@ -160,24 +163,30 @@ def _yaml_group(inv: Inventory, name: str, body: Any, loc: Loc, file: str, lines
     group = inv.group(name)
     body = {} if body is None else body
     if not isinstance(body, dict):
-        raise SourceError(file, lines.get(loc), f"group {name}: expected hosts, children or vars, "
-                                                f"found a {type(body).__name__}")
+        raise SourceError(
+            file, lines.get(loc), f"group {name}: expected hosts, children or vars, found a {type(body).__name__}"
+        )
     for key, value in body.items():
         at = (*loc, key)
         if key not in ("hosts", "children", "vars"):
-            raise SourceError(file, lines.get(at), f"group {name}: unknown key {key!r} "
-                                                   "(expected hosts, children or vars)")
+            raise SourceError(
+                file, lines.get(at), f"group {name}: unknown key {key!r} (expected hosts, children or vars)"
+            )
         value = {} if value is None else value
         if not isinstance(value, dict):
-            raise SourceError(file, lines.get(at), f"group {name}: {key} must be a mapping, "
-                                                   f"found a {type(value).__name__}")
+            raise SourceError(
+                file, lines.get(at), f"group {name}: {key} must be a mapping, found a {type(value).__name__}"
+            )
         if key == "vars":
             group.vars |= _vars(value, at, file, lines)
         elif key == "hosts":
             for host, host_vars in value.items():
                 if host_vars is not None and not isinstance(host_vars, dict):
-                    raise SourceError(file, lines.get((*at, host)), f"host {host}: expected a mapping of "
-                                                                     f"variables, found {host_vars!r}")
+                    raise SourceError(
+                        file,
+                        lines.get((*at, host)),
+                        f"host {host}: expected a mapping of variables, found {host_vars!r}",
+                    )
                 inv.add_host(str(host), group, _vars(host_vars or {}, (*at, host), file, lines))
         else:
             for child, child_body in value.items():
@@ -195,8 +204,9 @@ def _load_yaml(text: str, file: str) -> tuple[Any, dict[Loc, int]]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise SourceError(file, mark.line + 1 if mark else None,
-                          f"invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+        raise SourceError(
+            file, mark.line + 1 if mark else None, f"invalid YAML: {getattr(exc, 'problem', None) or exc}"
+        ) from None
     lines: dict[Loc, int] = {}
     if root is not None:
         index_lines(root, (), lines, [])

@@ -77,8 +77,9 @@ def plain(value: Any, variables: Mapping[str, Var]) -> Any:
     return None
 
 
-def apply_rules(draft: Draft, variables: Mapping[str, Var], rules: Mapping[str, Rule],
-                reasons: Mapping[str, str] | None = None) -> None:
+def apply_rules(
+    draft: Draft, variables: Mapping[str, Var], rules: Mapping[str, Rule], reasons: Mapping[str, str] | None = None
+) -> None:
     """Set the field of every variable that has a rule; report the others as ignored."""
     unused: dict[str, Var] = {}
     templated: dict[str, Var] = {}
@@ -93,8 +94,12 @@ def apply_rules(draft: Draft, variables: Mapping[str, Var], rules: Mapping[str, 
             try:
                 draft.set(rule.target, rule.convert(value), where(var, key))
             except Unsupported as exc:
-                draft.report.add("unsupported", where(var, key), rule.target,
-                                 f"{value!r}: {exc}; kubefab default {default_of(rule.target)} stands")
+                draft.report.add(
+                    "unsupported",
+                    where(var, key),
+                    rule.target,
+                    f"{value!r}: {exc}; kubefab default {default_of(rule.target)} stands",
+                )
     ignore(draft, unused, lambda key: (reasons or {}).get(key, "no kubefab equivalent"))
     ignore(draft, templated, lambda key: "a Jinja expression, not evaluated")
 
@@ -152,19 +157,31 @@ def service_address(draft: Draft, offset: int, why: str) -> None:
         net = ipaddress.IPv4Network(str(cidr))
     except ValueError:
         return  # validation reports the CIDR itself
-    draft.set("network.dns_ip", str(net.network_address + offset), "-", "derived",
-              f"{net.network_address + offset} ({why})")
+    draft.set(
+        "network.dns_ip", str(net.network_address + offset), "-", "derived", f"{net.network_address + offset} ({why})"
+    )
 
 
 # SSH settings Ansible takes per host: variable -> field of kubefab's ssh settings.
-SSH_VARS = {"ansible_user": "user", "ansible_ssh_user": "user", "ansible_port": "port", "ansible_ssh_port": "port",
-            "ansible_ssh_private_key_file": "key", "ansible_private_key_file": "key", "ansible_become": "sudo"}
+SSH_VARS = {
+    "ansible_user": "user",
+    "ansible_ssh_user": "user",
+    "ansible_port": "port",
+    "ansible_ssh_port": "port",
+    "ansible_ssh_private_key_file": "key",
+    "ansible_private_key_file": "key",
+    "ansible_become": "sudo",
+}
 ADDRESS_VARS = ("ansible_host", "ansible_ssh_host")
 CONNECTION_REASONS = {
-    **dict.fromkeys(("ansible_password", "ansible_ssh_pass", "ansible_become_password", "ansible_become_pass"),
-                    "kubefab logs in with a key and needs passwordless sudo (value not copied)"),
-    **dict.fromkeys(("ansible_ssh_common_args", "ansible_ssh_extra_args"),
-                    "kubefab connects to each host directly, without SSH options or jump hosts"),
+    **dict.fromkeys(
+        ("ansible_password", "ansible_ssh_pass", "ansible_become_password", "ansible_become_pass"),
+        "kubefab logs in with a key and needs passwordless sudo (value not copied)",
+    ),
+    **dict.fromkeys(
+        ("ansible_ssh_common_args", "ansible_ssh_extra_args"),
+        "kubefab connects to each host directly, without SSH options or jump hosts",
+    ),
     **dict.fromkeys(("ansible_become_user", "ansible_become_method"), "kubefab always uses sudo to root"),
     "ansible_connection": "kubefab always connects with SSH",
     "ansible_python_interpreter": "kubefab runs no Python on the hosts",
@@ -183,8 +200,9 @@ class Candidate:
     name_source: str = "its inventory name"
 
 
-def pick_address(draft: Draft, key: str, variables: Mapping[str, Var],
-                 order: tuple[str, ...]) -> tuple[str | None, str]:
+def pick_address(
+    draft: Draft, key: str, variables: Mapping[str, Var], order: tuple[str, ...]
+) -> tuple[str | None, str]:
     """The host's IP: the first of `order` set, else its Ansible name when that is an IP. The others, when they
     differ, are reported: kubefab has one address per host."""
     given = [(k, str(variables[k].value), variables[k]) for k in order if k in variables]
@@ -193,8 +211,13 @@ def pick_address(draft: Draft, key: str, variables: Mapping[str, Var],
         same = [other for other, other_value, _ in given[1:] if other_value == value]
         for other, other_value, other_var in given[1:]:
             if other_value != value:
-                draft.report.add("ignored", where(other_var, other), "-", f"{other_value}: kubefab uses one address "
-                                 f"per host, for the cluster and SSH alike: {value} ({chosen}) for {key}")
+                draft.report.add(
+                    "ignored",
+                    where(other_var, other),
+                    "-",
+                    f"{other_value}: kubefab uses one address "
+                    f"per host, for the cluster and SSH alike: {value} ({chosen}) for {key}",
+                )
         return value, where(var, chosen) + (f" (= {', '.join(same)})" if same else "")
     try:
         ipaddress.IPv4Address(key)
@@ -221,16 +244,28 @@ def add_hosts(draft: Draft, candidates: list[Candidate]) -> None:
             name, n = f"{base}-{n}", n + 1
         taken.add(name)
         if name != c.name:
-            draft.report.add("renamed", c.key, f"hosts[{len(hosts)}].name", f"{c.name} -> {name} "
-                             "(node names must be lowercase RFC 1123 DNS names, unique)")
+            draft.report.add(
+                "renamed",
+                c.key,
+                f"hosts[{len(hosts)}].name",
+                f"{c.name} -> {name} (node names must be lowercase RFC 1123 DNS names, unique)",
+            )
         host: dict[str, Any] = {"name": name, "ip": c.ip, "roles": [r for r in ROLES if r in c.roles]}
         if c.ip is None:
             del host["ip"]
-            draft.report.add("missing", c.key, f"hosts[{len(hosts)}].ip",
-                             "no address in the source (ansible_host, ip, or an IP as host name)")
+            draft.report.add(
+                "missing",
+                c.key,
+                f"hosts[{len(hosts)}].ip",
+                "no address in the source (ansible_host, ip, or an IP as host name)",
+            )
         else:
-            draft.report.add("mapped", c.source, f"hosts[{len(hosts)}]",
-                             f"{name} (from {c.name_source}) {c.ip} {' '.join(host['roles'])}")
+            draft.report.add(
+                "mapped",
+                c.source,
+                f"hosts[{len(hosts)}]",
+                f"{name} (from {c.name_source}) {c.ip} {' '.join(host['roles'])}",
+            )
         hosts.append(host)
     draft.data["hosts"] = hosts
 
@@ -262,8 +297,9 @@ def _ssh_value(name: str, value: Any) -> Any:
     return str(value)
 
 
-def host_vars_report(draft: Draft, inv: Inventory, managed: Iterable[str], known: Iterable[str],
-                     reasons: Mapping[str, str] | None = None) -> None:
+def host_vars_report(
+    draft: Draft, inv: Inventory, managed: Iterable[str], known: Iterable[str], reasons: Mapping[str, str] | None = None
+) -> None:
     """Every variable set on a host that no step used; all of them for hosts kubefab does not manage."""
     used = set(known) | set(SSH_VARS) | set(ADDRESS_VARS)
     why = {**CONNECTION_REASONS, **(reasons or {})}
@@ -273,12 +309,21 @@ def host_vars_report(draft: Draft, inv: Inventory, managed: Iterable[str], known
             listed = f"; its variables: {', '.join(variables)}" if variables else ""
             draft.report.add("ignored", key, "-", f"a host in no group kubefab uses{listed}")
             continue
-        ignore(draft, {k: v for k, v in variables.items() if k not in used},
-               lambda k, host=key: why.get(k, "no kubefab equivalent") + f" (host {host})")
+        ignore(
+            draft,
+            {k: v for k, v in variables.items() if k not in used},
+            lambda k, host=key: why.get(k, "no kubefab equivalent") + f" (host {host})",
+        )
 
 
-def group_report(draft: Draft, inv: Inventory, used: Iterable[str], cluster_groups: Iterable[str],
-                 known_vars: Iterable[str], reasons: Mapping[str, str] | None = None) -> None:
+def group_report(
+    draft: Draft,
+    inv: Inventory,
+    used: Iterable[str],
+    cluster_groups: Iterable[str],
+    known_vars: Iterable[str],
+    reasons: Mapping[str, str] | None = None,
+) -> None:
     """Groups kubefab does not use (their hosts are left out unless a used group names them too), and the
     variables of groups other than the cluster-wide ones, which the importer maps itself."""
     used, cluster_groups = set(used), set(cluster_groups)
@@ -291,8 +336,11 @@ def group_report(draft: Draft, inv: Inventory, used: Iterable[str], cluster_grou
         if name not in used | cluster_groups | {"ungrouped"} and members:
             draft.report.add("ignored", f"[{name}]", "-", f"a group kubefab does not use: {', '.join(members)}")
         if name not in cluster_groups:
-            ignore(draft, {k: v for k, v in group.vars.items() if k not in skip},
-                   lambda k, group=name: why.get(k, "no kubefab equivalent") + f" (group {group})")
+            ignore(
+                draft,
+                {k: v for k, v in group.vars.items() if k not in skip},
+                lambda k, group=name: why.get(k, "no kubefab equivalent") + f" (group {group})",
+            )
 
 
 def lb_shape(draft: Draft) -> None:
@@ -304,8 +352,13 @@ def lb_shape(draft: Draft) -> None:
         return
     for h in planes[:2]:
         h["roles"].append("lb")
-    draft.report.add("derived", "-", "hosts[].roles", f"lb on {planes[0]['name']} and {planes[1]['name']}: the "
-                     "source balances the apiservers without a VIP; kubefab needs one (HAProxy + keepalived)")
+    draft.report.add(
+        "derived",
+        "-",
+        "hosts[].roles",
+        f"lb on {planes[0]['name']} and {planes[1]['name']}: the "
+        "source balances the apiservers without a VIP; kubefab needs one (HAProxy + keepalived)",
+    )
 
 
 def finish(draft: Draft, name: str | None, path: Path, found: tuple[str, str] | None = None) -> None:
@@ -319,13 +372,22 @@ def finish(draft: Draft, name: str | None, path: Path, found: tuple[str, str] | 
     else:
         draft.set("name", valid_name(path.resolve().parent.name), f"the directory of {path}", "derived")
     if draft.get("kubernetes_version") is None:
-        draft.set("kubernetes_version", versions.default_minor(), "-", "default",
-                  f"{versions.default_minor()} (none supported in the source: the newest kubefab supports)")
+        draft.set(
+            "kubernetes_version",
+            versions.default_minor(),
+            "-",
+            "default",
+            f"{versions.default_minor()} (none supported in the source: the newest kubefab supports)",
+        )
     if any("lb" in h["roles"] for h in draft.data["hosts"]):
         if draft.get("api.vip") is None:
             draft.report.add("missing", "-", "api.vip", "a free address in the lb hosts' subnet")
-        draft.report.add("default", "-", "api.interface", f"{default_of('api.interface')}: check it is the "
-                                                          "interface holding the lb hosts' IPs")
+        draft.report.add(
+            "default",
+            "-",
+            "api.interface",
+            f"{default_of('api.interface')}: check it is the interface holding the lb hosts' IPs",
+        )
     for target in ("network.service_cidr", "network.pod_cidr", "network.domain"):
         if draft.get(target) is None:
             draft.report.add("default", "-", target, f"{default_of(target)} (not in the source)")

@@ -34,8 +34,9 @@ def convert(inv: Inventory, name: str | None) -> Draft:
     draft = Draft()
     cluster_vars = inv.groups["all"].vars if "all" in inv.groups else {}
     skip = {*HOST_KEYS, *common.SSH_VARS, *common.ADDRESS_VARS}
-    common.apply_rules(draft, {k: v for k, v in cluster_vars.items() if k not in skip}, RULES,
-                       {**REASONS, **common.CONNECTION_REASONS})
+    common.apply_rules(
+        draft, {k: v for k, v in cluster_vars.items() if k not in skip}, RULES, {**REASONS, **common.CONNECTION_REASONS}
+    )
     if draft.get("network.service_cidr") is not None:
         common.service_address(draft, 2, "where kubeasz puts CoreDNS: CLUSTER_DNS_SVC_IP")
 
@@ -56,8 +57,13 @@ def convert(inv: Inventory, name: str | None) -> Draft:
     common.add_hosts(draft, candidates)
     masters_only = [k for k in members["kube_master"] if k not in members["kube_node"]]
     if masters_only:
-        draft.report.add("default", "[kube_master]", "hosts[].roles", "control_plane without worker: kubeasz also "
-                         f"runs a cordoned kubelet on {', '.join(masters_only)}; add the worker role for the same")
+        draft.report.add(
+            "default",
+            "[kube_master]",
+            "hosts[].roles",
+            "control_plane without worker: kubeasz also "
+            f"runs a cordoned kubelet on {', '.join(masters_only)}; add the worker role for the same",
+        )
     common.ssh_settings(draft, inv, keys)
     _vip(draft, inv, members["ex_lb"])
     common.lb_shape(draft)
@@ -72,8 +78,9 @@ def convert(inv: Inventory, name: str | None) -> Draft:
 def _master_first(keys: list[str], lb: list[str], inv: Inventory) -> list[str]:
     """kubefab gives the first lb host the highest VRRP priority: the LB_ROLE=master host takes the first lb slot."""
     slots = [i for i, k in enumerate(keys) if k in lb]
-    ordered = sorted((keys[i] for i in slots), key=lambda k: str(inv.host_vars(k).get("LB_ROLE", Var("", "")).value)
-                     != "master")
+    ordered = sorted(
+        (keys[i] for i in slots), key=lambda k: str(inv.host_vars(k).get("LB_ROLE", Var("", "")).value) != "master"
+    )
     out = list(keys)
     for i, key in zip(slots, ordered, strict=True):
         out[i] = key
@@ -90,13 +97,21 @@ def _vip(draft: Draft, inv: Inventory, lb: list[str]) -> None:
         draft.set(target, convert(first.value), common.where(first, key))
         for host, var in given[1:]:
             if str(var.value) != str(first.value):
-                draft.report.add("ignored", common.where(var, key), "-",
-                                 f"{var.value} on {host}: kubefab has one {target}, {first.value}")
+                draft.report.add(
+                    "ignored",
+                    common.where(var, key),
+                    "-",
+                    f"{var.value} on {host}: kubefab has one {target}, {first.value}",
+                )
     for host in lb:
         role = inv.host_vars(host).get("LB_ROLE")
         if role is not None:
-            draft.report.add("mapped", common.where(role, "LB_ROLE"), "hosts[].roles",
-                             f"{role.value} on {host}: lb; the master is listed first (highest VRRP priority)")
+            draft.report.add(
+                "mapped",
+                common.where(role, "LB_ROLE"),
+                "hosts[].roles",
+                f"{role.value} on {host}: lb; the master is listed first (highest VRRP priority)",
+            )
 
 
 def _config(draft: Draft, path: Path) -> tuple[str, str] | None:

@@ -11,8 +11,12 @@ from playbooks.importers.common import Candidate, Draft, Rule, choice, domain, k
 from playbooks.model import Role
 
 # kube_master: kubespray's name for kube_control_plane before 2.16.
-ROLE_GROUPS: dict[str, Role] = {"etcd": "etcd", "kube_control_plane": "control_plane", "kube_master": "control_plane",
-                                "kube_node": "worker"}
+ROLE_GROUPS: dict[str, Role] = {
+    "etcd": "etcd",
+    "kube_control_plane": "control_plane",
+    "kube_master": "control_plane",
+    "kube_node": "worker",
+}
 CLUSTER_GROUPS = ("all", "k8s_cluster")
 RULES = {
     "kube_service_addresses": Rule("network.service_cidr"),
@@ -27,9 +31,15 @@ RULES = {
     "supplementary_addresses_in_ssl_keys": Rule("api.extra_sans", common.addresses),
 }
 REASONS = {
-    **dict.fromkeys(("loadbalancer_apiserver_localhost", "loadbalancer_apiserver_type", "loadbalancer_apiserver_port",
-                     "loadbalancer_apiserver_healthcheck_port"),
-                    "kubespray's apiserver proxy on every node; kubefab runs HAProxy + keepalived on the lb hosts"),
+    **dict.fromkeys(
+        (
+            "loadbalancer_apiserver_localhost",
+            "loadbalancer_apiserver_type",
+            "loadbalancer_apiserver_port",
+            "loadbalancer_apiserver_healthcheck_port",
+        ),
+        "kubespray's apiserver proxy on every node; kubefab runs HAProxy + keepalived on the lb hosts",
+    ),
     **common.CONNECTION_REASONS,
 }
 # The address order: `ip` is where kubespray binds the cluster's services, the others where it is reached.
@@ -46,8 +56,9 @@ def convert(inv: Inventory, name: str | None) -> Draft:
     skip = {*HOST_KEYS, *common.SSH_VARS, *common.ADDRESS_VARS}
     variables = {k: v for k, v in cluster_vars.items() if k not in skip}
     _domain_from_cluster_name(draft, variables)
-    balancer = {k: variables.pop(k) for k in ("loadbalancer_apiserver", "apiserver_loadbalancer_domain_name")
-                if k in variables}
+    balancer = {
+        k: variables.pop(k) for k in ("loadbalancer_apiserver", "apiserver_loadbalancer_domain_name") if k in variables
+    }
     common.apply_rules(draft, variables, RULES, {**REASONS, **HOST_REASONS})
     _load_balancer(draft, balancer)
     if draft.get("network.service_cidr") is not None and draft.get("network.dns_ip") is None:
@@ -75,12 +86,19 @@ def _domain_from_cluster_name(draft: Draft, variables: dict[str, Var]) -> None:
     if var is None:
         return
     if "dns_domain" in variables:
-        variables["dns_domain"] = Var(common.plain(variables["dns_domain"].value, {"cluster_name": var}) or
-                                      variables["dns_domain"].value, variables["dns_domain"].where)
+        variables["dns_domain"] = Var(
+            common.plain(variables["dns_domain"].value, {"cluster_name": var}) or variables["dns_domain"].value,
+            variables["dns_domain"].where,
+        )
         draft.report.add("mapped", common.where(var, "cluster_name"), "network.domain", "through dns_domain")
     else:
-        draft.set("network.domain", domain(var.value), common.where(var, "cluster_name"), "derived",
-                  f"{domain(var.value)} (kubespray's dns_domain defaults to cluster_name)")
+        draft.set(
+            "network.domain",
+            domain(var.value),
+            common.where(var, "cluster_name"),
+            "derived",
+            f"{domain(var.value)} (kubespray's dns_domain defaults to cluster_name)",
+        )
 
 
 def _load_balancer(draft: Draft, variables: dict[str, Var]) -> None:
@@ -89,18 +107,30 @@ def _load_balancer(draft: Draft, variables: dict[str, Var]) -> None:
     name = variables.get("apiserver_loadbalancer_domain_name")
     value: Any = None if var is None else var.value
     if var is not None and (not isinstance(value, dict) or "address" not in value):
-        draft.report.add("unsupported", common.where(var, "loadbalancer_apiserver"), "api.vip",
-                         f"{value!r}: expected {{address, port}}")
+        draft.report.add(
+            "unsupported",
+            common.where(var, "loadbalancer_apiserver"),
+            "api.vip",
+            f"{value!r}: expected {{address, port}}",
+        )
     elif var is not None:
-        draft.set("api.vip", str(value["address"]), common.where(var, "loadbalancer_apiserver.address"),
-                  note=f"{value['address']}: kubefab's keepalived will hold this address on the lb hosts; "
-                       "the old load balancer must release it")
+        draft.set(
+            "api.vip",
+            str(value["address"]),
+            common.where(var, "loadbalancer_apiserver.address"),
+            note=f"{value['address']}: kubefab's keepalived will hold this address on the lb hosts; "
+            "the old load balancer must release it",
+        )
         if "port" in value:
             try:
                 draft.set("api.port", port(value["port"]), common.where(var, "loadbalancer_apiserver.port"))
             except common.Unsupported as exc:
-                draft.report.add("unsupported", common.where(var, "loadbalancer_apiserver.port"), "api.port",
-                                 f"{value['port']!r}: {exc}; kubefab default {common.default_of('api.port')} stands")
+                draft.report.add(
+                    "unsupported",
+                    common.where(var, "loadbalancer_apiserver.port"),
+                    "api.port",
+                    f"{value['port']!r}: {exc}; kubefab default {common.default_of('api.port')} stands",
+                )
     if name is not None:
         sans = [*(draft.get("api.extra_sans") or []), str(name.value)]
         draft.set("api.extra_sans", sans, common.where(name, "apiserver_loadbalancer_domain_name"))

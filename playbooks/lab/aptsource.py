@@ -49,8 +49,7 @@ def parse_one_line(text: str) -> list[dict[str, str]]:
                 words.pop(0)
             words.pop(0)
         if len(words) >= 3:
-            stanzas.append({"types": "deb", "uris": words[0], "suites": words[1],
-                            "components": " ".join(words[2:])})
+            stanzas.append({"types": "deb", "uris": words[0], "suites": words[1], "components": " ".join(words[2:])})
     return stanzas
 
 

@@ -29,8 +29,12 @@ def official(bundle: Path, manifest: Manifest | None, r: Release) -> bool:
     """The bundle holds the upstream file itself, with its published checksum."""
     entry = manifest.files.get(r.bundle_path) if manifest else None
     path = bundle / r.bundle_path
-    return (r.digest is not None and not (entry and entry.built) and path.is_file()
-            and file_digest(path, r.digest[0]) == r.digest[1])
+    return (
+        r.digest is not None
+        and not (entry and entry.built)
+        and path.is_file()
+        and file_digest(path, r.digest[0]) == r.digest[1]
+    )
 
 
 def lab_images(stack: Stack, bundle: Path) -> list[str]:
@@ -40,8 +44,9 @@ def lab_images(stack: Stack, bundle: Path) -> list[str]:
     return list(dict.fromkeys([stack.pause_image, stack.coredns_image, *manifest_images(flannel)]))
 
 
-def ensure_bundle(dest: Path, cache: Path, stack: Stack | None = None, arch: str | None = None,
-                  log: Callable[[str], None] = print) -> list[Release]:
+def ensure_bundle(
+    dest: Path, cache: Path, stack: Stack | None = None, arch: str | None = None, log: Callable[[str], None] = print
+) -> list[Release]:
     """Every release file and image a lab deploy reads, in `dest`; returns the release files."""
     stack, arch = stack or lab_stack(), arch or machine_arch()
     releases = [*components.releases(None, stack, arch), cni_release("flannel", stack)]

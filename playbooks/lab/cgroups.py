@@ -19,14 +19,20 @@ LAB_GROUP = "kubefab-lab"
 
 def hierarchies(mounts_text: str) -> list[Path]:
     """Mount points of every cgroup hierarchy: cgroup2 and each v1 one (controllers and name=systemd)."""
-    return [Path(unescape(f[1])) for f in (line.split() for line in mounts_text.splitlines())
-            if len(f) >= 4 and f[2] in ("cgroup", "cgroup2")]
+    return [
+        Path(unescape(f[1]))
+        for f in (line.split() for line in mounts_text.splitlines())
+        if len(f) >= 4 and f[2] in ("cgroup", "cgroup2")
+    ]
 
 
 def v1_controllers(mounts_text: str) -> list[Path]:
     """The v1 hierarchies that hold resource controllers (not the name=systemd one)."""
-    return [Path(unescape(f[1])) for f in (line.split() for line in mounts_text.splitlines())
-            if len(f) >= 4 and f[2] == "cgroup" and not any(o.startswith("name=") for o in f[3].split(","))]
+    return [
+        Path(unescape(f[1]))
+        for f in (line.split() for line in mounts_text.splitlines())
+        if len(f) >= 4 and f[2] == "cgroup" and not any(o.startswith("name=") for o in f[3].split(","))
+    ]
 
 
 def legacy(mounts_text: str) -> bool:

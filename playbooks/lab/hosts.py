@@ -28,9 +28,18 @@ from playbooks.model import Network
 # CAP_SYS_RESOURCE, CAP_IPC_LOCK: beyond nspawn's default set, what a node's root has and pods need (negative
 # OOM scores for sandboxes, mlock). Granted only where the machine itself has them: one without
 # CAP_SYS_RESOURCE gives none to its hosts, and kubefab then renders containerd's restrict_oom_score_adj.
-NSPAWN = ("systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--private-users=no",
-          "--resolv-conf=off", "--timezone=off", "--console=read-only", "--system-call-filter=@keyring bpf",
-          "--capability=CAP_SYS_RESOURCE,CAP_IPC_LOCK")
+NSPAWN = (
+    "systemd-nspawn",
+    "--boot",
+    "--register=no",
+    "--keep-unit",
+    "--private-users=no",
+    "--resolv-conf=off",
+    "--timezone=off",
+    "--console=read-only",
+    "--system-call-filter=@keyring bpf",
+    "--capability=CAP_SYS_RESOURCE,CAP_IPC_LOCK",
+)
 # On a cgroup2 machine hosts see cgroup2, as modern targets do. On a machine whose controllers are v1 (a
 # hybrid one: its cgroup2 tree has none), the only place a pod's CPU, memory and pids limits can go is the v1
 # controllers, so hosts boot in nspawn's legacy mode and get them (made writable by the image's
@@ -47,8 +56,14 @@ CONTAINERD_DIR = "/var/lib/containerd"
 # Kernel settings kubelet writes at start (its protectKernelDefaults list). They are not namespaced, and nspawn
 # keeps /proc/sys read-only: each host bind-mounts its own copy of these files over them (fstab), so kubelet
 # can set them without touching the machine's kernel.
-KUBELET_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
-                   "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
+KUBELET_SYSCTLS = (
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+)
 HOST_IFACE = "host0"
 SERVICE_CIDR = Network().service_cidr  # the lab inventory keeps the default
 
@@ -61,8 +76,15 @@ class File:
 
 
 def nspawn_argv(host_dir: Path, name: str, bridge: str) -> list[str]:
-    return [*NSPAWN, "-D", str(host_dir / "root"), "-M", name, f"--network-bridge={bridge}",
-            f"--bind={host_dir / 'containerd'}:{CONTAINERD_DIR}"]
+    return [
+        *NSPAWN,
+        "-D",
+        str(host_dir / "root"),
+        "-M",
+        name,
+        f"--network-bridge={bridge}",
+        f"--bind={host_dir / 'containerd'}:{CONTAINERD_DIR}",
+    ]
 
 
 # Every lab host's systemd, containerd and kubelet take inotify instances from the machine's one budget for
@@ -81,15 +103,22 @@ def raise_inotify_limits(log: Callable[[str], None], proc_sys: Path = Path("/pro
 def sysctl_copies(proc_sys: Path = Path("/proc/sys")) -> dict[str, File]:
     """A host's private copies of KUBELET_SYSCTLS (starting from the machine's values) and the fstab lines
     that bind them over /proc/sys."""
-    files = {f"var/lib/lab-sysctl/{key.replace('/', '.')}": File((proc_sys / key).read_text())
-             for key in KUBELET_SYSCTLS}
-    fstab = "".join(f"/var/lib/lab-sysctl/{key.replace('/', '.')} /proc/sys/{key} none bind 0 0\n"
-                    for key in KUBELET_SYSCTLS)
+    files = {
+        f"var/lib/lab-sysctl/{key.replace('/', '.')}": File((proc_sys / key).read_text()) for key in KUBELET_SYSCTLS
+    }
+    fstab = "".join(
+        f"/var/lib/lab-sysctl/{key.replace('/', '.')} /proc/sys/{key} none bind 0 0\n" for key in KUBELET_SYSCTLS
+    )
     return files | {"etc/fstab": File("# lab host: private copies of kernel settings kubelet writes\n" + fstab)}
 
 
-def host_files(name: str, address: IPv4Interface, peers: list[tuple[str, IPv4Address]],
-               host_keys: dict[str, SSHKey], authorized_key: str) -> dict[str, File]:
+def host_files(
+    name: str,
+    address: IPv4Interface,
+    peers: list[tuple[str, IPv4Address]],
+    host_keys: dict[str, SSHKey],
+    authorized_key: str,
+) -> dict[str, File]:
     """Everything that makes a clone of the base image one distinct host, by path inside it."""
     hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
     hosts += "".join(f"{ip}\t{peer}\n" for peer, ip in peers)
@@ -98,9 +127,11 @@ def host_files(name: str, address: IPv4Interface, peers: list[tuple[str, IPv4Add
     # The one route beyond the bridge is the Service CIDR's (kube-proxy rewrites those addresses to pods' on the
     # way out, after routing): hosts with a default route have it anyway, and host-network pods (flannel)
     # reach the `kubernetes` Service through it.
-    network = (f"[Match]\nName={HOST_IFACE}\n\n[Network]\nAddress={address}\n"
-               "LinkLocalAddressing=no\nIPv6AcceptRA=no\nConfigureWithoutCarrier=yes\nIgnoreCarrierLoss=yes\n"
-               f"\n[Route]\nDestination={SERVICE_CIDR}\n")
+    network = (
+        f"[Match]\nName={HOST_IFACE}\n\n[Network]\nAddress={address}\n"
+        "LinkLocalAddressing=no\nIPv6AcceptRA=no\nConfigureWithoutCarrier=yes\nIgnoreCarrierLoss=yes\n"
+        f"\n[Route]\nDestination={SERVICE_CIDR}\n"
+    )
     files = {
         "etc/hostname": File(f"{name}\n"),
         "etc/machine-id": File(f"{uuid.uuid4().hex}\n", 0o444),
@@ -131,8 +162,7 @@ def mount_clone(rootfs: Path, host_dir: Path) -> Path:
     upper, work, root = host_dir / "upper", host_dir / "work", host_dir / "root"
     for d in (upper, work, root, host_dir / "containerd"):
         d.mkdir(parents=True)
-    run(["mount", "-t", "overlay", "overlay", "-o",
-         f"lowerdir={rootfs},upperdir={upper},workdir={work}", root])
+    run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={rootfs},upperdir={upper},workdir={work}", root])
     return root
 
 
@@ -161,9 +191,14 @@ def start(name: str, host_dir: Path, bridge: str) -> int:
     for g in groups:
         cgroups.make_group(g)
     with open(host_dir / "console.log", "ab") as out:
-        proc = subprocess.Popen(cgroups.enter_then_exec(groups, nspawn_argv(host_dir, name, bridge)),
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env={**os.environ, **nspawn_env(MOUNTS.read_text())})
+        proc = subprocess.Popen(
+            cgroups.enter_then_exec(groups, nspawn_argv(host_dir, name, bridge)),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **nspawn_env(MOUNTS.read_text())},
+        )
     return proc.pid
 
 

@@ -17,17 +17,41 @@ from playbooks.lab.mounts import remove_tree
 from playbooks.lab.settings import LabPaths
 
 PACKAGES = (
-    "systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "sudo", "python3", "python3-yaml",
-    "procps", "iputils-ping", "openssl", "ca-certificates", "curl", "kmod",
-    "haproxy", "keepalived", "conntrack", "socat", "ipset", "iptables", "nftables",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "iproute2",
+    "sudo",
+    "python3",
+    "python3-yaml",
+    "procps",
+    "iputils-ping",
+    "openssl",
+    "ca-certificates",
+    "curl",
+    "kmod",
+    "haproxy",
+    "keepalived",
+    "conntrack",
+    "socat",
+    "ipset",
+    "iptables",
+    "nftables",
     # The lab's private container registry (tests run it on one host with a certificate from the cluster CA).
     "docker-registry",
 )
 # Debian enables these on install; the deploy enables what it needs.
 DISABLED_SERVICES = ("etcd", "haproxy", "keepalived", "containerd", "docker-registry")
 # Periodic jobs that only cost an idle host memory and CPU (apt's have no route to a mirror anyway).
-DISABLED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer",
-                  "e2scrub_reap.service", "fstrim.timer")
+DISABLED_UNITS = (
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+    "fstrim.timer",
+)
 USER = "kubefab"
 # Bump when the steps below change, so cached images are rebuilt.
 RECIPE = 4
@@ -101,8 +125,17 @@ def ensure_image(paths: LabPaths, log: Callable[[str], None] = print) -> Path:
 
 
 def debootstrap(target: Path, source: AptSource) -> None:
-    run(["debootstrap", "--variant=minbase", "--components=main", f"--include={','.join(PACKAGES)}",
-         source.suite, target, source.mirror])
+    run(
+        [
+            "debootstrap",
+            "--variant=minbase",
+            "--components=main",
+            f"--include={','.join(PACKAGES)}",
+            source.suite,
+            target,
+            source.mirror,
+        ]
+    )
 
 
 def customize(root: Path) -> None:
@@ -125,8 +158,16 @@ def customize(root: Path) -> None:
     script.chmod(0o755)
     (units / "lab-cgroups-rw.service").write_text(CGROUPS_RW_UNIT)
     (units / "lab-sysctl.service").write_text(SYSCTL_UNIT)
-    run(["systemctl", f"--root={root}", "enable", "systemd-networkd.service", "lab-cgroups-rw.service",
-         "lab-sysctl.service"])
+    run(
+        [
+            "systemctl",
+            f"--root={root}",
+            "enable",
+            "systemd-networkd.service",
+            "lab-cgroups-rw.service",
+            "lab-sysctl.service",
+        ]
+    )
 
     run(["chroot", root, "useradd", "--create-home", "--shell", "/bin/bash", "--password", "*", USER])
     sudoers = root / "etc/sudoers.d" / USER

@@ -31,14 +31,25 @@ def roles(index: int, count: int) -> list[str]:
     return found
 
 
-def lab_inventory(hosts: tuple[LabHost, ...], subnet: IPv4Network, key: Path, known_hosts: Path, bundle: Path,
-                  cluster_dir: Path, kubernetes_version: str, cgroup_v1: bool = False) -> dict[str, Any]:
+def lab_inventory(
+    hosts: tuple[LabHost, ...],
+    subnet: IPv4Network,
+    key: Path,
+    known_hosts: Path,
+    bundle: Path,
+    cluster_dir: Path,
+    kubernetes_version: str,
+    cgroup_v1: bool = False,
+) -> dict[str, Any]:
     return {
         "name": NAME,
         "kubernetes_version": kubernetes_version,
         # One host has no lb pair, so no VIP: clients talk to its apiserver directly.
-        "api": {"vip": str(vip(subnet)) if len(hosts) >= 2 else None, "interface": HOST_IFACE,
-                "virtual_router_id": VIRTUAL_ROUTER_ID},
+        "api": {
+            "vip": str(vip(subnet)) if len(hosts) >= 2 else None,
+            "interface": HOST_IFACE,
+            "virtual_router_id": VIRTUAL_ROUTER_ID,
+        },
         "ssh": {"user": USER, "port": 22, "key": str(key), "sudo": True, "known_hosts": str(known_hosts)},
         "bundle": str(bundle),
         "cluster_dir": str(cluster_dir),
@@ -59,13 +70,16 @@ def lab_inventory(hosts: tuple[LabHost, ...], subnet: IPv4Network, key: Path, kn
 
 
 def render(inventory: dict[str, Any]) -> str:
-    return ("# Written by `kubefab lab.up` for the hosts it started; rewritten on every `lab.up`.\n"
-            + yaml.safe_dump(inventory, sort_keys=False, default_flow_style=None, width=110))
+    return "# Written by `kubefab lab.up` for the hosts it started; rewritten on every `lab.up`.\n" + yaml.safe_dump(
+        inventory, sort_keys=False, default_flow_style=None, width=110
+    )
 
 
 def usage(path: Path) -> str:
-    return (f"lab inventory: {path}\n"
-            f"  kubefab inventory.check --inventory {path}\n"
-            f"  kubefab deploy --inventory {path}   (or: export KUBEFAB_INVENTORY={path})\n"
-            "  kubefab lab.ssh lab-1 --command 'sudo systemctl status'\n"
-            "  kubefab lab.down")
+    return (
+        f"lab inventory: {path}\n"
+        f"  kubefab inventory.check --inventory {path}\n"
+        f"  kubefab deploy --inventory {path}   (or: export KUBEFAB_INVENTORY={path})\n"
+        "  kubefab lab.ssh lab-1 --command 'sudo systemctl status'\n"
+        "  kubefab lab.down"
+    )

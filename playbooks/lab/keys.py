@@ -17,8 +17,9 @@ class SSHKey:
 
 
 def _serialize(key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey) -> SSHKey:
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     return SSHKey(private, public.decode())
 

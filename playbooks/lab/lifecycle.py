@@ -29,8 +29,15 @@ def kubernetes_version() -> str:
     return lab_stack().kubernetes
 
 
-def up(count: int = 3, *, paths: LabPaths | None = None, subnet: IPv4Network = network.DEFAULT_SUBNET,
-       bridge: str = network.DEFAULT_BRIDGE, cache: Path | None = None, log: Log = print) -> LabState:
+def up(
+    count: int = 3,
+    *,
+    paths: LabPaths | None = None,
+    subnet: IPv4Network = network.DEFAULT_SUBNET,
+    bridge: str = network.DEFAULT_BRIDGE,
+    cache: Path | None = None,
+    log: Log = print,
+) -> LabState:
     """Start `count` fresh hosts (whatever is left of an earlier lab is brought down first), wait for
     their sshd, write known_hosts and the lab inventory. The bundle is built first if it is missing."""
     paths = paths or lab_paths()
@@ -60,12 +67,24 @@ def up(count: int = 3, *, paths: LabPaths | None = None, subnet: IPv4Network = n
         state = replace(state, hosts=(*state.hosts, LabHost(name, str(ip), pid, str(root))))
         save(paths.state, state)
 
-    paths.known_hosts.write_text(known_hosts(
-        ([name, str(ip)], key) for name, ip in peers for key in host_keys[name].values()))
+    paths.known_hosts.write_text(
+        known_hosts(([name, str(ip)], key) for name, ip in peers for key in host_keys[name].values())
+    )
     hosts.wait_for_ssh([str(ip) for _, ip in peers])
-    paths.inventory.write_text(render(lab_inventory(
-        state.hosts, subnet, paths.key, paths.known_hosts, paths.bundle, paths.cluster, kubernetes_version(),
-        cgroup_v1=cgroups.legacy(MOUNTS.read_text()))))
+    paths.inventory.write_text(
+        render(
+            lab_inventory(
+                state.hosts,
+                subnet,
+                paths.key,
+                paths.known_hosts,
+                paths.bundle,
+                paths.cluster,
+                kubernetes_version(),
+                cgroup_v1=cgroups.legacy(MOUNTS.read_text()),
+            )
+        )
+    )
     log(f"lab up: {count} host(s) on {bridge} {subnet}, ssh as kubefab with {paths.key}")
     return state
 

@@ -34,8 +34,9 @@ def to_json(state: LabState) -> str:
 
 def from_json(text: str) -> LabState:
     data = json.loads(text)
-    return LabState(bridge=data["bridge"], subnet=data["subnet"],
-                    hosts=tuple(LabHost(**h) for h in data.get("hosts", [])))
+    return LabState(
+        bridge=data["bridge"], subnet=data["subnet"], hosts=tuple(LabHost(**h) for h in data.get("hosts", []))
+    )
 
 
 def load(path: Path) -> LabState | None:

@@ -31,12 +31,17 @@ def _paths() -> LabPaths:
         raise Exit(str(exc), code=2) from None
 
 
-@task(auto_shortflags=False, help={
-    "hosts": f"how many hosts (1-{network.max_hosts()}; default 3)",
-    "subnet": f"the lab's own /24 inside 10.0.0.0/8 (default {network.DEFAULT_SUBNET})",
-    "bridge": f"bridge name (default {network.DEFAULT_BRIDGE})"})
-def up(ctx: Context, hosts: int = 3, subnet: str = str(network.DEFAULT_SUBNET),
-       bridge: str = network.DEFAULT_BRIDGE) -> None:
+@task(
+    auto_shortflags=False,
+    help={
+        "hosts": f"how many hosts (1-{network.max_hosts()}; default 3)",
+        "subnet": f"the lab's own /24 inside 10.0.0.0/8 (default {network.DEFAULT_SUBNET})",
+        "bridge": f"bridge name (default {network.DEFAULT_BRIDGE})",
+    },
+)
+def up(
+    ctx: Context, hosts: int = 3, subnet: str = str(network.DEFAULT_SUBNET), bridge: str = network.DEFAULT_BRIDGE
+) -> None:
     """Start lab hosts (replacing any left running), write the lab inventory, print how to use it."""
     _root()
     paths = _paths()
@@ -45,8 +50,11 @@ def up(ctx: Context, hosts: int = 3, subnet: str = str(network.DEFAULT_SUBNET),
     except ValueError as exc:  # a bad --hosts/--subnet, found before anything starts
         raise Exit(f"lab.up: {exc}", code=2) from None
     except (RuntimeError, OSError) as exc:  # CommandError and TimeoutError included
-        raise Exit(f"lab.up failed: {exc}\nwhat did start is listed in {paths.state}; `kubefab lab.down` removes it"
-                   f" (consoles: {paths.hosts}/*/console.log)", code=1) from None
+        raise Exit(
+            f"lab.up failed: {exc}\nwhat did start is listed in {paths.state}; `kubefab lab.down` removes it"
+            f" (consoles: {paths.hosts}/*/console.log)",
+            code=1,
+        ) from None
     ui.out.print(usage(paths.inventory))
 
 
@@ -77,13 +85,15 @@ def status(ctx: Context) -> None:
     if not rows:
         ui.out.print(f"no lab running (state in {paths.root}; set {ENV_DIR} to use another)")
         return
-    ui.table(f"lab in {paths.root}", ["host", "ip", "pid", "running", "ssh"],
-             [[r.name, r.ip, r.pid, "yes" if r.running else "NO", "yes" if r.ssh else "NO"] for r in rows])
+    ui.table(
+        f"lab in {paths.root}",
+        ["host", "ip", "pid", "running", "ssh"],
+        [[r.name, r.ip, r.pid, "yes" if r.running else "NO", "yes" if r.ssh else "NO"] for r in rows],
+    )
 
 
 # Not `fab lab.ssh NAME -- CMD`: fab takes what follows `--` as a command for `-H` hosts itself.
-@task(positional=["name"], help={"name": "lab host, e.g. lab-1",
-                                 "command": "run this instead of an interactive shell"})
+@task(positional=["name"], help={"name": "lab host, e.g. lab-1", "command": "run this instead of an interactive shell"})
 def ssh(ctx: Context, name: str, command: str = "") -> None:
     """Log into a lab host as the kubefab sudo user with the lab key, or run --command there."""
     paths = _paths()

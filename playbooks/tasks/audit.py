@@ -16,8 +16,11 @@ def audit(ctx: Context, inventory: str | None = None) -> None:
     cluster = load_cluster(ctx, inventory)
     inputs = ensure_inputs_or_exit(cluster)
     results = [r for h in cluster.hosts for r in audit_host(h.name, h.has("control_plane"), host_plans(inputs, h))]
-    ui.table(f"security audit of {cluster.name}", ["check", "host", "result", "detail"],
-             [(r.check, r.host, "pass" if r.ok else "FAIL", r.detail) for r in results])
+    ui.table(
+        f"security audit of {cluster.name}",
+        ["check", "host", "result", "detail"],
+        [(r.check, r.host, "pass" if r.ok else "FAIL", r.detail) for r in results],
+    )
     failed = [r for r in results if not r.ok]
     if failed:
         raise Exit(f"{len(failed)} check(s) failed", code=1)

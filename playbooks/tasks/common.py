@@ -21,8 +21,9 @@ def inventory_path(ctx: Context, inventory: str | None) -> Path:
     """--inventory, else $KUBEFAB_INVENTORY, else `kubefab.inventory` in Fabric's config files."""
     chosen = inventory or os.environ.get(ENV_VAR) or ctx.config.get("kubefab", {}).get("inventory")
     if not chosen:
-        raise Exit(f"no inventory: pass --inventory FILE, set {ENV_VAR}, or set kubefab.inventory in fabric.yaml",
-                   code=2)
+        raise Exit(
+            f"no inventory: pass --inventory FILE, set {ENV_VAR}, or set kubefab.inventory in fabric.yaml", code=2
+        )
     return Path(chosen)
 
 

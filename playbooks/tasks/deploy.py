@@ -26,6 +26,7 @@ INVENTORY_HELP = "cluster YAML file (default: $KUBEFAB_INVENTORY)"
 
 def select(only: str | None, skip: str | None) -> list[str]:
     """The phases to run, in deploy order, from --only/--skip (comma-separated names)."""
+
     def names(value: str | None) -> list[str]:
         chosen = [n.strip() for n in (value or "").split(",") if n.strip()]
         unknown = [n for n in chosen if n not in PHASES]
@@ -43,20 +44,25 @@ def prepared(ctx: Context, inventory: str | None, phases: list[str]) -> tuple[Cl
     cluster = load_cluster(ctx, inventory)
     inputs = ensure_inputs_or_exit(cluster)
     addons = "addons" in phases and bool(cluster.addons)
-    problems = bundle.verify(cluster, components.releases(cluster, inputs.stack, inputs.arch), inputs.stack,
-                             inputs.arch, addons=addons)
+    problems = bundle.verify(
+        cluster, components.releases(cluster, inputs.stack, inputs.arch), inputs.stack, inputs.arch, addons=addons
+    )
     if problems:
         raise Exit("the bundle is not ready; no host was touched:\n" + "\n".join(problems), code=1)
     return cluster, inputs
 
 
 def show_preflight(findings: list[Finding]) -> None:
-    ui.table("preflight", ["host", "check", "result", "detail"],
-             [(f.host, f.check, f.status.upper() if f.status != "ok" else "ok", f.detail) for f in findings])
+    ui.table(
+        "preflight",
+        ["host", "check", "result", "detail"],
+        [(f.host, f.check, f.status.upper() if f.status != "ok" else "ok", f.detail) for f in findings],
+    )
 
 
-def runner(cluster: Cluster, inputs: Inputs, report=lambda host, text: None, verbose: bool = False,
-           command_timeout: int = 300) -> Runner:
+def runner(
+    cluster: Cluster, inputs: Inputs, report=lambda host, text: None, verbose: bool = False, command_timeout: int = 300
+) -> Runner:
     def connect(host: Host) -> Remote:
         return Remote(cluster, host, report if verbose else None, timeout=command_timeout)
 
@@ -75,25 +81,48 @@ def run_preflight(r: Runner) -> None:
 
 
 def summary(results: list[PhaseResult], cluster: Cluster) -> None:
-    rows = [(r.name, host, len(t.changed), t.unchanged, " ".join(t.started) or "-", " ".join(t.restarted) or "-",
-             t.failed or "-", f"{r.seconds:.1f}")
-            for r in results for host, t in sorted(r.hosts.items())]
-    ui.table(f"deploy of {cluster.name}",
-             ["phase", "host", "changed", "unchanged", "started", "restarted", "failed", "phase s"], rows)
+    rows = [
+        (
+            r.name,
+            host,
+            len(t.changed),
+            t.unchanged,
+            " ".join(t.started) or "-",
+            " ".join(t.restarted) or "-",
+            t.failed or "-",
+            f"{r.seconds:.1f}",
+        )
+        for r in results
+        for host, t in sorted(r.hosts.items())
+    ]
+    ui.table(
+        f"deploy of {cluster.name}",
+        ["phase", "host", "changed", "unchanged", "started", "restarted", "failed", "phase s"],
+        rows,
+    )
     for r in results:
         if r.note:
             ui.out.print(f"{r.name}: {r.note}")
 
 
-@task(auto_shortflags=False, help={
-    "inventory": INVENTORY_HELP,
-    "only": f"run only these phases (comma-separated: {', '.join(PHASES[1:])}); preflight always runs",
-    "skip": "skip these phases (comma-separated)",
-    "verbose": "show every command run on the hosts",
-    "command_timeout": "seconds before a command on a host counts as failed (default 300)",
-})
-def deploy(ctx: Context, inventory: str | None = None, only: str | None = None, skip: str | None = None,
-           verbose: bool = False, command_timeout: int = 300) -> None:
+@task(
+    auto_shortflags=False,
+    help={
+        "inventory": INVENTORY_HELP,
+        "only": f"run only these phases (comma-separated: {', '.join(PHASES[1:])}); preflight always runs",
+        "skip": "skip these phases (comma-separated)",
+        "verbose": "show every command run on the hosts",
+        "command_timeout": "seconds before a command on a host counts as failed (default 300)",
+    },
+)
+def deploy(
+    ctx: Context,
+    inventory: str | None = None,
+    only: str | None = None,
+    skip: str | None = None,
+    verbose: bool = False,
+    command_timeout: int = 300,
+) -> None:
     """Take the inventory's hosts to a running HA cluster; a second run changes nothing."""
     phases = select(only, skip)
     cluster, inputs = prepared(ctx, inventory, phases)
@@ -111,8 +140,11 @@ def deploy(ctx: Context, inventory: str | None = None, only: str | None = None, 
             r.phase(name)
     except DeployFailed as exc:
         summary(r.results, cluster)
-        raise Exit(f"deploy stopped: {exc}\nfix the cause and run `kubefab deploy` again: finished work is kept and "
-                   "only what still differs is changed", code=1) from None
+        raise Exit(
+            f"deploy stopped: {exc}\nfix the cause and run `kubefab deploy` again: finished work is kept and "
+            "only what still differs is changed",
+            code=1,
+        ) from None
     finally:
         r.close()
     summary(r.results, cluster)
@@ -121,8 +153,10 @@ def deploy(ctx: Context, inventory: str | None = None, only: str | None = None, 
     ui.out.print(f"admin kubeconfig: {kubeconfig_dir(cluster) / 'admin.conf'}  (server {cluster.server_url})")
 
 
-@task(auto_shortflags=False, help={"inventory": INVENTORY_HELP,
-                                   "only": "phases to show (comma-separated)", "skip": "phases to leave out"})
+@task(
+    auto_shortflags=False,
+    help={"inventory": INVENTORY_HELP, "only": "phases to show (comma-separated)", "skip": "phases to leave out"},
+)
 def plan(ctx: Context, inventory: str | None = None, only: str | None = None, skip: str | None = None) -> None:
     """Show, per host, what deploy would change (unified diffs, steps, services); change nothing."""
     phases = select(only, skip)
@@ -151,13 +185,18 @@ def describe_changes(r: Runner, host: Host, preview: Preview) -> list[str]:
         if f.secret:
             lines.append(f"~ {f.path} ({'new' if not current else 'changed'}; secret content not shown)")
             continue
-        diff = difflib.unified_diff(current.splitlines(keepends=True), f.content.decode().splitlines(keepends=True),
-                                    f"{host.name}:{f.path}", "kubefab")
+        diff = difflib.unified_diff(
+            current.splitlines(keepends=True),
+            f.content.decode().splitlines(keepends=True),
+            f"{host.name}:{f.path}",
+            "kubefab",
+        )
         lines.append(f"~ {f.path}\n" + "".join(diff).rstrip())
     lines += [f"~ {f.path}: mode {f.mode:04o}, owner {f.owner}:{f.group}" for f in found.perms]
     for b, current, new in found.blocks:
-        diff = difflib.unified_diff(current.splitlines(keepends=True), new.splitlines(keepends=True),
-                                    f"{host.name}:{b.path}", "kubefab")
+        diff = difflib.unified_diff(
+            current.splitlines(keepends=True), new.splitlines(keepends=True), f"{host.name}:{b.path}", "kubefab"
+        )
         lines.append(f"~ {b.path} (block {b.marker})\n" + "".join(diff).rstrip())
     lines += [f"+ binary {b.path} from {b.source}" for b in found.binaries]
     lines += [f"+ directory {x.path} {x.mode:04o} {x.owner}:{x.group}" for x in found.directories]
@@ -172,16 +211,26 @@ def describe_changes(r: Runner, host: Host, preview: Preview) -> list[str]:
     return lines
 
 
-@task(name="bundle", auto_shortflags=False, help={
-    "inventory": INVENTORY_HELP, "arch": "amd64 or arm64 (default amd64)",
-    "mirror": "base URL of an internal mirror laid out by upstream host name (e.g. http://mirror/kube serves "
-              "http://mirror/kube/dl.k8s.io/...); checksums are verified the same way",
-    "from-source": "build the release files from their pinned Go modules with this machine's go toolchain and "
-                   f"module proxy instead of downloading them (cached under ${source.CACHE_ENV}, default "
-                   f"{source.DEFAULT_CACHE})",
-})
-def fetch_bundle(ctx: Context, inventory: str | None = None, arch: str = "amd64", mirror: str | None = None,
-                 from_source: bool = False) -> None:
+@task(
+    name="bundle",
+    auto_shortflags=False,
+    help={
+        "inventory": INVENTORY_HELP,
+        "arch": "amd64 or arm64 (default amd64)",
+        "mirror": "base URL of an internal mirror laid out by upstream host name (e.g. http://mirror/kube serves "
+        "http://mirror/kube/dl.k8s.io/...); checksums are verified the same way",
+        "from-source": "build the release files from their pinned Go modules with this machine's go toolchain and "
+        f"module proxy instead of downloading them (cached under ${source.CACHE_ENV}, default "
+        f"{source.DEFAULT_CACHE})",
+    },
+)
+def fetch_bundle(
+    ctx: Context,
+    inventory: str | None = None,
+    arch: str = "amd64",
+    mirror: str | None = None,
+    from_source: bool = False,
+) -> None:
     """Download the pinned release files for the inventory into its bundle directory, verifying checksums, or
     build them from source (--from-source)."""
     cluster = load_cluster(ctx, inventory)
@@ -195,17 +244,20 @@ def fetch_bundle(ctx: Context, inventory: str | None = None, arch: str = "amd64"
         try:
             built = source.fill_bundle(cluster.bundle_dir, releases, source.cache_dir(), log=ui.out.print)
             refs = [r for r in bundle.required_images(cluster, stack) if images.buildable(r)]
-            built += images.fill_images(cluster.bundle_dir, refs, arch, source.cache_dir(), stack.kubernetes,
-                                        log=ui.out.print)
+            built += images.fill_images(
+                cluster.bundle_dir, refs, arch, source.cache_dir(), stack.kubernetes, log=ui.out.print
+            )
         except source.BuildError as exc:
             raise Exit(f"bundle --from-source: {exc}", code=1) from None
-        ui.table(f"bundle in {cluster.bundle_dir} ({time.monotonic() - start:.0f} s)",
-                 ["component", "version", "built", "sha256"],
-                 [(b.component, b.version, "cached" if b.cached else f"{b.seconds:.0f} s", b.sha256[:16])
-                  for b in built])
+        ui.table(
+            f"bundle in {cluster.bundle_dir} ({time.monotonic() - start:.0f} s)",
+            ["component", "version", "built", "sha256"],
+            [(b.component, b.version, "cached" if b.cached else f"{b.seconds:.0f} s", b.sha256[:16]) for b in built],
+        )
         if "cni" in cluster.addons and not source.buildable(cni):
-            ui.out.print(f"note: the {cluster.cni} manifest and images are not built from source; `kubefab bundle` "
-                         "fetches them")
+            ui.out.print(
+                f"note: the {cluster.cni} manifest and images are not built from source; `kubefab bundle` fetches them"
+            )
         return
     try:
         problems = bundle.download(cluster, releases, stack, arch, log=ui.out.print, mirror=mirror)

@@ -24,8 +24,11 @@ def push(ctx: Context, inventory: str | None = None) -> None:
         done = registry.push(cluster, stack_of(cluster), manifest.arch if manifest else "amd64", log=ui.out.print)
     except registry.PushError as exc:
         raise Exit(f"images.push: {exc}", code=1) from None
-    ui.table(f"images in {cluster.registry.url}", ["image", "pushed as", "digest"],
-             [(p.ref, p.target, p.digest) for p in done])
+    ui.table(
+        f"images in {cluster.registry.url}",
+        ["image", "pushed as", "digest"],
+        [(p.ref, p.target, p.digest) for p in done],
+    )
 
 
 images.add_task(push)

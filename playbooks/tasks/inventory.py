@@ -16,14 +16,13 @@ def check(ctx: Context, inventory: str | None = None) -> None:
     ui.table(
         f"{cluster.name}: Kubernetes {cluster.kubernetes_version}, API {cluster.server_url}",
         ["host", "ip", *ROLES, "ssh"],
-        [
-            [h.name, h.address, *("yes" if h.has(r) else "" for r in ROLES), _login(cluster, h)]
-            for h in cluster.hosts
-        ],
+        [[h.name, h.address, *("yes" if h.has(r) else "" for r in ROLES), _login(cluster, h)] for h in cluster.hosts],
     )
-    ui.out.print(f"inventory OK: {len(cluster.hosts)} hosts, {len(cluster.etcd_hosts)} etcd members, "
-                 f"{len(cluster.control_plane)} control plane, {len(cluster.lb_hosts)} lb, "
-                 f"{len(cluster.workers)} nodes")
+    ui.out.print(
+        f"inventory OK: {len(cluster.hosts)} hosts, {len(cluster.etcd_hosts)} etcd members, "
+        f"{len(cluster.control_plane)} control plane, {len(cluster.lb_hosts)} lb, "
+        f"{len(cluster.workers)} nodes"
+    )
 
 
 def _login(cluster: Cluster, host: Host) -> str:

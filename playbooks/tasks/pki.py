@@ -22,8 +22,11 @@ def pki(ctx: Context, inventory: str | None = None) -> None:
         rows = ensure(cluster)
     except PKIError as exc:
         raise Exit(str(exc), code=1) from None
-    ui.table(f"PKI of {cluster.name} in {cluster.dir}", ["identity", "file", "expires", "action"],
-             [(r.identity, r.file, ui.date(r.expires), r.action) for r in rows])
+    ui.table(
+        f"PKI of {cluster.name} in {cluster.dir}",
+        ["identity", "file", "expires", "action"],
+        [(r.identity, r.file, ui.date(r.expires), r.action) for r in rows],
+    )
     changed = [r for r in rows if r.action != "kept"]
     issued = sum(r.action.startswith(("issued", "reissued")) for r in rows)
     ui.out.print(f"kept {len(rows) - len(changed)}, issued {issued}, other changes {len(changed) - issued}")
@@ -34,13 +37,18 @@ def check(ctx: Context, inventory: str | None = None) -> None:
     """Report days left and inventory match for every certificate; exit 1 if any needs attention."""
     cluster = load_cluster(ctx, inventory)
     rows = check_rows(cluster)
-    ui.table(f"certificates of {cluster.name} (renew within {cluster.certificates.renew_within_days} days)",
-             ["identity", "file", "expires", "days left", "status"],
-             [(r.identity, r.file, ui.date(r.expires), r.days_left, r.status) for r in rows])
+    ui.table(
+        f"certificates of {cluster.name} (renew within {cluster.certificates.renew_within_days} days)",
+        ["identity", "file", "expires", "days left", "status"],
+        [(r.identity, r.file, ui.date(r.expires), r.days_left, r.status) for r in rows],
+    )
     bad = [r for r in rows if r.status != "ok"]
     if bad:
-        raise Exit(f"{len(bad)} certificate(s) need attention: `kubefab pki` reissues leaves, then `kubefab deploy` "
-                   "delivers them", code=1)
+        raise Exit(
+            f"{len(bad)} certificate(s) need attention: `kubefab pki` reissues leaves, then `kubefab deploy` "
+            "delivers them",
+            code=1,
+        )
     ui.out.print(f"all {len(rows)} certificates ok")
 
 

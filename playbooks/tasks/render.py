@@ -11,8 +11,13 @@ from playbooks.components.addons import AddonError, manifests
 from playbooks.tasks.common import ensure_inputs_or_exit, load_cluster
 
 
-@task(auto_shortflags=False, help={"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)",
-                                   "out": "directory to write (one tree per host, plus addons/ and plans/)"})
+@task(
+    auto_shortflags=False,
+    help={
+        "inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)",
+        "out": "directory to write (one tree per host, plus addons/ and plans/)",
+    },
+)
 def render(ctx: Context, inventory: str | None = None, out: str = "out") -> None:
     """Render every host's files (certificates included) and the add-on manifests into OUT."""
     cluster = load_cluster(ctx, inventory)
@@ -24,9 +29,18 @@ def render(ctx: Context, inventory: str | None = None, out: str = "out") -> None
         ui.err.print(f"add-ons not rendered: {exc}")
     plans = {h.name: host_plans(inputs, h) for h in cluster.hosts}
     count = tree.write(Path(out), plans, addons)
-    ui.table(f"rendered {cluster.name} (Kubernetes {inputs.stack.kubernetes}) into {out}",
-             ["host", "roles", "files", "binaries", "services"],
-             [(h, ",".join(cluster.host(h).roles), sum(len(p.files) + len(p.blocks) for p in ps),
-               sum(len(p.binaries) for p in ps), " ".join(s for p in ps for s in p.services))
-              for h, ps in plans.items()])
+    ui.table(
+        f"rendered {cluster.name} (Kubernetes {inputs.stack.kubernetes}) into {out}",
+        ["host", "roles", "files", "binaries", "services"],
+        [
+            (
+                h,
+                ",".join(cluster.host(h).roles),
+                sum(len(p.files) + len(p.blocks) for p in ps),
+                sum(len(p.binaries) for p in ps),
+                " ".join(s for p in ps for s in p.services),
+            )
+            for h, ps in plans.items()
+        ],
+    )
     ui.out.print(f"{count} files written; per-host manifests in {Path(out) / 'plans'}")

@@ -15,8 +15,13 @@ from playbooks import vagrant as vms
 from playbooks.inventory import validate
 
 
-@task(auto_shortflags=False, help={"out": "inventory file to write (default inventory/vagrant.yaml)",
-                                   "vagrantfile": "the Vagrantfile the VMs were started from (default ./Vagrantfile)"})
+@task(
+    auto_shortflags=False,
+    help={
+        "out": "inventory file to write (default inventory/vagrant.yaml)",
+        "vagrantfile": "the Vagrantfile the VMs were started from (default ./Vagrantfile)",
+    },
+)
 def inventory(ctx: Context, out: str = "inventory/vagrant.yaml", vagrantfile: str = "Vagrantfile") -> None:
     """Write the VMs' inventory: IPs, VIP and interface from the Vagrantfile, user and keys from Vagrant."""
     source = Path(vagrantfile).resolve()
@@ -25,8 +30,12 @@ def inventory(ctx: Context, out: str = "inventory/vagrant.yaml", vagrantfile: st
     except (OSError, ValueError) as exc:
         raise Exit(str(exc), code=2) from None
     # VAGRANT_CWD / VAGRANT_VAGRANTFILE: the same machines whatever directory fab runs from.
-    result = ctx.run("vagrant ssh-config", hide=True, warn=True,
-                   env={"VAGRANT_CWD": str(source.parent), "VAGRANT_VAGRANTFILE": source.name})
+    result = ctx.run(
+        "vagrant ssh-config",
+        hide=True,
+        warn=True,
+        env={"VAGRANT_CWD": str(source.parent), "VAGRANT_VAGRANTFILE": source.name},
+    )
     try:
         data = vms.inventory(settings, vms.parse_ssh_config(result.stdout))
     except ValueError as exc:
@@ -37,8 +46,10 @@ def inventory(ctx: Context, out: str = "inventory/vagrant.yaml", vagrantfile: st
     ui.problems(verdict.problems)
     if not verdict.ok:
         raise Exit(f"{path}: written, but not valid (see above)", code=1)
-    ui.out.print(f"{path}: {len(data['hosts'])} VMs, VIP {data['api']['vip']} on {data['api']['interface']}\n"
-                 f"  fab deploy --inventory {path}")
+    ui.out.print(
+        f"{path}: {len(data['hosts'])} VMs, VIP {data['api']['vip']} on {data['api']['interface']}\n"
+        f"  fab deploy --inventory {path}"
+    )
 
 
 vagrant = Collection("vagrant")

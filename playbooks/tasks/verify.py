@@ -12,8 +12,13 @@ from playbooks.tasks.common import inventory_path, load_cluster
 from playbooks.verify import SUITE, pytest_args, ssh_config
 
 
-@task(auto_shortflags=False, help={"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)",
-                                   "options": "extra pytest options, e.g. \"-k etcd -v\""})
+@task(
+    auto_shortflags=False,
+    help={
+        "inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)",
+        "options": 'extra pytest options, e.g. "-k etcd -v"',
+    },
+)
 def verify(ctx: Context, inventory: str | None = None, options: str = "") -> None:
     """Check every host: services enabled and running, ports, files and modes, certificates (testinfra)."""
     try:

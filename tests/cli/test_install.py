@@ -29,8 +29,9 @@ def test_the_wheel_runs_in_a_fresh_venv_without_the_test_extra(tmp_path: Path) -
     for task, words in (("lab.up", "--hosts"), ("verify", "--inventory")):
         shown = run(kubefab, "--help", task, cwd=tmp_path)
         assert shown.returncode == 0 and words in shown.stdout, shown.stdout + shown.stderr
-    suite = run(venv / "bin" / "python", "-c", "import playbooks.verify as v; print(v.SUITE.is_dir(), v.SUITE)",
-                cwd=tmp_path)
+    suite = run(
+        venv / "bin" / "python", "-c", "import playbooks.verify as v; print(v.SUITE.is_dir(), v.SUITE)", cwd=tmp_path
+    )
     assert suite.stdout.startswith("True ") and "site-packages" in suite.stdout, suite.stdout + suite.stderr
     assert (Path(suite.stdout.split()[1]) / "test_hosts.py").is_file()
     tests = run(venv / "bin" / "python", "-c", "import tests", cwd=tmp_path)

@@ -26,14 +26,22 @@ from tests.conftest import EXAMPLE
 
 
 def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "playbooks.cli", *args], capture_output=True, text=True,
-                          timeout=120, cwd=cwd, env={**os.environ, "COLUMNS": "200", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "playbooks.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
 
 
 @pytest.fixture
 def inventory(tmp_path: Path) -> Path:
-    data = yaml.safe_load(EXAMPLE.read_text()) | {"cluster_dir": str(tmp_path / "cluster"),
-                                                   "bundle": str(tmp_path / "bundle")}
+    data = yaml.safe_load(EXAMPLE.read_text()) | {
+        "cluster_dir": str(tmp_path / "cluster"),
+        "bundle": str(tmp_path / "bundle"),
+    }
     path = tmp_path / "cluster.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -58,8 +66,11 @@ def test_inventory_from_the_environment_on_the_command_line(inventory: Path) -> 
 
 def test_invalid_inventory_exits_with_every_problem(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(EXAMPLE.read_text().replace("virtual_router_id: 51", "virtual_router_id: 300")
-                   .replace("ip: 192.168.10.12", "ip: 192.168.10.300"))
+    bad.write_text(
+        EXAMPLE.read_text()
+        .replace("virtual_router_id: 51", "virtual_router_id: 300")
+        .replace("ip: 192.168.10.12", "ip: 192.168.10.300")
+    )
     result = cli("inventory.check", "--inventory", str(bad))
     assert result.returncode == 1
     assert "api.virtual_router_id" in result.stderr and "host k8s-2: hosts[1].ip" in result.stderr
@@ -134,9 +145,11 @@ def test_help_after_a_task_with_a_positional_argument() -> None:
 
 def test_a_stuck_run_prints_its_threads_on_sigusr1() -> None:
     """What `kubefab` registers at start: SIGUSR1 dumps every thread's stack and the run goes on."""
-    code = ("import threading, time; from playbooks.cli import dump_stacks_on_usr1; dump_stacks_on_usr1(); "
-            "threading.Thread(target=time.sleep, args=(30,), name='a-worker', daemon=True).start(); "
-            "print('ready', flush=True); time.sleep(1.5); print('went on', flush=True)")
+    code = (
+        "import threading, time; from playbooks.cli import dump_stacks_on_usr1; dump_stacks_on_usr1(); "
+        "threading.Thread(target=time.sleep, args=(30,), name='a-worker', daemon=True).start(); "
+        "print('ready', flush=True); time.sleep(1.5); print('went on', flush=True)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
     proc.send_signal(signal.SIGUSR1)
@@ -148,15 +161,21 @@ def test_a_stuck_run_prints_its_threads_on_sigusr1() -> None:
 def test_the_command_starts_without_the_test_tools() -> None:
     """A plain `pip install kubefab` has no hypothesis or ruff, and `kubefab verify` alone needs pytest: the
     entry module must import with all three blocked."""
-    code = ("import sys\nfor name in ('pytest', 'testinfra', 'hypothesis'):\n    sys.modules[name] = None\n"
-            "import playbooks.cli\n")
+    code = (
+        "import sys\nfor name in ('pytest', 'testinfra', 'hypothesis'):\n    sys.modules[name] = None\n"
+        "import playbooks.cli\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
 
 
 def test_fab_audit_passes_on_the_example() -> None:
-    result = subprocess.run([sys.executable, "-m", "playbooks.cli", "audit", "--inventory", "inventory/example.yaml"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "playbooks.cli", "audit", "--inventory", "inventory/example.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "checks passed" in result.stdout
     assert "FAIL" not in result.stdout

@@ -66,8 +66,9 @@ def test_the_docs_show_commands() -> None:
 
 def test_every_command_has_a_way_to_be_exercised() -> None:
     unknown = [f"{c.where}: {c.text}" for c in COMMANDS if rule_for(c) is None]
-    assert not unknown, ("commands no rule of tests/docs_commands.py exercises; add a rule and a handler:\n  "
-                         + "\n  ".join(unknown))
+    assert not unknown, (
+        "commands no rule of tests/docs_commands.py exercises; add a rule and a handler:\n  " + "\n  ".join(unknown)
+    )
 
 
 def lab_handlers() -> set[str]:
@@ -76,8 +77,9 @@ def lab_handlers() -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if any(isinstance(t, ast.Name) and t.id == "HANDLERS" for t in targets) and isinstance(node.value,
-                                                                                                 ast.Dict):
+            if any(isinstance(t, ast.Name) and t.id == "HANDLERS" for t in targets) and isinstance(
+                node.value, ast.Dict
+            ):
                 return {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
     return set()
 
@@ -149,12 +151,14 @@ class Workspace:
     env: dict[str, str] = field(default_factory=dict)
     locks: dict[str, threading.Lock] = field(default_factory=lambda: {"bundle": threading.Lock()})
 
-    def run(self, argv: list[str], env: dict[str, str] | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess:
+    def run(
+        self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         if argv[0] == "kubefab":
             argv = [sys.executable, "-m", "playbooks.cli", *argv[1:]]
-        return subprocess.run(argv, cwd=self.root, capture_output=True, text=True, timeout=timeout,
-                              env={**self.env, **(env or {})})
+        return subprocess.run(
+            argv, cwd=self.root, capture_output=True, text=True, timeout=timeout, env={**self.env, **(env or {})}
+        )
 
 
 def shown(result: subprocess.CompletedProcess) -> str:
@@ -184,8 +188,10 @@ def run_kubefab(*needles: str) -> Callable[[Workspace, Command], Outcome]:
 def run_inventory_check(ws: Workspace, cmd: Command) -> Outcome:
     """The example's layout gives the line docs/README.md quotes."""
     example = cmd.argv[-1] == "inventory/mycluster.yaml"
-    return expect(ws.run(cmd.argv), "inventory OK: 3 hosts, 3 etcd members, 3 control plane, 2 lb, 3 nodes"
-                  if example else "inventory OK: ")
+    return expect(
+        ws.run(cmd.argv),
+        "inventory OK: 3 hosts, 3 etcd members, 3 control plane, 2 lb, 3 nodes" if example else "inventory OK: ",
+    )
 
 
 def run_pki(ws: Workspace, cmd: Command) -> Outcome:
@@ -219,8 +225,12 @@ def run_tool(ws: Workspace, cmd: Command) -> Outcome:
 
 def vagrant_env(ws: Workspace) -> dict[str, str]:
     """Vagrant kept to a scratch home and dotfile directory, with no update checks (no network)."""
-    return {"VAGRANT_HOME": str(ws.root / ".vagrant-home"), "VAGRANT_DOTFILE_PATH": str(ws.root / ".vagrant"),
-            "VAGRANT_CHECKPOINT_DISABLE": "1", "VAGRANT_BOX_UPDATE_CHECK_DISABLE": "1"}
+    return {
+        "VAGRANT_HOME": str(ws.root / ".vagrant-home"),
+        "VAGRANT_DOTFILE_PATH": str(ws.root / ".vagrant"),
+        "VAGRANT_CHECKPOINT_DISABLE": "1",
+        "VAGRANT_BOX_UPDATE_CHECK_DISABLE": "1",
+    }
 
 
 def run_vagrant_up(ws: Workspace, cmd: Command) -> Outcome:
@@ -257,7 +267,8 @@ def run_vagrant_inventory(ws: Workspace, cmd: Command) -> Outcome:
     keys = [cluster.ssh_for(h).key for h in cluster.hosts]
     ips = [str(h.address) for h in cluster.hosts]
     ok = ips == ["192.168.56.11", "192.168.56.12", "192.168.56.13"] and all(
-        k and k.endswith(f"/machines/{h.name}/libvirt/private_key") for k, h in zip(keys, cluster.hosts, strict=True))
+        k and k.endswith(f"/machines/{h.name}/libvirt/private_key") for k, h in zip(keys, cluster.hosts, strict=True)
+    )
     return Outcome(ok, "" if ok else f"unexpected inventory: {ips} {keys}")
 
 
@@ -345,8 +356,9 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     mycluster = yaml.safe_load(EXAMPLE.read_text()) | {"name": "mycluster"}
     (served / "mycluster.yaml").write_text(yaml.safe_dump(mycluster))
     decoys(served / "files", [served / "mycluster.yaml", ROOT / "inventory" / "vagrant.yaml"])
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                             functools.partial(QuietHandler, directory=str(served / "files")))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(served / "files"))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     ws.mirror = f"http://127.0.0.1:{server.server_address[1]}/"
 
@@ -424,8 +436,7 @@ def product_strings() -> list[str]:
             else:
                 continue
             text = re.sub(r"\[/?[a-z \x00]*\]", "", text)
-            out += [line.strip() for line in text.split("\n")
-                    if len(re.findall(r"\w", line.replace("\x00", ""))) >= 3]
+            out += [line.strip() for line in text.split("\n") if len(re.findall(r"\w", line.replace("\x00", ""))) >= 3]
     return sorted(set(out))
 
 
@@ -440,18 +451,25 @@ class Messages:
         self.lines = product_strings()
 
     def fill(self, text: str, depth: int) -> bool:
-        return (PLACEHOLDERS.fullmatch(text) is not None or re.fullmatch(r"\S+", text) is not None
-                or (depth > 0 and self.known(text, depth - 1)))
+        return (
+            PLACEHOLDERS.fullmatch(text) is not None
+            or re.fullmatch(r"\S+", text) is not None
+            or (depth > 0 and self.known(text, depth - 1))
+        )
 
     def known(self, line: str, depth: int = 3) -> bool:
         line = line.strip()
         if PLACEHOLDERS.fullmatch(line):
             return True
-        return any(self._matches(pattern.split("\x00"), line, depth) for pattern in self.lines
-                   if all(part in line for part in pattern.split("\x00")))
+        return any(
+            self._matches(pattern.split("\x00"), line, depth)
+            for pattern in self.lines
+            if all(part in line for part in pattern.split("\x00"))
+        )
 
     def _matches(self, parts: list[str], line: str, depth: int) -> bool:
         """parts[0] <field> parts[1] <field> ...: somewhere in the line, the rest of it placeholders."""
+
         def at(i: int, pos: int) -> bool:  # parts[i] starts at pos
             if not line.startswith(parts[i], pos):
                 return False
@@ -460,7 +478,7 @@ class Messages:
                 return PLACEHOLDERS.fullmatch(line[end:]) is not None
             nxt = parts[i + 1]
             starts = [m.start() for m in re.finditer(re.escape(nxt), line[end:])] if nxt else range(len(line) - end + 1)
-            return any(self.fill(line[end:end + s], depth) and at(i + 1, end + s) for s in starts)
+            return any(self.fill(line[end : end + s], depth) and at(i + 1, end + s) for s in starts)
 
         first = parts[0]
         positions = [m.start() for m in re.finditer(re.escape(first), line)] if first else [0]
@@ -470,8 +488,12 @@ class Messages:
 def test_troubleshooting_quotes_the_messages_the_code_prints() -> None:
     page = ROOT / "docs" / "troubleshooting.md"
     quoted = [(n, line) for block in fenced_blocks(page, "text") for n, line in block if line.strip()]
-    quoted += [(0, span) for span in inline_spans(page) if len(span.split()) >= 3
-               and span.split()[0] not in ("kubefab", "fab", "sudo", "kubectl", "vagrant", "openssl", "ip")]
+    quoted += [
+        (0, span)
+        for span in inline_spans(page)
+        if len(span.split()) >= 3
+        and span.split()[0] not in ("kubefab", "fab", "sudo", "kubectl", "vagrant", "openssl", "ip")
+    ]
     messages = Messages()
     unknown = [f"troubleshooting.md:{n}: {line}" for n, line in quoted if not messages.known(line)]
     assert len(quoted) > 40
@@ -488,6 +510,9 @@ def test_a_reworded_message_is_caught() -> None:
 
 def test_commands_are_one_per_line() -> None:
     """No pipelines, continuations or shell control in the docs' commands: each line is one command to run."""
-    bad = [f"{c.where}: {c.text}" for c in COMMANDS
-           if c.text.endswith("\\") or any(w in ("|", "&&", ";", ">", "||") for w in shlex.split(c.text))]
+    bad = [
+        f"{c.where}: {c.text}"
+        for c in COMMANDS
+        if c.text.endswith("\\") or any(w in ("|", "&&", ";", ">", "||") for w in shlex.split(c.text))
+    ]
     assert not bad, bad

@@ -51,8 +51,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not generated(str(p.relative_to(root)))}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not generated(str(p.relative_to(root)))
+    }
 
 
 def test_rendered_tree_matches_golden(rendered: Path, request: pytest.FixtureRequest) -> None:

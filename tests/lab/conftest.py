@@ -46,8 +46,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if reason and item.get_closest_marker("lab"):
             item.add_marker(pytest.mark.skip(reason=reason))
     # The lab's own tests first (on fresh hosts), then the deploy tests, and `down` last: it ends the lab.
-    items.sort(key=lambda item: (item.path.name == TEARDOWN_MODULE,
-                                 item.path.name.startswith(("test_deploy", "test_kubernetes"))))
+    items.sort(
+        key=lambda item: (
+            item.path.name == TEARDOWN_MODULE,
+            item.path.name.startswith(("test_deploy", "test_kubernetes")),
+        )
+    )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -103,14 +107,21 @@ def bin_dir(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def kubectl(cluster: Cluster, bin_dir: Path) -> Kubectl:
     """The bundle's kubectl through the VIP as the admin (or another kubeconfig of the cluster directory);
     `cluster` is the deployed cluster of the requesting module."""
-    def run(*args: str, kubeconfig: str = "admin.conf", input: str | None = None, check: bool = True,
-            server: bool = False, timeout: float = 60) -> subprocess.CompletedProcess:
+
+    def run(
+        *args: str,
+        kubeconfig: str = "admin.conf",
+        input: str | None = None,
+        check: bool = True,
+        server: bool = False,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess:
         argv = [str(bin_dir / "kubectl"), "--kubeconfig", str(cluster.dir / "kubeconfig" / kubeconfig)]
         if server:  # component kubeconfigs name 127.0.0.1 on their host; reach the same apiservers via the VIP
             argv += ["--server", cluster.server_url]
-        done = subprocess.run([*argv, *args], capture_output=True, text=True, input=input, timeout=timeout,
-                              check=False)
+        done = subprocess.run([*argv, *args], capture_output=True, text=True, input=input, timeout=timeout, check=False)
         if check:
             assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
         return done
+
     return run

@@ -47,8 +47,9 @@ def set_link(lab: Lab, name: str, up: bool) -> None:
     """Cut or restore a host's network from the machine (over SSH the session itself would hang)."""
     pid = lab.state.host(name).pid
     assert pid is not None
-    subprocess.run(["nsenter", "-t", str(leader_pid(pid)), "-n", "ip", "link", "set", "host0",
-                    "up" if up else "down"], check=True)
+    subprocess.run(
+        ["nsenter", "-t", str(leader_pid(pid)), "-n", "ip", "link", "set", "host0", "up" if up else "down"], check=True
+    )
     if up:  # back only once the host answers on its address again
         address = lab.state.host(name).ip
         deadline = time.monotonic() + 30
@@ -68,8 +69,13 @@ def _answers(address: str, port: int) -> bool:
 def cli(*args: str, timeout: float = 600) -> tuple[subprocess.CompletedProcess, float]:
     """Run a kubefab task as an operator would (`kubefab deploy ...`); returns the result and seconds."""
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "playbooks.cli", *args], capture_output=True, text=True,
-                            timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+    result = subprocess.run(
+        [sys.executable, "-m", "playbooks.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     return result, time.monotonic() - start
 
 
@@ -95,8 +101,7 @@ class Etcd:
             conn.close()
 
     def put(self, key: str, value: str, endpoint: str | None = None) -> None:
-        self._post(endpoint or self.endpoints[0], "/v3/kv/put",
-                   {"key": _b64(key), "value": _b64(value)})
+        self._post(endpoint or self.endpoints[0], "/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
 
     def raw(self, key: str, endpoint: str | None = None) -> bytes | None:
         """The value as etcd stores it (what an attacker with etcd's files or a client certificate reads)."""
@@ -109,8 +114,9 @@ class Etcd:
 
     def prefix(self, prefix: str, endpoint: str | None = None) -> dict[str, str]:
         end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        kvs = self._post(endpoint or self.endpoints[0], "/v3/kv/range",
-                         {"key": _b64(prefix), "range_end": _b64(end)}).get("kvs", [])
+        kvs = self._post(
+            endpoint or self.endpoints[0], "/v3/kv/range", {"key": _b64(prefix), "range_end": _b64(end)}
+        ).get("kvs", [])
         return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv["value"]).decode() for kv in kvs}
 
 

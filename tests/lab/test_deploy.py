@@ -19,8 +19,17 @@ from playbooks.inventory import load
 from playbooks.model import Cluster
 
 pytestmark = pytest.mark.lab
-SERVICES = ("etcd", "haproxy", "keepalived", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-            "containerd", "kubelet", "kube-proxy")
+SERVICES = (
+    "etcd",
+    "haproxy",
+    "keepalived",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "containerd",
+    "kubelet",
+    "kube-proxy",
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +51,9 @@ def etcd(cluster: Cluster) -> Etcd:
 
 
 def vip_holders(lab: Lab, cluster: Cluster) -> list[str]:
-    return [h.name for h in cluster.lb_hosts
-            if f" {cluster.api.vip}/" in lab.run(h.name, "ip -4 -o addr show dev host0")]
+    return [
+        h.name for h in cluster.lb_hosts if f" {cluster.api.vip}/" in lab.run(h.name, "ip -4 -o addr show dev host0")
+    ]
 
 
 def readyz(cluster: Cluster, timeout: float = 3) -> str:
@@ -89,10 +99,12 @@ def test_haproxy_forwards_to_every_apiserver(lab: Lab, deployed: Cluster) -> Non
     master = deployed.lb_hosts[0].name
     deadline = time.monotonic() + 20
     while True:
-        stats = lab.run(master, f"curl -s -u kubefab:{password} "
-                                f"'http://127.0.0.1:{deployed.api.stats.port}/stats;csv'")
-        rows = {r["svname"]: r["status"] for r in csv.DictReader(io.StringIO(stats.removeprefix("# ")))
-                if r["pxname"] == "kube-apiserver"}
+        stats = lab.run(master, f"curl -s -u kubefab:{password} 'http://127.0.0.1:{deployed.api.stats.port}/stats;csv'")
+        rows = {
+            r["svname"]: r["status"]
+            for r in csv.DictReader(io.StringIO(stats.removeprefix("# ")))
+            if r["pxname"] == "kube-apiserver"
+        }
         servers = {k: v for k, v in rows.items() if k not in ("FRONTEND", "BACKEND")}
         if all(v == "UP" for v in servers.values()) or time.monotonic() > deadline:
             break

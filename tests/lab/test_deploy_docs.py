@@ -91,8 +91,9 @@ def run_deploy(lab: Lab, text: str) -> Outcome:
     if options["only"]:
         phases = str(options["only"]).split(",")
         needles += [f"== {p}" for p in phases if p != "preflight"]
-        absent = tuple(f"== {p}" for p in ("prepare", "certificates", "etcd", "lb", "control-plane", "nodes")
-                       if p not in phases)
+        absent = tuple(
+            f"== {p}" for p in ("prepare", "certificates", "etcd", "lb", "control-plane", "nodes") if p not in phases
+        )
     if options["verbose"]:
         needles.append("$ ")
     return run_kubefab(lab, text, *needles, absent=absent)
@@ -160,8 +161,9 @@ def run_kubectl_raw(lab: Lab, text: str) -> Outcome:
 def run_kubectl_nodes(lab: Lab, text: str) -> Outcome:
     """On lab-1 with the cluster's kubectl (this machine's may be minors older) and the admin kubeconfig, which
     names the VIP: every lab host is listed as a node."""
-    code, out, err = on_host(lab, "lab-1", "sudo /usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf "
-                                           "get nodes")
+    code, out, err = on_host(
+        lab, "lab-1", "sudo /usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes"
+    )
     names = [line.split()[0] for line in out.splitlines()[1:] if line.strip()]
     ok = code == 0 and sorted(names) == sorted(h.name for h in lab.state.hosts)
     return Outcome(ok, "" if ok else f"exit {code}:\n{out[-2000:]}\n{err[-2000:]}")

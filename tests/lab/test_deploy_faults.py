@@ -58,8 +58,9 @@ def test_unreachable_host_at_start_fails_preflight_and_changes_nothing(lab: Lab,
     finally:
         set_link(lab, victim, up=True)
     assert result.returncode != 0
-    assert f"{victim}: gather facts failed" in result.stderr and "cannot reach the host" in result.stderr, \
+    assert f"{victim}: gather facts failed" in result.stderr and "cannot reach the host" in result.stderr, (
         result.stderr[-2000:]
+    )
     assert "== prepare" not in result.stdout
 
 
@@ -72,10 +73,22 @@ def test_unreachable_host_mid_deploy_stops_the_phase_and_a_rerun_completes(lab: 
     victim = cluster.hosts[2].name
     # Work for a later phase, to show it does not run after the failure and does run on the re-run.
     lab.run(cluster.hosts[0].name, "sudo sed -i 's/--v=2/--v=3/' /etc/kubernetes/scheduler")
-    proc = subprocess.Popen([sys.executable, "-m", "playbooks.cli", "deploy", "--inventory",
-                             str(lab.paths.inventory), "--command-timeout", "15"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "playbooks.cli",
+            "deploy",
+            "--inventory",
+            str(lab.paths.inventory),
+            "--command-timeout",
+            "15",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
+    )
     assert proc.stdout is not None
     seen: list[str] = []
     try:
@@ -99,7 +112,7 @@ def test_unreachable_host_mid_deploy_stops_the_phase_and_a_rerun_completes(lab: 
     failed = re.search(r"phase (\S+) failed; later phases did not run", err)
     assert failed, err[-2000:]
     assert f"{victim}: " in err and "command:" in err and ("timed out" in err or "cannot reach" in err), err[-2000:]
-    later = PHASE_ORDER[PHASE_ORDER.index(failed.group(1)) + 1:]
+    later = PHASE_ORDER[PHASE_ORDER.index(failed.group(1)) + 1 :]
     assert not [p for p in later if f"== {p}" in stdout], "a later phase ran after the failure"
     print(err[-1500:])
 
@@ -184,4 +197,3 @@ def test_binary_changed_in_place_is_caught_by_verify_and_replaced_by_deploy(lab:
     assert "1 change(s)" in result.stdout, result.stdout[-3000:]
     result, _ = cli("verify", "--inventory", str(lab.paths.inventory), "--options", "-k binaries")
     assert result.returncode == 0, result.stdout[-3000:]
-

@@ -26,8 +26,15 @@ from playbooks.lab.bundle import lab_stack
 from playbooks.model import Cluster
 
 pytestmark = pytest.mark.lab
-COMPONENT_UNITS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy",
-                   "containerd")
+COMPONENT_UNITS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "containerd",
+)
 
 
 def raw_get(cluster: Cluster, path: str, cert: tuple[Path, Path] | None = None) -> tuple[int, str]:
@@ -68,8 +75,9 @@ def lease_holder(kubectl: Kubectl, name: str) -> str:
 
 
 @pytest.mark.parametrize("component", ["kube-controller-manager", "kube-scheduler"])
-def test_leader_election_lease_moves_when_its_holder_stops(lab: Lab, cluster: Cluster, kubectl: Kubectl,
-                                                           component: str) -> None:
+def test_leader_election_lease_moves_when_its_holder_stops(
+    lab: Lab, cluster: Cluster, kubectl: Kubectl, component: str
+) -> None:
     holder = lease_holder(kubectl, component)
     assert holder in {h.name for h in cluster.control_plane}
     lab.run(holder, f"sudo systemctl stop {component}")
@@ -113,18 +121,29 @@ def test_a_kubelet_cannot_modify_another_node(cluster: Cluster, kubectl: Kubectl
     kubectl("label", "node", first, "kubefab-test-")
 
 
-@pytest.mark.parametrize(("kubeconfig", "allowed", "denied"), [
-    ("scheduler.conf", ["create bindings", "create pods --subresource=binding", "watch pods",
-                        "get leases -n kube-system"],
-     ["create pods", "get secrets", "delete nodes"]),
-    ("controller-manager.conf", ["create serviceaccounts/token -n kube-system", "get leases -n kube-system",
-                                 "create events"],
-     ["delete nodes", "create pods/exec"]),
-    ("kube-proxy.conf", ["list endpointslices.discovery.k8s.io", "watch services", "get nodes"],
-     ["get secrets", "create pods", "delete services"]),
-])
-def test_component_identities_have_exactly_their_rbac_roles(kubectl: Kubectl, kubeconfig: str,
-                                                           allowed: list[str], denied: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("kubeconfig", "allowed", "denied"),
+    [
+        (
+            "scheduler.conf",
+            ["create bindings", "create pods --subresource=binding", "watch pods", "get leases -n kube-system"],
+            ["create pods", "get secrets", "delete nodes"],
+        ),
+        (
+            "controller-manager.conf",
+            ["create serviceaccounts/token -n kube-system", "get leases -n kube-system", "create events"],
+            ["delete nodes", "create pods/exec"],
+        ),
+        (
+            "kube-proxy.conf",
+            ["list endpointslices.discovery.k8s.io", "watch services", "get nodes"],
+            ["get secrets", "create pods", "delete services"],
+        ),
+    ],
+)
+def test_component_identities_have_exactly_their_rbac_roles(
+    kubectl: Kubectl, kubeconfig: str, allowed: list[str], denied: list[str]
+) -> None:
     for question, expected in [*((q, "yes") for q in allowed), *((q, "no") for q in denied)]:
         done = kubectl("auth", "can-i", *question.split(), kubeconfig=kubeconfig, server=True, check=False)
         assert done.stdout.strip() == expected, f"{kubeconfig}: can-i {question} -> {done.stdout} {done.stderr}"
@@ -140,8 +159,9 @@ def test_secrets_are_encrypted_in_etcd(cluster: Cluster, kubectl: Kubectl) -> No
         assert plaintext.encode() not in raw
         # ... and the API still returns it decrypted.
         value = kubectl("get", "secret", name, "-o", "jsonpath={.data.value}").stdout
-        assert value and plaintext in subprocess.run(["base64", "-d"], input=value, capture_output=True,
-                                                     text=True).stdout
+        assert (
+            value and plaintext in subprocess.run(["base64", "-d"], input=value, capture_output=True, text=True).stdout
+        )
     finally:
         kubectl("delete", "secret", name)
 
@@ -152,16 +172,20 @@ def test_the_serving_apiserver_audit_log_records_the_request(lab: Lab, cluster: 
     kubectl("delete", "configmap", name)
     deadline = time.monotonic() + 30
     while True:
-        found = {h.name: lab.run(h.name, f"sudo grep -c '\"name\":\"{name}\"' /var/log/kubernetes/audit.log "
-                                         "|| true") for h in cluster.control_plane}
+        found = {
+            h.name: lab.run(h.name, f'sudo grep -c \'"name":"{name}"\' /var/log/kubernetes/audit.log || true')
+            for h in cluster.control_plane
+        }
         creates = {h: int(n) for h, n in found.items() if int(n)}
         if creates or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert creates, f"no apiserver audited {name}"
     host = next(iter(creates))
-    lines = [json.loads(line) for line in lab.run(host, f"sudo grep '\"name\":\"{name}\"' "
-                                                        "/var/log/kubernetes/audit.log").splitlines()]
+    lines = [
+        json.loads(line)
+        for line in lab.run(host, f'sudo grep \'"name":"{name}"\' /var/log/kubernetes/audit.log').splitlines()
+    ]
     verbs = {e["verb"] for e in lines if e["stage"] == "ResponseComplete"}
     assert "create" in verbs or "delete" in verbs
     assert all(e["user"]["username"] == "kubernetes-admin" for e in lines)
@@ -250,7 +274,8 @@ def deprecation_warnings(journal: str) -> list[str]:
 
 def test_deprecation_warning_filter_can_fail() -> None:
     assert deprecation_warnings('W1201 12:00:00.1 1 flags.go:64] "--foo" is deprecated\nI1201 deprecated') == [
-        'W1201 12:00:00.1 1 flags.go:64] "--foo" is deprecated']
+        'W1201 12:00:00.1 1 flags.go:64] "--foo" is deprecated'
+    ]
 
 
 def test_no_component_warns_of_anything_deprecated_kubefab_renders(lab: Lab, cluster: Cluster) -> None:
@@ -268,4 +293,5 @@ def test_flag_references_match_the_binaries_the_lab_runs(bin_dir: Path) -> None:
     minor = lab_stack().minor
     for component in flagref.COMPONENTS:
         assert reference.parse_help(reference.help_of(bin_dir / component)) == flagref.valid_flags(component, minor), (
-            f"{component}: playbooks/data/flags/{minor} is stale: run python3 -m playbooks.reference {minor}")
+            f"{component}: playbooks/data/flags/{minor} is stale: run python3 -m playbooks.reference {minor}"
+        )

@@ -86,10 +86,19 @@ spec:
 def app_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/lab/app as a static binary in a one-layer OCI image (written by kubefab's own image writer)."""
     out = tmp_path_factory.mktemp("app")
-    subprocess.run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "labapp"), str(APP)],
-                   check=True, cwd=out, env={**os.environ, "CGO_ENABLED": "0"})
-    image = oci.Image(APP_IMAGE, machine_arch(), (oci.LayerFile("/labapp", (out / "labapp").read_bytes()),),
-                      ("/labapp",), user="65532:65532")
+    subprocess.run(
+        ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "labapp"), str(APP)],
+        check=True,
+        cwd=out,
+        env={**os.environ, "CGO_ENABLED": "0"},
+    )
+    image = oci.Image(
+        APP_IMAGE,
+        machine_arch(),
+        (oci.LayerFile("/labapp", (out / "labapp").read_bytes()),),
+        ("/labapp",),
+        user="65532:65532",
+    )
     oci.write_archive(image, out / "labapp.oci.tar")
     return out / "labapp.oci.tar"
 
@@ -124,8 +133,13 @@ def test_every_node_ready_with_flannel_on_each_and_coredns_spread(cluster: Clust
         assert ready == "True", node["metadata"]["name"]
     ds = json.loads(kubectl("-n", "kube-flannel", "get", "ds", "kube-flannel-ds", "-o", "json").stdout)["status"]
     assert ds["numberReady"] == ds["desiredNumberScheduled"] == len(cluster.workers)
-    dns = [p for p in json.loads(kubectl("-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns", "-o",
-                                         "json").stdout)["items"] if p["status"]["phase"] == "Running"]
+    dns = [
+        p
+        for p in json.loads(kubectl("-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns", "-o", "json").stdout)[
+            "items"
+        ]
+        if p["status"]["phase"] == "Running"
+    ]
     assert len(dns) == 2 and len({p["spec"]["nodeName"] for p in dns}) == 2  # replicas on distinct nodes
 
 
@@ -134,13 +148,15 @@ def test_service_name_resolves_through_coredns_from_a_pod(cluster: Cluster, kube
     name = f"web.default.svc.{cluster.network.domain}"
     # the book's `dig nginx-demo.default.svc.cluster.local @<dns ip>`
     assert in_client(kubectl, "resolve", name, str(cluster.network.dns_ip)).split() == [cluster_ip]
-    kubernetes = in_client(kubectl, "resolve", f"kubernetes.default.svc.{cluster.network.domain}",
-                           str(cluster.network.dns_ip)).split()
+    kubernetes = in_client(
+        kubectl, "resolve", f"kubernetes.default.svc.{cluster.network.domain}", str(cluster.network.dns_ip)
+    ).split()
     assert kubernetes == [str(cluster.network.kubernetes_service_ip)]
 
 
-def test_http_to_service_name_clusterip_and_nodeport_on_every_node(cluster: Cluster, kubectl: Kubectl,
-                                                                    app: dict) -> None:
+def test_http_to_service_name_clusterip_and_nodeport_on_every_node(
+    cluster: Cluster, kubectl: Kubectl, app: dict
+) -> None:
     cluster_ip = json.loads(kubectl("get", "service", "web", "-o", "json").stdout)["spec"]["clusterIP"]
     names = {p["metadata"]["name"] for p in app["pods"]}
     # the short name through the pod's search path (its resolv.conf points at CoreDNS), then the ClusterIP
@@ -163,8 +179,9 @@ def test_pod_to_pod_traffic_crosses_nodes(cluster: Cluster, kubectl: Kubectl, ap
     for pod in others:
         answer = in_client(kubectl, "get", f"http://{pod['status']['podIP']}:8080/").split()
         assert answer[0] == pod["metadata"]["name"]
-        assert answer[1].startswith(json.loads(kubectl("get", "pod", "client", "-o", "json").stdout)
-                                    ["status"]["podIP"] + ":")  # no NAT between pods
+        assert answer[1].startswith(
+            json.loads(kubectl("get", "pod", "client", "-o", "json").stdout)["status"]["podIP"] + ":"
+        )  # no NAT between pods
 
 
 def test_logs_and_exec_go_through_the_kubelets(kubectl: Kubectl, app: dict) -> None:
@@ -183,12 +200,14 @@ def test_second_deploy_changes_nothing_images_included(lab: Lab, cluster: Cluste
     TIMINGS["deploy with pods, 3 hosts, no-op run"] = seconds
 
 
-def test_rebooted_node_comes_back_ready_with_its_pods(lab: Lab, cluster: Cluster, kubectl: Kubectl,
-                                                      app: dict) -> None:
+def test_rebooted_node_comes_back_ready_with_its_pods(lab: Lab, cluster: Cluster, kubectl: Kubectl, app: dict) -> None:
     node = cluster.workers[-1].name
     # Each pod's restart count: the API keeps showing the pods as they were until the rebooted kubelet reports.
-    before = {p["metadata"]["name"]: p["status"]["containerStatuses"][0]["restartCount"]
-              for p in pods(kubectl, "app=web") if p["spec"]["nodeName"] == node}
+    before = {
+        p["metadata"]["name"]: p["status"]["containerStatuses"][0]["restartCount"]
+        for p in pods(kubectl, "app=web")
+        if p["spec"]["nodeName"] == node
+    }
     lab.connections[node].close()
     start = time.monotonic()
     lab.state = lifecycle.reboot(node, lab.paths)
@@ -197,9 +216,12 @@ def test_rebooted_node_comes_back_ready_with_its_pods(lab: Lab, cluster: Cluster
     deadline = time.monotonic() + 180
     while True:  # the same pods, restarted in place by the node's kubelet (not rescheduled by kubefab)
         mine = [p for p in pods(kubectl, "app=web") if p["spec"]["nodeName"] == node]
-        ready = [p for p in mine if any(c["type"] == "Ready" and c["status"] == "True"
-                                        for c in p["status"].get("conditions", []))
-                 and p["status"]["containerStatuses"][0]["restartCount"] > before.get(p["metadata"]["name"], 1 << 30)]
+        ready = [
+            p
+            for p in mine
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+            and p["status"]["containerStatuses"][0]["restartCount"] > before.get(p["metadata"]["name"], 1 << 30)
+        ]
         if ready and {p["metadata"]["name"] for p in ready} == set(before):
             break
         assert time.monotonic() < deadline, f"{node}: pods {mine} not restarted and Ready 180 s after the reboot"

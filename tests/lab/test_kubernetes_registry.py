@@ -49,18 +49,30 @@ def registry(lab: Lab, cluster: Cluster, tmp_path_factory: pytest.TempPathFactor
     """docker-registry on the first host, serving TLS with a certificate the cluster's CA issued; its URL."""
     host = cluster.workers[0]
     pki = cluster.dir / "pki"
-    ca = Authority(x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes()),
-                   load_key((pki / "ca.key").read_bytes()))
+    ca = Authority(
+        x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes()), load_key((pki / "ca.key").read_bytes())
+    )
     key = new_key("ecdsa-p256")
-    cert = issue(ca, Request(host.name, dns_names=(host.name,), ip_addresses=(host.address,), usages=("server",)),
-                 key, 30, dt.datetime.now(dt.UTC))
+    cert = issue(
+        ca,
+        Request(host.name, dns_names=(host.name,), ip_addresses=(host.address,), usages=("server",)),
+        key,
+        30,
+        dt.datetime.now(dt.UTC),
+    )
     local = tmp_path_factory.mktemp("registry")
-    for name, data in (("tls.crt", cert.public_bytes(Encoding.PEM)), ("tls.key", key_pem(key)),
-                       ("config.yml", CONFIG.encode())):
+    for name, data in (
+        ("tls.crt", cert.public_bytes(Encoding.PEM)),
+        ("tls.key", key_pem(key)),
+        ("config.yml", CONFIG.encode()),
+    ):
         (local / name).write_bytes(data)
         lab.connections[host.name].put(str(local / name), f"/tmp/{name}")
-    lab.run(host.name, "sudo install -o root -g docker-registry -m 0640 /tmp/tls.crt /tmp/tls.key /tmp/config.yml "
-                       "/etc/docker/registry/ && sudo systemctl restart docker-registry")
+    lab.run(
+        host.name,
+        "sudo install -o root -g docker-registry -m 0640 /tmp/tls.crt /tmp/tls.key /tmp/config.yml "
+        "/etc/docker/registry/ && sudo systemctl restart docker-registry",
+    )
     url = f"https://{host.address}:{PORT}"
     deadline = time.monotonic() + 30
     while registry_get(cluster, url, "/v2/")[0] != 200:
@@ -113,8 +125,9 @@ def deployed(lab: Lab, cluster: Cluster, kubectl: Kubectl, with_registry: Path, 
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
 
-def test_push_puts_every_bundle_image_in_the_registry_with_its_digest(cluster: Cluster, registry: str,
-                                                                     pushed: str) -> None:
+def test_push_puts_every_bundle_image_in_the_registry_with_its_digest(
+    cluster: Cluster, registry: str, pushed: str
+) -> None:
     manifest = bundle.read_manifest(cluster.bundle_dir)
     assert manifest is not None
     refs = bundle.required_images(cluster, lab_stack())
@@ -126,22 +139,26 @@ def test_push_puts_every_bundle_image_in_the_registry_with_its_digest(cluster: C
         assert headers["Docker-Content-Digest"] == manifest.files[bundle.image_path(ref, machine_arch())].digest
 
 
-def test_saving_from_a_registry_gives_back_the_same_image(cluster: Cluster, registry: str, pushed: str,
-                                                         tmp_path: Path) -> None:
+def test_saving_from_a_registry_gives_back_the_same_image(
+    cluster: Cluster, registry: str, pushed: str, tmp_path: Path
+) -> None:
     """`kubefab bundle`'s save path (skopeo, as for operators with internet), against the lab's registry."""
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs" / "ca.crt").write_bytes((cluster.dir / "pki" / "ca.crt").read_bytes())
     pause = lab_stack().pause_image
-    digest = bundle.save_image(mirror_ref(registry.removeprefix("https://"), pause), machine_arch(),
-                               tmp_path / "pause.oci.tar", tmp_path / "certs")
+    digest = bundle.save_image(
+        mirror_ref(registry.removeprefix("https://"), pause),
+        machine_arch(),
+        tmp_path / "pause.oci.tar",
+        tmp_path / "certs",
+    )
     manifest = bundle.read_manifest(cluster.bundle_dir)
     assert manifest is not None
     assert digest == manifest.files[bundle.image_path(pause, machine_arch())].digest
     assert oci.read_archive(tmp_path / "pause.oci.tar").digest == digest
 
 
-def test_deploy_makes_the_registry_every_upstreams_mirror_and_the_sandboxes_source(lab: Lab,
-                                                                                  deployed: Cluster) -> None:
+def test_deploy_makes_the_registry_every_upstreams_mirror_and_the_sandboxes_source(lab: Lab, deployed: Cluster) -> None:
     host = deployed.registry.host
     for h in deployed.workers:
         for upstream in ("registry.k8s.io", "docker.io", "quay.io", "ghcr.io"):
@@ -150,17 +167,36 @@ def test_deploy_makes_the_registry_every_upstreams_mirror_and_the_sandboxes_sour
         assert f'sandbox = "{host}/pause:{lab_stack().pause}"' in lab.run(h.name, "cat /etc/containerd/config.toml")
 
 
-def test_containerd_pulls_an_image_no_node_has_through_the_mirror(lab: Lab, deployed: Cluster, kubectl: Kubectl,
-                                                                  tmp_path: Path) -> None:
+def test_containerd_pulls_an_image_no_node_has_through_the_mirror(
+    lab: Lab, deployed: Cluster, kubectl: Kubectl, tmp_path: Path
+) -> None:
     # An image only the registry holds, under a Docker Hub name: the lab has no route to Docker Hub.
     source = tmp_path / "mirrored.oci.tar"
-    oci.write_archive(oci.Image("docker.io/kubefab/mirrored:1", machine_arch(),
-                                (oci.LayerFile("/pause", pause_binary(deployed)),), ("/pause",), "65535:65535"),
-                      source)
+    oci.write_archive(
+        oci.Image(
+            "docker.io/kubefab/mirrored:1",
+            machine_arch(),
+            (oci.LayerFile("/pause", pause_binary(deployed)),),
+            ("/pause",),
+            "65535:65535",
+        ),
+        source,
+    )
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs" / "ca.crt").write_bytes((deployed.dir / "pki" / "ca.crt").read_bytes())
-    subprocess.run(["skopeo", "copy", "--quiet", "--dest-cert-dir", str(tmp_path / "certs"), f"oci-archive:{source}",
-                    f"docker://{deployed.registry.host}/kubefab/mirrored:1"], check=True, env=os.environ)
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--dest-cert-dir",
+            str(tmp_path / "certs"),
+            f"oci-archive:{source}",
+            f"docker://{deployed.registry.host}/kubefab/mirrored:1",
+        ],
+        check=True,
+        env=os.environ,
+    )
     kubectl("create", "deployment", "mirrored", "--image=docker.io/kubefab/mirrored:1", "--replicas=3")
     kubectl("rollout", "status", "deployment/mirrored", "--timeout=180s", timeout=200)
     registry_host = deployed.workers[0].name

@@ -42,8 +42,14 @@ def test_hosts_boot_clean_with_systemd_and_no_route_out(lab: Lab) -> None:
         expected = "tmpfs" if legacy(MOUNTS.read_text()) else "cgroup2fs"
         assert lab.run(h.name, "stat -f -c %T /sys/fs/cgroup") == expected
         if expected == "tmpfs":
-            assert lab.run(h.name, "sudo mkdir /sys/fs/cgroup/pids/probe && echo 7 | sudo tee "
-                                   "/sys/fs/cgroup/pids/probe/pids.max && sudo rmdir /sys/fs/cgroup/pids/probe") == "7"
+            assert (
+                lab.run(
+                    h.name,
+                    "sudo mkdir /sys/fs/cgroup/pids/probe && echo 7 | sudo tee "
+                    "/sys/fs/cgroup/pids/probe/pids.max && sudo rmdir /sys/fs/cgroup/pids/probe",
+                )
+                == "7"
+            )
 
 
 def test_services_debian_enables_are_left_to_the_deploy(lab: Lab) -> None:

@@ -31,8 +31,12 @@ def test_inventory_is_valid_and_describes_the_running_lab(lab: Lab) -> None:
     assert cluster.hosts[2].roles == ("etcd", "control_plane", "worker")
     assert str(cluster.api.vip) == "10.77.0.100" and cluster.api.interface == "host0"
     assert cluster.ssh_for(cluster.hosts[0]).model_dump() == {
-        "user": "kubefab", "port": 22, "key": str(lab.paths.key), "sudo": True,
-        "known_hosts": str(lab.paths.known_hosts)}
+        "user": "kubefab",
+        "port": 22,
+        "key": str(lab.paths.key),
+        "sudo": True,
+        "known_hosts": str(lab.paths.known_hosts),
+    }
     assert cluster.bundle_dir == lab.paths.bundle and cluster.dir == lab.paths.cluster
     # No overrides: the lab runs the versions the default minor pins.
     assert cluster.versions.model_dump(exclude_none=True) == {}
@@ -75,8 +79,10 @@ def test_release_archives_are_laid_out_as_upstream_ships_them(lab: Lab) -> None:
     assert {f"{etcd_top}/etcd", f"{etcd_top}/etcdctl"} <= set(members(paths["etcd"]))
     assert {"bin/containerd", "bin/containerd-shim-runc-v2", "bin/ctr"} <= set(members(paths["containerd"]))
     assert {"./bridge", "./host-local", "./loopback", "./portmap"} <= set(members(paths["cni_plugins"]))
-    server_bin = {f"kubernetes/server/bin/{n}" for n in ("kube-apiserver", "kube-controller-manager",
-                                                          "kube-scheduler", "kubelet", "kube-proxy", "kubectl")}
+    server_bin = {
+        f"kubernetes/server/bin/{n}"
+        for n in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
+    }
     assert server_bin <= set(members(paths["kubernetes_server"]))
     assert paths["runc"].read_bytes()[:4] == b"\x7fELF"
 

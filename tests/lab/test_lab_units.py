@@ -50,7 +50,10 @@ def test_archives_are_byte_identical_whatever_the_member_order() -> None:
     assert hashlib.sha256(a).digest() == hashlib.sha256(b).digest()
     with tarfile.open(fileobj=io.BytesIO(a)) as tar:
         assert [(m.name, m.mtime, m.uid, m.mode) for m in tar.getmembers()] == [
-            (".", 0, 0, 0o755), ("./bridge", 0, 0, 0o755), ("./loopback", 0, 0, 0o755)]
+            (".", 0, 0, 0o755),
+            ("./bridge", 0, 0, 0o755),
+            ("./loopback", 0, 0, 0o755),
+        ]
 
 
 def test_base_image_is_rebuilt_only_when_its_package_list_or_suite_changes() -> None:
@@ -73,18 +76,23 @@ def test_lab_subnet_must_be_private_large_enough_and_unused() -> None:
     for bad, used in (("192.168.77.0/24", []), ("10.77.0.0/25", []), ("10.77.0.0/24", ["10.0.0.0/8"])):
         with pytest.raises(ValueError):
             check_subnet(IPv4Network(bad), [IPv4Network(u) for u in used])
-    ip_addr = ('[{"ifname": "lo", "addr_info": [{"family": "inet", "local": "127.0.0.1", "prefixlen": 8}]},'
-               ' {"ifname": "eth0", "addr_info": [{"family": "inet", "local": "192.0.2.2", "prefixlen": 24}]},'
-               ' {"ifname": "kflab0", "addr_info": [{"family": "inet", "local": "10.77.0.1", "prefixlen": 24}]}]')
+    ip_addr = (
+        '[{"ifname": "lo", "addr_info": [{"family": "inet", "local": "127.0.0.1", "prefixlen": 8}]},'
+        ' {"ifname": "eth0", "addr_info": [{"family": "inet", "local": "192.0.2.2", "prefixlen": 24}]},'
+        ' {"ifname": "kflab0", "addr_info": [{"family": "inet", "local": "10.77.0.1", "prefixlen": 24}]}]'
+    )
     assert machine_networks(ip_addr, ignore="kflab0") == [IPv4Network("192.0.2.0/24")]
 
 
-@pytest.mark.parametrize(("count", "expected"), [
-    (1, [["etcd", "control_plane", "worker"]]),
-    (2, [["etcd", "control_plane", "worker", "lb"], ["worker", "lb"]]),
-    (3, [["etcd", "control_plane", "worker", "lb"]] * 2 + [["etcd", "control_plane", "worker"]]),
-    (5, [["etcd", "control_plane", "worker", "lb"]] * 2 + [["etcd", "control_plane", "worker"]] + [["worker"]] * 2),
-])
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [
+        (1, [["etcd", "control_plane", "worker"]]),
+        (2, [["etcd", "control_plane", "worker", "lb"], ["worker", "lb"]]),
+        (3, [["etcd", "control_plane", "worker", "lb"]] * 2 + [["etcd", "control_plane", "worker"]]),
+        (5, [["etcd", "control_plane", "worker", "lb"]] * 2 + [["etcd", "control_plane", "worker"]] + [["worker"]] * 2),
+    ],
+)
 def test_roles_keep_an_odd_etcd_and_two_lb_hosts(count: int, expected: list[list[str]]) -> None:
     assert [roles(i, count) for i in range(count)] == expected
 
@@ -94,8 +102,9 @@ def test_inventory_of_one_host_has_no_vip() -> None:
     doc = lab_inventory(hosts, IPv4Network("10.77.0.0/24"), Path("/k"), Path("/kh"), Path("/b"), Path("/c"), "1.35.6")
     assert doc["api"]["vip"] is None and doc["hosts"][0]["roles"] == ["etcd", "control_plane", "worker"]
     assert "cgroup_v1" not in doc  # refused by default: only a lab on a v1 machine allows it
-    on_v1 = lab_inventory(hosts, IPv4Network("10.77.0.0/24"), Path("/k"), Path("/kh"), Path("/b"), Path("/c"),
-                          "1.35.6", cgroup_v1=True)
+    on_v1 = lab_inventory(
+        hosts, IPv4Network("10.77.0.0/24"), Path("/k"), Path("/kh"), Path("/b"), Path("/c"), "1.35.6", cgroup_v1=True
+    )
     assert on_v1["cgroup_v1"] == "allow"
 
 
@@ -121,18 +130,25 @@ def test_known_hosts_lists_every_name_of_a_host_with_its_key() -> None:
 
 
 def test_cgroup_hierarchies_and_mounts_are_read_from_proc_mounts() -> None:
-    mounts = ("cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n"
-              "cgroup /sys/fs/cgroup/systemd cgroup rw,name=systemd 0 0\n"
-              "cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n"
-              "overlay /lab/hosts/lab-1/root overlay rw 0 0\n"
-              "proc /lab/hosts/lab-1/root/proc proc rw 0 0\n"
-              "overlay /lab/hosts/lab-10/root overlay rw 0 0\n")
-    assert hierarchies(mounts) == [Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup/systemd"),
-                                   Path("/sys/fs/cgroup/unified")]
+    mounts = (
+        "cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n"
+        "cgroup /sys/fs/cgroup/systemd cgroup rw,name=systemd 0 0\n"
+        "cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n"
+        "overlay /lab/hosts/lab-1/root overlay rw 0 0\n"
+        "proc /lab/hosts/lab-1/root/proc proc rw 0 0\n"
+        "overlay /lab/hosts/lab-10/root overlay rw 0 0\n"
+    )
+    assert hierarchies(mounts) == [
+        Path("/sys/fs/cgroup/memory"),
+        Path("/sys/fs/cgroup/systemd"),
+        Path("/sys/fs/cgroup/unified"),
+    ]
     assert v1_controllers(mounts) == [Path("/sys/fs/cgroup/memory")] and legacy(mounts)
     assert not legacy("cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n")
     assert mounts_under(Path("/lab/hosts/lab-1"), mounts) == [
-        Path("/lab/hosts/lab-1/root/proc"), Path("/lab/hosts/lab-1/root")]
+        Path("/lab/hosts/lab-1/root/proc"),
+        Path("/lab/hosts/lab-1/root"),
+    ]
 
 
 def test_new_cpuset_groups_take_their_parents_cpus_and_memory_nodes() -> None:

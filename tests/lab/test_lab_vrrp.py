@@ -52,8 +52,11 @@ def test_vip_moves_to_backup_when_keepalived_on_master_stops(lab: Lab) -> None:
     try:
         for host, state, priority in ((master, "MASTER", 150), (backup, "BACKUP", 100)):
             conf = shlex.quote(keepalived_conf(state, priority, vip))
-            lab.run(host, f"printf '%s' {conf} | sudo tee /etc/keepalived/keepalived.conf >/dev/null "
-                          "&& sudo systemctl start keepalived")
+            lab.run(
+                host,
+                f"printf '%s' {conf} | sudo tee /etc/keepalived/keepalived.conf >/dev/null "
+                "&& sudo systemctl start keepalived",
+            )
         wait_for_vip(lab, master, vip, timeout=15)
         assert not holds(lab, backup, vip)
 

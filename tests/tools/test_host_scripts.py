@@ -1,7 +1,6 @@
 """The shell kubefab runs on hosts, run here with sh: the facts command, the state and install scripts;
 and host keys made by ssh-keygen."""
 
-
 from __future__ import annotations
 
 import getpass
@@ -35,12 +34,15 @@ def test_state_script_and_parser_round_trip(tmp_path: Path) -> None:
     present.write_text("hello\n")
     hosts = tmp_path / "hosts"
     hosts.write_text("127.0.0.1 localhost\n")
-    plan = Plan("h", "test",
-                files=(File(str(present), b"hello\n"), File(str(tmp_path / "absent"), b"x")),
-                blocks=(Block(str(hosts), "kubefab t", "10.0.0.1 a"),),
-                directories=(Directory(str(tmp_path)),),
-                users=("root", "no-such-user-kubefab"),
-                steps=(Step("true step", "true", "false"), Step("false step", "false", "true")))
+    plan = Plan(
+        "h",
+        "test",
+        files=(File(str(present), b"hello\n"), File(str(tmp_path / "absent"), b"x")),
+        blocks=(Block(str(hosts), "kubefab t", "10.0.0.1 a"),),
+        directories=(Directory(str(tmp_path)),),
+        users=("root", "no-such-user-kubefab"),
+        steps=(Step("true step", "true", "false"), Step("false step", "false", "true")),
+    )
     out = subprocess.run(["sh", "-c", state_script(plan)], capture_output=True, text=True, timeout=30).stdout
     state = parse_state(out)
     assert state["F"][str(present)].sha256 == hashlib.sha256(b"hello\n").hexdigest()
@@ -58,15 +60,17 @@ def test_installed_binary_is_not_hashed_again_until_it_changes(tmp_path: Path) -
     record, target, sent = tmp_path / "state" / "binaries", tmp_path / "bin" / "etcd", tmp_path / "sent.gz"
     sent.write_bytes(gzip.compress(b"the etcd binary"))
     recorded = "0" * 64
-    upload = _Upload(str(target), 0o755, getpass.getuser(), grp.getgrgid(os.getgid()).gr_name, (), gzipped=True,
-                     sha256=recorded)
+    upload = _Upload(
+        str(target), 0o755, getpass.getuser(), grp.getgrgid(os.getgid()).gr_name, (), gzipped=True, sha256=recorded
+    )
     subprocess.run(["sh", "-c", install_script([(upload, str(sent))], record=str(record))], check=True, timeout=30)
     assert target.read_bytes() == b"the etcd binary"
     plan = Plan("h", "t", binaries=(Binary("x", None, str(target)),))
 
     def reported() -> str:
-        out = subprocess.run(["sh", "-c", state_script(plan, record=str(record))], capture_output=True, text=True,
-                             timeout=30, check=True).stdout
+        out = subprocess.run(
+            ["sh", "-c", state_script(plan, record=str(record))], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
         return parse_state(out)["F"][str(target)].sha256
 
     assert reported() == recorded

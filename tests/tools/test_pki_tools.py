@@ -22,7 +22,6 @@ EXAMPLE = Path(__file__).parents[2] / "inventory" / "example.yaml"
 CA_FILES = {"kubernetes": "ca.crt", "etcd": "etcd/ca.crt", "front-proxy": "front-proxy-ca.crt"}
 
 
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("pki")
@@ -58,8 +57,13 @@ def test_openssl_verifies_every_leaf_with_its_purpose(cluster) -> None:
 
 def test_leaf_from_wrong_ca_fails_openssl(cluster) -> None:
     need("openssl")
-    result = run("openssl", "verify", "-CAfile", str(pki_dir(cluster) / "ca.crt"),
-                 str(pki_dir(cluster) / "apiserver-etcd-client.crt"))
+    result = run(
+        "openssl",
+        "verify",
+        "-CAfile",
+        str(pki_dir(cluster) / "ca.crt"),
+        str(pki_dir(cluster) / "apiserver-etcd-client.crt"),
+    )
     assert result.returncode != 0
 
 
@@ -72,8 +76,11 @@ def test_kubectl_reads_every_kubeconfig(cluster) -> None:
         assert view.returncode == 0, view.stderr
         doc = yaml.safe_load(view.stdout)
         server = doc["clusters"][0]["cluster"]["server"]
-        expected = "https://127.0.0.1:6443" if conf.name in ("controller-manager.conf", "scheduler.conf") \
+        expected = (
+            "https://127.0.0.1:6443"
+            if conf.name in ("controller-manager.conf", "scheduler.conf")
             else cluster.server_url
+        )
         assert server == expected, conf.name
         contexts = run(kubectl, "--kubeconfig", str(conf), "config", "get-contexts", "-o", "name")
         assert contexts.returncode == 0 and contexts.stdout.strip() == doc["current-context"]
@@ -105,13 +112,34 @@ def etcd(cluster, tmp_path_factory: pytest.TempPathFactory):
     member = pki / "hosts" / "k8s-1"
     client, peer = f"https://127.0.0.1:{_free_port()}", f"https://127.0.0.1:{_free_port()}"
     args = [
-        "--name", "k8s-1", "--data-dir", str(data / "d"),
-        "--listen-client-urls", client, "--advertise-client-urls", client,
-        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", f"k8s-1={peer}",
-        "--cert-file", str(member / "etcd-server.crt"), "--key-file", str(member / "etcd-server.key"),
-        "--client-cert-auth", "--trusted-ca-file", str(pki / "etcd/ca.crt"),
-        "--peer-cert-file", str(member / "etcd-peer.crt"), "--peer-key-file", str(member / "etcd-peer.key"),
-        "--peer-client-cert-auth", "--peer-trusted-ca-file", str(pki / "etcd/ca.crt"),
+        "--name",
+        "k8s-1",
+        "--data-dir",
+        str(data / "d"),
+        "--listen-client-urls",
+        client,
+        "--advertise-client-urls",
+        client,
+        "--listen-peer-urls",
+        peer,
+        "--initial-advertise-peer-urls",
+        peer,
+        "--initial-cluster",
+        f"k8s-1={peer}",
+        "--cert-file",
+        str(member / "etcd-server.crt"),
+        "--key-file",
+        str(member / "etcd-server.key"),
+        "--client-cert-auth",
+        "--trusted-ca-file",
+        str(pki / "etcd/ca.crt"),
+        "--peer-cert-file",
+        str(member / "etcd-peer.crt"),
+        "--peer-key-file",
+        str(member / "etcd-peer.key"),
+        "--peer-client-cert-auth",
+        "--peer-trusted-ca-file",
+        str(pki / "etcd/ca.crt"),
     ]
     with open(data / "etcd.log", "w") as log:
         proc = subprocess.Popen([binary, *args], stdout=subprocess.DEVNULL, stderr=log)
@@ -132,8 +160,18 @@ def _etcdctl(cluster, endpoint: str, identity: str | None, *args: str) -> subpro
     if identity is not None:
         tls += ["--cert", str(pki / f"{identity}.crt"), "--key", str(pki / f"{identity}.key")]
     cmd = args or ("endpoint", "health")
-    return run("etcdctl", "--endpoints", endpoint, "--dial-timeout", "3s", "--command-timeout", "5s", *tls, *cmd,
-               env={**os.environ, "ETCDCTL_API": "3"})
+    return run(
+        "etcdctl",
+        "--endpoints",
+        endpoint,
+        "--dial-timeout",
+        "3s",
+        "--command-timeout",
+        "5s",
+        *tls,
+        *cmd,
+        env={**os.environ, "ETCDCTL_API": "3"},
+    )
 
 
 def test_etcd_accepts_the_apiserver_etcd_client(cluster, etcd: str) -> None:

@@ -19,7 +19,6 @@ pytestmark = pytest.mark.tools
 CHECK_IFACE = "kfcheck0"
 
 
-
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory):
     from playbooks.clusterdir import ensure_inputs
@@ -53,9 +52,15 @@ def test_systemd_analyze_verify_every_unit(rendered, tmp_path: Path) -> None:
     root = tmp_path / "root"
     shutil.copytree("/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     units = sorted((out / "m-1" / "etc/systemd/system").glob("*.service"))
-    assert {u.name for u in units} == {"etcd.service", "kube-apiserver.service", "kube-controller-manager.service",
-                                       "kube-scheduler.service", "containerd.service", "kubelet.service",
-                                       "kube-proxy.service"}
+    assert {u.name for u in units} == {
+        "etcd.service",
+        "kube-apiserver.service",
+        "kube-controller-manager.service",
+        "kube-scheduler.service",
+        "containerd.service",
+        "kubelet.service",
+        "kube-proxy.service",
+    }
     (root / "etc/systemd/system").mkdir(parents=True)
     for unit in units:
         shutil.copy(unit, root / "etc/systemd/system" / unit.name)
@@ -66,8 +71,9 @@ def test_systemd_analyze_verify_every_unit(rendered, tmp_path: Path) -> None:
                 exe.write_text("#!/bin/sh\n")
                 exe.chmod(0o755)
     for unit in units:
-        check = subprocess.run([analyze, "verify", f"--root={root}", unit.name], capture_output=True, text=True,
-                               timeout=60)
+        check = subprocess.run(
+            [analyze, "verify", f"--root={root}", unit.name], capture_output=True, text=True, timeout=60
+        )
         assert check.returncode == 0 and not (check.stdout + check.stderr).strip(), (unit.name, check.stderr)
 
 
@@ -91,8 +97,9 @@ def test_haproxy_accepts_the_rendered_config(rendered, tmp_path: Path, host: str
     haproxy = need("haproxy")
     out = rendered
     cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(_local((out / host / "etc/haproxy/haproxy.cfg").read_text(), out / host,
-                          ("/etc/kubernetes/", "/etc/haproxy/")))
+    cfg.write_text(
+        _local((out / host / "etc/haproxy/haproxy.cfg").read_text(), out / host, ("/etc/kubernetes/", "/etc/haproxy/"))
+    )
     check = subprocess.run([haproxy, "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
     broken = tmp_path / "broken.cfg"
@@ -138,33 +145,64 @@ def test_real_etcd_cluster_from_rendered_config(rendered, tmp_path: Path) -> Non
     procs = []
     try:
         for host in ("m-1", "m-2", "m-3"):
-            env = {k: _local(" " + v, out / host, ("/etc/kubernetes/",)).strip()
-                   for k, v in _env(out / host / "etc/etcd/etcd.conf").items()}
+            env = {
+                k: _local(" " + v, out / host, ("/etc/kubernetes/",)).strip()
+                for k, v in _env(out / host / "etc/etcd/etcd.conf").items()
+            }
             env["ETCD_DATA_DIR"] = str(tmp_path / host)
             env["ETCD_LISTEN_CLIENT_URLS"] = env["ETCD_ADVERTISE_CLIENT_URLS"]
             env.pop("ETCD_LISTEN_METRICS_URLS")
             log = open(tmp_path / f"{host}.log", "w")  # noqa: SIM115 (closed with the process)
-            procs.append((subprocess.Popen([etcd], env={"PATH": os.environ["PATH"], **env}, stdout=log,
-                                           stderr=log), log))
+            procs.append(
+                (subprocess.Popen([etcd], env={"PATH": os.environ["PATH"], **env}, stdout=log, stderr=log), log)
+            )
         pki = out / "m-1" / "etc/kubernetes/pki"
         endpoints = ",".join(f"https://127.0.1.{i}:2379" for i in (1, 2, 3))
-        tls = ["--cacert", str(pki / "etcd/ca.crt"), "--cert", str(pki / "etcd/healthcheck-client.crt"),
-               "--key", str(pki / "etcd/healthcheck-client.key")]
+        tls = [
+            "--cacert",
+            str(pki / "etcd/ca.crt"),
+            "--cert",
+            str(pki / "etcd/healthcheck-client.crt"),
+            "--key",
+            str(pki / "etcd/healthcheck-client.key"),
+        ]
         deadline = time.monotonic() + 60
         while True:
-            health = subprocess.run([etcdctl, "--endpoints", endpoints, *tls, "endpoint", "health"],
-                                    capture_output=True, text=True, timeout=30, env={**os.environ, "ETCDCTL_API": "3"})
+            health = subprocess.run(
+                [etcdctl, "--endpoints", endpoints, *tls, "endpoint", "health"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env={**os.environ, "ETCDCTL_API": "3"},
+            )
             if health.returncode == 0 or time.monotonic() > deadline:
                 break
             time.sleep(1)
         assert health.returncode == 0, health.stdout + health.stderr + (tmp_path / "m-1.log").read_text()[-2000:]
         assert (health.stdout + health.stderr).count("is healthy") == 3
-        members = subprocess.run([etcdctl, "--endpoints", endpoints, *tls, "member", "list"], capture_output=True,
-                                 text=True, timeout=30, env={**os.environ, "ETCDCTL_API": "3"})
+        members = subprocess.run(
+            [etcdctl, "--endpoints", endpoints, *tls, "member", "list"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "ETCDCTL_API": "3"},
+        )
         assert sorted(line.split(", ")[2] for line in members.stdout.splitlines()) == ["m-1", "m-2", "m-3"]
-        plain = subprocess.run([etcdctl, "--endpoints", "https://127.0.1.1:2379", "--cacert",
-                                str(pki / "etcd/ca.crt"), "endpoint", "health"], capture_output=True, text=True,
-                               timeout=30, env={**os.environ, "ETCDCTL_API": "3"})
+        plain = subprocess.run(
+            [
+                etcdctl,
+                "--endpoints",
+                "https://127.0.1.1:2379",
+                "--cacert",
+                str(pki / "etcd/ca.crt"),
+                "endpoint",
+                "health",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "ETCDCTL_API": "3"},
+        )
         assert plain.returncode != 0, "etcd accepted a client without a certificate"
     finally:
         for proc, log in procs:

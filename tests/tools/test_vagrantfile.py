@@ -52,9 +52,15 @@ def need(tool: str) -> str:
 
 def vagrant_env(tmp: Path, **extra: str) -> dict[str, str]:
     """Vagrant kept to a scratch home and dotfile directory, with no update check (no network)."""
-    return {**os.environ, "VAGRANT_HOME": str(tmp / "home"), "VAGRANT_DOTFILE_PATH": str(tmp / "dot"),
-            "VAGRANT_CHECKPOINT_DISABLE": "1", "VAGRANT_BOX_UPDATE_CHECK_DISABLE": "1", "VAGRANT_CWD": str(ROOT),
-            **extra}
+    return {
+        **os.environ,
+        "VAGRANT_HOME": str(tmp / "home"),
+        "VAGRANT_DOTFILE_PATH": str(tmp / "dot"),
+        "VAGRANT_CHECKPOINT_DISABLE": "1",
+        "VAGRANT_BOX_UPDATE_CHECK_DISABLE": "1",
+        "VAGRANT_CWD": str(ROOT),
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +70,21 @@ def validations(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("vagrant")
     runs = {
         # --ignore-provider: the machines' settings only; no provider needs to be installed or usable.
-        "no provider": subprocess.Popen([exe, "validate", "--ignore-provider"], env=vagrant_env(tmp / "a"),
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+        "no provider": subprocess.Popen(
+            [exe, "validate", "--ignore-provider"],
+            env=vagrant_env(tmp / "a"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
         # The libvirt block too: vagrant-libvirt checks its settings without libvirtd.
-        "libvirt": subprocess.Popen([exe, "validate"], env=vagrant_env(tmp / "b", VAGRANT_DEFAULT_PROVIDER="libvirt"),
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+        "libvirt": subprocess.Popen(
+            [exe, "validate"],
+            env=vagrant_env(tmp / "b", VAGRANT_DEFAULT_PROVIDER="libvirt"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
     }
     outputs = {name: p.communicate(timeout=120) for name, p in runs.items()}
     return {name: (runs[name].returncode, *outputs[name]) for name in runs}
@@ -76,8 +92,13 @@ def validations(tmp_path_factory: pytest.TempPathFactory):
 
 def evaluate(tmp_path: Path, **env: str) -> list[dict]:
     (tmp_path / "recorder.rb").write_text(RECORDER)
-    result = subprocess.run([need("ruby"), str(tmp_path / "recorder.rb"), str(VAGRANTFILE)], capture_output=True,
-                            text=True, timeout=60, env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **env})
+    result = subprocess.run(
+        [need("ruby"), str(tmp_path / "recorder.rb"), str(VAGRANTFILE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **env},
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -105,8 +126,9 @@ def test_vagrant_validate_libvirt_settings(validations) -> None:
 def test_machines_agree_with_the_inventory(tmp_path: Path, env: dict[str, str]) -> None:
     log = evaluate(tmp_path, **env)
     defined = [c["args"][0] for c in log if c["call"] == "define"]
-    networks = [(c["machine"], c["kw"]["ip"]) for c in log
-                if c["call"] == "network" and c["args"] == ["private_network"]]
+    networks = [
+        (c["machine"], c["kw"]["ip"]) for c in log if c["call"] == "network" and c["args"] == ["private_network"]
+    ]
     hostnames = [(c["machine"], c["args"][0]) for c in log if c["call"] == "hostname="]
     expected = [(name, str(ip)) for name, ip in vagrant.machines(vagrant.settings(VAGRANTFILE.read_text(), env))]
     assert networks == expected
@@ -114,9 +136,15 @@ def test_machines_agree_with_the_inventory(tmp_path: Path, env: dict[str, str]) 
     assert hostnames == [(name, name) for name, _ in expected]
 
 
-@pytest.mark.parametrize(("env", "box"), [({}, "centos/stream9"), ({"KUBEFAB_DISTRO": "rocky9"}, "rockylinux/9"),
-                                          ({"KUBEFAB_DISTRO": "alma9"}, "almalinux/9"),
-                                          ({"KUBEFAB_BOX": "generic/centos9s"}, "generic/centos9s")])
+@pytest.mark.parametrize(
+    ("env", "box"),
+    [
+        ({}, "centos/stream9"),
+        ({"KUBEFAB_DISTRO": "rocky9"}, "rockylinux/9"),
+        ({"KUBEFAB_DISTRO": "alma9"}, "almalinux/9"),
+        ({"KUBEFAB_BOX": "generic/centos9s"}, "generic/centos9s"),
+    ],
+)
 def test_box_choice(tmp_path: Path, env: dict[str, str], box: str) -> None:
     assert [c["args"] for c in evaluate(tmp_path, **env) if c["call"] == "box="] == [[box]]
 

@@ -1,6 +1,5 @@
 """Carrying plans out: marked blocks, root shells, phase selection."""
 
-
 from __future__ import annotations
 
 import shlex

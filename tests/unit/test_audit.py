@@ -49,16 +49,28 @@ def verdict(check: str, files: dict[str, File], role: str = "control_plane") -> 
         ("apiserver-authorization", CP, "--authorization-mode=Node,RBAC", "--authorization-mode=AlwaysAllow"),
         ("apiserver-anonymous-auth", CP, "--anonymous-auth=false", "--anonymous-auth=true"),
         ("apiserver-insecure-port", CP, "--profiling=false", "--profiling=false \\\n--insecure-port=8080"),
-        ("apiserver-node-restriction", CP, "--enable-admission-plugins=NodeRestriction",
-         "--enable-admission-plugins=AlwaysAdmit"),
+        (
+            "apiserver-node-restriction",
+            CP,
+            "--enable-admission-plugins=NodeRestriction",
+            "--enable-admission-plugins=AlwaysAdmit",
+        ),
         ("apiserver-kubelet-ca", CP, "--kubelet-certificate-authority=/etc/kubernetes/pki/ca.crt \\\n", ""),
         ("profiling", "/etc/kubernetes/kube-scheduler.yaml", "enableProfiling: false", "enableProfiling: true"),
         ("profiling", "/etc/kubernetes/controller-manager", "--profiling=false", "--profiling=true"),
-        ("encryption-at-rest", "/etc/kubernetes/encryption-config.yaml", "      - secretbox:",
-         "      - identity: {}\n      - secretbox:"),
+        (
+            "encryption-at-rest",
+            "/etc/kubernetes/encryption-config.yaml",
+            "      - secretbox:",
+            "      - identity: {}\n      - secretbox:",
+        ),
         ("audit-log", CP, "--audit-log-maxbackup=10 \\\n", ""),
-        ("etcd-client-cert-auth", "/etc/etcd/etcd.conf", "ETCD_PEER_CLIENT_CERT_AUTH=true",
-         "ETCD_PEER_CLIENT_CERT_AUTH=false"),
+        (
+            "etcd-client-cert-auth",
+            "/etc/etcd/etcd.conf",
+            "ETCD_PEER_CLIENT_CERT_AUTH=true",
+            "ETCD_PEER_CLIENT_CERT_AUTH=false",
+        ),
         ("etcd-client-cert-auth", "/etc/etcd/etcd.conf", "https://127.0.0.1:2379", "http://127.0.0.1:2379"),
         ("default-passwords", "/etc/keepalived/keepalived.conf", "auth_pass ", "auth_pass 1111\n#"),
     ],
@@ -70,8 +82,7 @@ def test_check_passes_on_render_and_fails_on_misconfiguration(files, check, path
 
 def test_key_modes(files) -> None:
     assert verdict("key-file-modes", files)
-    loose = files | {"/etc/kubernetes/pki/sa.key": dataclasses.replace(files["/etc/kubernetes/pki/sa.key"],
-                                                                       mode=0o644)}
+    loose = files | {"/etc/kubernetes/pki/sa.key": dataclasses.replace(files["/etc/kubernetes/pki/sa.key"], mode=0o644)}
     assert not verdict("key-file-modes", loose)
 
 

@@ -1,6 +1,5 @@
 """The bundle: verification against recorded and published checksums, mirrors, binaries from archives."""
 
-
 from __future__ import annotations
 
 import gzip
@@ -34,8 +33,9 @@ def recorded_bundle(tmp_path: Path, origin: str) -> tuple:
         path = tmp_path / "bundle" / r.bundle_path
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(r.component.encode())
-        files[r.bundle_path] = bundle.Entry(r.component, r.version, r.bundle_path,
-                                            hashlib.sha256(r.component.encode()).hexdigest(), "test", origin)
+        files[r.bundle_path] = bundle.Entry(
+            r.component, r.version, r.bundle_path, hashlib.sha256(r.component.encode()).hexdigest(), "test", origin
+        )
     bundle.write_manifest(tmp_path / "bundle", bundle.Manifest("amd64", files))
     return c, s
 

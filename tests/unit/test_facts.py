@@ -1,6 +1,5 @@
 """The facts parser over sample outputs."""
 
-
 from __future__ import annotations
 
 from playbooks import facts
@@ -16,7 +15,12 @@ def test_parse_debian_facts() -> None:
 
 def test_parse_centos7_facts() -> None:
     f = facts.parse(CENTOS7)
-    assert (f.family, f.os, f.cgroup_version, f.selinux, f.package_manager) == ("rhel", "centos 7", 1,
-                                                                                 "Enforcing", "yum")
+    assert (f.family, f.os, f.cgroup_version, f.selinux, f.package_manager) == (
+        "rhel",
+        "centos 7",
+        1,
+        "Enforcing",
+        "yum",
+    )
     assert f.swap == ("/dev/dm-1",) and f.fstab_swap == ("/dev/mapper/centos-swap",)
     assert f.firewalld_active and f.ntp_synchronized is False and f.supported

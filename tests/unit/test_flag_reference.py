@@ -25,34 +25,86 @@ ENV_FILES = {
 }
 REQUIRED = {
     "kube-apiserver": {
-        "etcd-servers", "etcd-cafile", "etcd-certfile", "etcd-keyfile", "client-ca-file", "tls-cert-file",
-        "tls-private-key-file", "service-account-issuer", "service-account-key-file",
-        "service-account-signing-key-file", "service-cluster-ip-range", "authorization-mode",
-        "kubelet-client-certificate", "kubelet-client-key", "kubelet-certificate-authority",
-        "proxy-client-cert-file", "proxy-client-key-file", "requestheader-client-ca-file",
-        "requestheader-allowed-names", "endpoint-reconciler-type", "shutdown-watch-termination-grace-period",
+        "etcd-servers",
+        "etcd-cafile",
+        "etcd-certfile",
+        "etcd-keyfile",
+        "client-ca-file",
+        "tls-cert-file",
+        "tls-private-key-file",
+        "service-account-issuer",
+        "service-account-key-file",
+        "service-account-signing-key-file",
+        "service-cluster-ip-range",
+        "authorization-mode",
+        "kubelet-client-certificate",
+        "kubelet-client-key",
+        "kubelet-certificate-authority",
+        "proxy-client-cert-file",
+        "proxy-client-key-file",
+        "requestheader-client-ca-file",
+        "requestheader-allowed-names",
+        "endpoint-reconciler-type",
+        "shutdown-watch-termination-grace-period",
         "encryption-provider-config",
-        "audit-policy-file", "audit-log-path", "audit-log-maxage", "audit-log-maxbackup", "audit-log-maxsize",
-        "profiling", "anonymous-auth", "secure-port", "advertise-address",
+        "audit-policy-file",
+        "audit-log-path",
+        "audit-log-maxage",
+        "audit-log-maxbackup",
+        "audit-log-maxsize",
+        "profiling",
+        "anonymous-auth",
+        "secure-port",
+        "advertise-address",
     },
     "kube-controller-manager": {
-        "kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig", "leader-elect",
-        "cluster-signing-cert-file", "cluster-signing-key-file", "root-ca-file",
-        "service-account-private-key-file", "use-service-account-credentials", "cluster-cidr",
-        "service-cluster-ip-range", "profiling", "bind-address",
+        "kubeconfig",
+        "authentication-kubeconfig",
+        "authorization-kubeconfig",
+        "leader-elect",
+        "cluster-signing-cert-file",
+        "cluster-signing-key-file",
+        "root-ca-file",
+        "service-account-private-key-file",
+        "use-service-account-credentials",
+        "cluster-cidr",
+        "service-cluster-ip-range",
+        "profiling",
+        "bind-address",
     },
     "kube-scheduler": {"config", "authentication-kubeconfig", "authorization-kubeconfig", "bind-address"},
     "kubelet": {"config", "kubeconfig", "node-ip"},
     "kube-proxy": {"config"},
 }
 # Flags the book (Kubernetes 1.19-1.23) used that current versions removed: never rendered.
-REMOVED = {"insecure-port", "insecure-bind-address", "logtostderr", "alsologtostderr", "log-dir", "log-file",
-           "network-plugin", "pod-infra-container-image", "apiserver-count", "feature-gates=RemoveSelfLink",
-           "experimental-encryption-provider-config", "basic-auth-file", "port", "address", "kubelet-https"}
+REMOVED = {
+    "insecure-port",
+    "insecure-bind-address",
+    "logtostderr",
+    "alsologtostderr",
+    "log-dir",
+    "log-file",
+    "network-plugin",
+    "pod-infra-container-image",
+    "apiserver-count",
+    "feature-gates=RemoveSelfLink",
+    "experimental-encryption-provider-config",
+    "basic-auth-file",
+    "port",
+    "address",
+    "kubelet-https",
+}
 KINDS = yaml.safe_load((Path(versions.VERSIONS_FILE).parent / "config_kinds.yaml").read_text())
 # Fields whose keys are data (gate names, signal names), not part of the schema.
-MAP_FIELDS = {"featureGates", "evictionHard", "evictionSoft", "evictionSoftGracePeriod", "kubeReserved",
-              "systemReserved", "evictionMinimumReclaim"}
+MAP_FIELDS = {
+    "featureGates",
+    "evictionHard",
+    "evictionSoft",
+    "evictionSoftGracePeriod",
+    "kubeReserved",
+    "systemReserved",
+    "evictionMinimumReclaim",
+}
 CONFIG_FILES = {
     "/var/lib/kubelet/config.yaml": "KubeletConfiguration",
     "/var/lib/kube-proxy/config.yaml": "KubeProxyConfiguration",
@@ -107,9 +159,14 @@ def test_config_kinds_and_api_versions(minor_render, path: str, kind: str) -> No
     assert doc["apiVersion"] == KINDS["minors"][minor]["kinds"][kind]
 
 
-@pytest.mark.parametrize(("path", "kind"), [("/var/lib/kubelet/config.yaml", "KubeletConfiguration"),
-                                           ("/var/lib/kube-proxy/config.yaml", "KubeProxyConfiguration"),
-                                           ("/etc/kubernetes/kube-scheduler.yaml", "KubeSchedulerConfiguration")])
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/var/lib/kubelet/config.yaml", "KubeletConfiguration"),
+        ("/var/lib/kube-proxy/config.yaml", "KubeProxyConfiguration"),
+        ("/etc/kubernetes/kube-scheduler.yaml", "KubeSchedulerConfiguration"),
+    ],
+)
 def test_every_rendered_config_field_exists_in_the_target_version(minor_render, path: str, kind: str) -> None:
     minor, rendered = minor_render
     doc = yaml.safe_load(rendered.files("k8s-1")[path])

@@ -35,17 +35,25 @@ def cluster(**changes) -> Cluster:
 
 
 def small_image(ref: str = "registry.k8s.io/pause:3.10.2") -> oci.Image:
-    return oci.Image(ref, "amd64", (oci.LayerFile("/pause", b"\x7fELF fake program bytes"),
-                                    oci.LayerFile("/bin/sh", link="busybox")), ("/pause",), "65535:65535")
+    return oci.Image(
+        ref,
+        "amd64",
+        (oci.LayerFile("/pause", b"\x7fELF fake program bytes"), oci.LayerFile("/bin/sh", link="busybox")),
+        ("/pause",),
+        "65535:65535",
+    )
 
 
-@pytest.mark.parametrize(("ref", "parts"), [
-    ("registry.k8s.io/coredns/coredns:v1.14.6", ("registry.k8s.io", "coredns/coredns", "v1.14.6")),
-    ("ghcr.io/flannel-io/flannel:v0.28.4", ("ghcr.io", "flannel-io/flannel", "v0.28.4")),
-    ("nginx:1.27", ("docker.io", "library/nginx", "1.27")),
-    ("calico/node:v3.31.7", ("docker.io", "calico/node", "v3.31.7")),
-    ("10.0.0.5:5000/pause:3.10.2", ("10.0.0.5:5000", "pause", "3.10.2")),
-])
+@pytest.mark.parametrize(
+    ("ref", "parts"),
+    [
+        ("registry.k8s.io/coredns/coredns:v1.14.6", ("registry.k8s.io", "coredns/coredns", "v1.14.6")),
+        ("ghcr.io/flannel-io/flannel:v0.28.4", ("ghcr.io", "flannel-io/flannel", "v0.28.4")),
+        ("nginx:1.27", ("docker.io", "library/nginx", "1.27")),
+        ("calico/node:v3.31.7", ("docker.io", "calico/node", "v3.31.7")),
+        ("10.0.0.5:5000/pause:3.10.2", ("10.0.0.5:5000", "pause", "3.10.2")),
+    ],
+)
 def test_references_split_into_registry_repository_and_tag(ref: str, parts: tuple[str, str, str]) -> None:
     assert oci.split_ref(ref) == parts
 
@@ -101,9 +109,11 @@ def test_a_skopeo_layout_becomes_an_archive_with_the_same_digest(tmp_path: Path)
 
 
 def test_manifest_images_are_listed_once_in_order() -> None:
-    text = ("      initContainers:\n      - name: a\n        image: ghcr.io/x/cni:v1\n"
-            "      containers:\n      - image: \"ghcr.io/x/d:v2\"\n        name: d\n"
-            "      - name: e\n        image: ghcr.io/x/cni:v1  # again\n")
+    text = (
+        "      initContainers:\n      - name: a\n        image: ghcr.io/x/cni:v1\n"
+        '      containers:\n      - image: "ghcr.io/x/d:v2"\n        name: d\n'
+        "      - name: e\n        image: ghcr.io/x/cni:v1  # again\n"
+    )
     assert manifest_images(text) == ["ghcr.io/x/cni:v1", "ghcr.io/x/d:v2"]
 
 
@@ -113,8 +123,10 @@ def test_the_sandbox_image_follows_the_registry() -> None:
     with_url = cluster(registry={"url": "https://reg.internal:5000"})
     assert sandbox_image(with_url, s) == f"reg.internal:5000/pause:{s.pause}"
     assert sandbox_image(cluster(registry={"url": "https://r:5000", "pause_image": "r:5000/p:1"}), s) == "r:5000/p:1"
-    assert mirror_ref("reg.internal:5000", "registry.k8s.io/coredns/coredns:v1.14.6") == \
-        "reg.internal:5000/coredns/coredns:v1.14.6"
+    assert (
+        mirror_ref("reg.internal:5000", "registry.k8s.io/coredns/coredns:v1.14.6")
+        == "reg.internal:5000/coredns/coredns:v1.14.6"
+    )
 
 
 @pytest.mark.parametrize("url", ["http://reg:5000", "reg:5000", "https://reg:5000/v2", "https://"])
@@ -136,8 +148,9 @@ def test_the_registry_mirrors_every_upstream_and_is_trusted_by_the_cluster_ca() 
     own = files["/etc/containerd/certs.d/reg.internal:5000/hosts.toml"]
     assert 'server = "https://reg.internal:5000"' in own and 'ca = "/etc/kubernetes/pki/ca.crt"' in own
     plain = cluster()  # mirrors only (the example's): no private registry, no CA
-    assert [f.path for f in node.registry_hosts(plain)] == [f"/etc/containerd/certs.d/{r}/hosts.toml"
-                                                             for r in sorted(plain.registry.mirrors)]
+    assert [f.path for f in node.registry_hosts(plain)] == [
+        f"/etc/containerd/certs.d/{r}/hosts.toml" for r in sorted(plain.registry.mirrors)
+    ]
     assert all("ca =" not in f.content.decode() for f in node.registry_hosts(plain))
 
 
@@ -161,7 +174,8 @@ def test_each_node_imports_each_image_unless_containerd_holds_its_digest(tmp_pat
     assert plan is not None
     assert [b.path for b in plan.binaries] == [
         f"/var/lib/kubefab/images/registry.k8s.io_pause_{inputs.stack.pause}.oci.tar",
-        f"/var/lib/kubefab/images/registry.k8s.io_coredns_coredns_v{inputs.stack.coredns}.oci.tar"]
+        f"/var/lib/kubefab/images/registry.k8s.io_coredns_coredns_v{inputs.stack.coredns}.oci.tar",
+    ]
     step = plan.steps[0]
     assert "name==registry.k8s.io/pause:" in step.unless and f"grep -qx sha256:{'1' * 64}" in step.unless
     assert step.run.startswith("/usr/local/bin/ctr --namespace k8s.io images import --platform linux/amd64 ")
@@ -180,21 +194,27 @@ def test_verify_names_missing_images_with_the_commands_that_make_them(tmp_path: 
 
 
 def test_flannel_gets_the_pod_cidr_the_backend_and_nftables_with_nftables_kube_proxy() -> None:
-    conf = ('  net-conf.json: |\n    {\n      "Network": "10.244.0.0/16",\n      "EnableNFTables": false,\n'
-            '      "Backend": {\n        "Type": "vxlan"\n      }\n    }\n'
-            '        env:\n        - name: POD_NAME\n')
+    conf = (
+        '  net-conf.json: |\n    {\n      "Network": "10.244.0.0/16",\n      "EnableNFTables": false,\n'
+        '      "Backend": {\n        "Type": "vxlan"\n      }\n    }\n'
+        "        env:\n        - name: POD_NAME\n"
+    )
     c = cluster(network={"pod_cidr": "10.200.0.0/16", "flannel_backend": "host-gw"}, kube_proxy_mode="nftables")
     out = patch_flannel(conf, c, "kube-flannel.yml")
     assert '"Network": "10.200.0.0/16"' in out and '"Type": "host-gw"' in out and '"EnableNFTables": true' in out
-    assert "        env:\n        - name: FLANNELD_IFACE\n          valueFrom:\n            fieldRef:\n" \
-           "              fieldPath: status.hostIP\n        - name: POD_NAME\n" in out
+    assert (
+        "        env:\n        - name: FLANNELD_IFACE\n          valueFrom:\n            fieldRef:\n"
+        "              fieldPath: status.hostIP\n        - name: POD_NAME\n" in out
+    )
     assert '"EnableNFTables": false' in patch_flannel(conf, cluster(), "kube-flannel.yml")
     with pytest.raises(AddonError, match="EnableNFTables"):
         patch_flannel(conf.replace('"EnableNFTables": false,\n', ""), c, "kube-flannel.yml")
 
 
-@pytest.mark.parametrize(("upstream", "forward"), [
-    (None, "forward . /etc/resolv.conf"), (["10.0.0.2", "10.0.0.3"], "forward . 10.0.0.2 10.0.0.3"), ([], None)])
+@pytest.mark.parametrize(
+    ("upstream", "forward"),
+    [(None, "forward . /etc/resolv.conf"), (["10.0.0.2", "10.0.0.3"], "forward . 10.0.0.2 10.0.0.3"), ([], None)],
+)
 def test_coredns_forwards_where_the_inventory_says(upstream, forward) -> None:
     c = cluster(network={"upstream_dns": upstream})
     text = render("addons/coredns.yaml.j2", cluster=c, stack=stack_of(c)).decode()
@@ -207,6 +227,8 @@ def test_coredns_forwards_where_the_inventory_says(upstream, forward) -> None:
 
 
 def test_ldd_output_gives_the_libraries_to_copy() -> None:
-    out = ("\tlinux-vdso.so.1 (0x00007ffd)\n\tlibnftables.so.1 => /lib/x86_64-linux-gnu/libnftables.so.1 (0x7f)\n"
-           "\t/lib64/ld-linux-x86-64.so.2 (0x00007f96)\n")
+    out = (
+        "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibnftables.so.1 => /lib/x86_64-linux-gnu/libnftables.so.1 (0x7f)\n"
+        "\t/lib64/ld-linux-x86-64.so.2 (0x00007f96)\n"
+    )
     assert shared_libraries(out) == ["/lib/x86_64-linux-gnu/libnftables.so.1", "/lib64/ld-linux-x86-64.so.2"]

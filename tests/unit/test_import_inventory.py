@@ -43,10 +43,18 @@ def test_kubeasz(tmp_path: Path) -> None:
     d = imp.data
     assert imp.format == "kubeasz"
     assert d["name"] == "k8s-prod" and d["kubernetes_version"] == "1.36.1"  # CLUSTER_NAME, K8S_VER of config.yml
-    assert d["network"] == {"service_cidr": "10.68.0.0/16", "pod_cidr": "172.20.0.0/16", "domain": "cluster.local",
-                            "dns_ip": "10.68.0.2"}  # kubeasz's CoreDNS address: the second of SERVICE_CIDR
-    assert d["api"] == {"apiserver_port": 6443, "vip": "10.20.0.250", "port": 8443,
-                        "extra_sans": ["10.1.1.1", "k8s.prod.example"]}
+    assert d["network"] == {
+        "service_cidr": "10.68.0.0/16",
+        "pod_cidr": "172.20.0.0/16",
+        "domain": "cluster.local",
+        "dns_ip": "10.68.0.2",
+    }  # kubeasz's CoreDNS address: the second of SERVICE_CIDR
+    assert d["api"] == {
+        "apiserver_port": 6443,
+        "vip": "10.20.0.250",
+        "port": 8443,
+        "extra_sans": ["10.1.1.1", "k8s.prod.example"],
+    }
     assert (d["cni"], d["kube_proxy_mode"], d["container_runtime"]) == ("calico", "ipvs", "containerd")
     assert d["ssh"] == {"user": "ops", "key": "~/.ssh/kubeasz"}
     hosts = {h["name"]: (h["ip"], h["roles"]) for h in d["hosts"]}
@@ -88,16 +96,23 @@ def test_kubespray_yaml_with_group_vars(tmp_path: Path) -> None:
     d = imp.data
     assert imp.format == "kubespray" and imp.source.name == "hosts.yaml"
     assert d["name"] == "mycluster" and d["kubernetes_version"] == "1.35.4"
-    assert d["network"] == {"service_cidr": "10.233.0.0/18", "pod_cidr": "10.233.64.0/18",
-                            "domain": "cluster.local",  # dns_domain: "{{ cluster_name }}", resolved
-                            "dns_ip": "10.233.0.3"}  # skydns_server is Jinja: kubespray's default, the third
+    assert d["network"] == {
+        "service_cidr": "10.233.0.0/18",
+        "pod_cidr": "10.233.64.0/18",
+        "domain": "cluster.local",  # dns_domain: "{{ cluster_name }}", resolved
+        "dns_ip": "10.233.0.3",
+    }  # skydns_server is Jinja: kubespray's default, the third
     assert d["api"]["vip"] == "10.3.0.100" and d["api"]["port"] == 8443
     assert d["api"]["extra_sans"] == ["10.3.0.100", "k8s.example.internal", "api.mycluster.example"]
     assert d["ssh"] == {"user": "ubuntu", "sudo": True}  # all:vars, with node-3's own user as an override
     hosts = {h["name"]: h for h in d["hosts"]}
     assert hosts["node1"]["ip"] == "10.3.0.1"  # ip (where kubespray binds) wins over ansible_host
-    assert hosts["node-3"] == {"name": "node-3", "ip": "10.3.0.3", "roles": ["etcd", "control_plane", "lb"][:2],
-                               "ssh": {"user": "admin"}}
+    assert hosts["node-3"] == {
+        "name": "node-3",
+        "ip": "10.3.0.3",
+        "roles": ["etcd", "control_plane", "lb"][:2],
+        "ssh": {"user": "admin"},
+    }
     assert [h for h in hosts if "lb" in hosts[h]["roles"]] == ["node1", "node2"]
     assert hosts["node4"]["ssh"] == {"port": 2200}  # host_vars/node4.yml
     assert mentions(imp, "ansible_host", "203.0.113.11", "10.3.0.1 (ip)")
@@ -149,15 +164,18 @@ def test_not_valid_header_lines_match_the_written_file(tmp_path: Path) -> None:
     assert f"#   error: {written[0]}" in lines
 
 
-@pytest.mark.parametrize(("file", "line", "fragment"), [
-    ("section.ini", 4, "malformed section header '[kube_master'"),
-    ("hostvar.ini", 3, "expected name=value after the host name, found 'ansible_host'"),
-    ("quote.ini", 2, "No closing quotation"),
-    ("range.ini", 2, "host range 'master[01:03].example.com' is not supported"),
-    ("syntax.yaml", 5, "invalid YAML"),
-    ("hosts-list.yaml", 4, "group kube_control_plane: hosts must be a mapping, found a list"),
-    ("unknown-key.yaml", 4, "group kube_node: unknown key 'host' (expected hosts, children or vars)"),
-])
+@pytest.mark.parametrize(
+    ("file", "line", "fragment"),
+    [
+        ("section.ini", 4, "malformed section header '[kube_master'"),
+        ("hostvar.ini", 3, "expected name=value after the host name, found 'ansible_host'"),
+        ("quote.ini", 2, "No closing quotation"),
+        ("range.ini", 2, "host range 'master[01:03].example.com' is not supported"),
+        ("syntax.yaml", 5, "invalid YAML"),
+        ("hosts-list.yaml", 4, "group kube_control_plane: hosts must be a mapping, found a list"),
+        ("unknown-key.yaml", 4, "group kube_node: unknown key 'host' (expected hosts, children or vars)"),
+    ],
+)
 def test_malformed_sources_name_file_and_line(file: str, line: int, fragment: str) -> None:
     with pytest.raises(SourceError) as err:
         convert(F / "bad" / file)
@@ -184,18 +202,30 @@ def test_format_detection_and_override() -> None:
     assert mentions(imp, "[kube_control_plane]", "a group kubefab does not use", "cp1, cp2, cp3")
 
 
-@pytest.mark.parametrize(("name", "valid"), [
-    ("Node_1", "node-1"), ("10.0.0.1", "node-10-0-0-1"), ("-edge-", "edge"), ("K8S.Example.COM", "k8s.example.com"),
-    ("a" * 70, "a" * 63), ("__", "node"),
-])
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [
+        ("Node_1", "node-1"),
+        ("10.0.0.1", "node-10-0-0-1"),
+        ("-edge-", "edge"),
+        ("K8S.Example.COM", "k8s.example.com"),
+        ("a" * 70, "a" * 63),
+        ("__", "node"),
+    ],
+)
 def test_valid_names(name: str, valid: str) -> None:
     assert valid_name(name) == valid
 
 
 def test_names_made_unique() -> None:
     draft = Draft()
-    add_hosts(draft, [Candidate("node-1", "node-1", "10.0.0.1", ("worker",), "a"),
-                      Candidate("Node_1", "Node_1", "10.0.0.2", ("worker",), "b")])
+    add_hosts(
+        draft,
+        [
+            Candidate("node-1", "node-1", "10.0.0.1", ("worker",), "a"),
+            Candidate("Node_1", "Node_1", "10.0.0.2", ("worker",), "b"),
+        ],
+    )
     assert [h["name"] for h in draft.data["hosts"]] == ["node-1", "node-1-2"]
     assert [e.note.split(" (")[0] for e in draft.report.of("renamed")] == ["Node_1 -> node-1-2"]
 

@@ -41,7 +41,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(n)
         for d in sorted(graph[n]):
             if state.get(d) == 1:
-                return [*path[path.index(d):], d]
+                return [*path[path.index(d) :], d]
             if d not in state and (found := visit(d)):
                 return found
         path.pop()
@@ -66,8 +66,14 @@ def test_the_cycle_finder_finds_one() -> None:
 
 
 def test_product_code_never_imports_the_tests() -> None:
-    sources = [p for package in PACKAGES for p in (ROOT / package).rglob("*.py")
-               if any(isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "tests"
-                      or isinstance(n, ast.Import) and any(a.name.split(".")[0] == "tests" for a in n.names)
-                      for n in ast.walk(ast.parse(p.read_text())))]
+    sources = [
+        p
+        for package in PACKAGES
+        for p in (ROOT / package).rglob("*.py")
+        if any(
+            (isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "tests")
+            or (isinstance(n, ast.Import) and any(a.name.split(".")[0] == "tests" for a in n.names))
+            for n in ast.walk(ast.parse(p.read_text()))
+        )
+    ]
     assert not sources, sources

@@ -238,8 +238,11 @@ def test_pod_cidr_too_small_for_a_range_per_node() -> None:
 
 
 def test_single_ca_ignores_no_import() -> None:
-    only(lambda d: d["certificates"].update(authorities="single", import_ca={"etcd": {"cert": "a", "key": "b"}}),
-         "certificates.import_ca.etcd", "single mode would not use")
+    only(
+        lambda d: d["certificates"].update(authorities="single", import_ca={"etcd": {"cert": "a", "key": "b"}}),
+        "certificates.import_ca.etcd",
+        "single mode would not use",
+    )
 
 
 def test_missing_required_field() -> None:
@@ -340,8 +343,11 @@ def test_host_ssh_overrides() -> None:
 
 # Any document at all gives a verdict, never a traceback.
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
-documents = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=5)), max_leaves=20)
+documents = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=5)),
+    max_leaves=20,
+)
 KEYS = list(BASE)
 
 

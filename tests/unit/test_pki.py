@@ -79,8 +79,16 @@ def test_apiserver_serving_certificate(cluster) -> None:
     c = cert(cluster, "apiserver.crt")
     assert cn(c) == "kube-apiserver" and eku(c) == {ExtendedKeyUsageOID.SERVER_AUTH}
     dns, ips = sans(c)
-    assert {"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
-            "k8s-1", "k8s-2", "k8s-3", "k8s.example.internal"} <= dns
+    assert {
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        "k8s-1",
+        "k8s-2",
+        "k8s-3",
+        "k8s.example.internal",
+    } <= dns
     assert {"10.96.0.1", "127.0.0.1", "192.168.10.11", "192.168.10.12", "192.168.10.13", "192.168.10.100"} <= ips
     assert certs.signed_by(c, cert(cluster, "ca.crt"))
 
@@ -228,8 +236,9 @@ def test_imported_organisation_ca(tmp_path: Path) -> None:
     org_cert = certs.new_ca("Example Org Kubernetes CA", key, 3650, now)
     (org / "ca.pem").write_bytes(org_cert.public_bytes(Encoding.PEM))
     (org / "ca-key.pem").write_bytes(keys.key_pem(key))
-    c = make_cluster(tmp_path, certificates={"import_ca": {"kubernetes": {"cert": "org/ca.pem",
-                                                                          "key": "org/ca-key.pem"}}})
+    c = make_cluster(
+        tmp_path, certificates={"import_ca": {"kubernetes": {"cert": "org/ca.pem", "key": "org/ca-key.pem"}}}
+    )
     rows = ensure(c)
     assert ("kubernetes CA", "imported") in {(r.identity, r.action) for r in rows}
     assert cert(c, "ca.crt") == org_cert

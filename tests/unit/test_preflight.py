@@ -1,6 +1,5 @@
 """Preflight over parsed facts: pure, every check once."""
 
-
 from __future__ import annotations
 
 from pathlib import Path
@@ -71,7 +70,9 @@ def test_preflight_cgroup_v1_allowed(tmp_path: Path) -> None:
 
 def test_preflight_clock_skew_arch_os_and_names(cluster) -> None:
     skewed = DEBIAN.replace("time=1700000000", "time=1700000400").replace("hostname=k8s-1", "hostname=k8s-2")
-    found = findings(cluster, {"k8s-2": skewed, "k8s-3": DEBIAN.replace("os_version=12", "os_version=10")
-                               .replace("x86_64", "aarch64")})
+    found = findings(
+        cluster,
+        {"k8s-2": skewed, "k8s-3": DEBIAN.replace("os_version=12", "os_version=10").replace("x86_64", "aarch64")},
+    )
     assert {("k8s-2", "time"), ("k8s-3", "operating system"), ("k8s-3", "architecture")} <= failed(found)
     assert {("k8s-1", "host name"), ("k8s-3", "host name")} <= failed(found)  # k8s-3 also says hostname=k8s-1

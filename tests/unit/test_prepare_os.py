@@ -19,21 +19,27 @@ from playbooks.plan import Plan, Step
 from playbooks.secrets import generate
 from tests.conftest import EXAMPLE
 
-COMMON = ("arch=x86_64\ncgroup_fs=cgroup2fs\nswap=\nfstab_swap=\nntp_synchronized=yes\ntime=1700000000\n"
-          "systemd=systemd\n")
+COMMON = (
+    "arch=x86_64\ncgroup_fs=cgroup2fs\nswap=\nfstab_swap=\nntp_synchronized=yes\ntime=1700000000\nsystemd=systemd\n"
+)
 OUTPUT = {
-    "centos7": 'os_id=centos\nos_version=7\nos_like=rhel fedora\nselinux=Enforcing\nfirewalld=active\n'
-               "package_manager=yum\nhostname=node\n",
-    "stream9": 'os_id=centos\nos_version=9\nos_like=rhel fedora\nselinux=Enforcing\nfirewalld=active\n'
-               "package_manager=dnf\nhostname=node\n",
-    "rocky9": 'os_id=rocky\nos_version=9.4\nos_like=rhel centos fedora\nselinux=Enforcing\nfirewalld=active\n'
-              "package_manager=dnf\nhostname=node\n",
+    "centos7": "os_id=centos\nos_version=7\nos_like=rhel fedora\nselinux=Enforcing\nfirewalld=active\n"
+    "package_manager=yum\nhostname=node\n",
+    "stream9": "os_id=centos\nos_version=9\nos_like=rhel fedora\nselinux=Enforcing\nfirewalld=active\n"
+    "package_manager=dnf\nhostname=node\n",
+    "rocky9": "os_id=rocky\nos_version=9.4\nos_like=rhel centos fedora\nselinux=Enforcing\nfirewalld=active\n"
+    "package_manager=dnf\nhostname=node\n",
     "debian12": "os_id=debian\nos_version=12\nos_like=\nselinux=\nfirewalld=inactive\npackage_manager=apt-get\n"
-                "hostname=node\n",
+    "hostname=node\n",
 }
 RHEL = ("centos7", "stream9", "rocky9")
-ROLES = {"all": ["etcd", "control_plane", "worker", "lb"], "etcd": ["etcd"], "cp": ["control_plane"],
-         "lb": ["lb"], "worker": ["worker"]}
+ROLES = {
+    "all": ["etcd", "control_plane", "worker", "lb"],
+    "etcd": ["etcd"],
+    "cp": ["control_plane"],
+    "lb": ["lb"],
+    "worker": ["worker"],
+}
 
 
 def facts(os: str, **changes: str) -> Facts:
@@ -44,10 +50,14 @@ def facts(os: str, **changes: str) -> Facts:
 def cluster(**settings: object) -> Cluster:
     """The example inventory plus one host per single role, with `settings` on top."""
     data = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text())) | settings
-    data["hosts"] = [{"name": f"h-{label}", "ip": f"192.168.10.{20 + i}", "roles": roles}
-                     for i, (label, roles) in enumerate(ROLES.items())]
-    data["hosts"] += [{"name": "h-etcd2", "ip": "192.168.10.30", "roles": ["etcd"]},
-                      {"name": "h-lb2", "ip": "192.168.10.31", "roles": ["lb"]}]
+    data["hosts"] = [
+        {"name": f"h-{label}", "ip": f"192.168.10.{20 + i}", "roles": roles}
+        for i, (label, roles) in enumerate(ROLES.items())
+    ]
+    data["hosts"] += [
+        {"name": "h-etcd2", "ip": "192.168.10.30", "roles": ["etcd"]},
+        {"name": "h-lb2", "ip": "192.168.10.31", "roles": ["lb"]},
+    ]
     verdict = validate_text(yaml.safe_dump(data), Path("test.yaml"))
     assert verdict.ok, "\n".join(map(str, verdict.problems))
     assert verdict.cluster is not None
@@ -87,8 +97,9 @@ def test_rhel_installs_with_yum_or_dnf_and_rhel_names(example: Cluster, os: str,
     step = only(plan(example, "all", facts(os)), "packages")
     assert step.run == f"{manager} install -y -q haproxy keepalived conntrack-tools socat ipset iptables"
     # Checked by capability: EL9 has iptables-nft, which provides iptables, and no package named iptables.
-    assert step.unless == ("rpm -q --whatprovides haproxy keepalived conntrack-tools socat ipset iptables "
-                           ">/dev/null 2>&1")
+    assert step.unless == (
+        "rpm -q --whatprovides haproxy keepalived conntrack-tools socat ipset iptables >/dev/null 2>&1"
+    )
     assert "apt-get" not in step.run + step.unless
 
 
@@ -106,8 +117,9 @@ def test_hosts_without_packages_get_no_package_step(example: Cluster) -> None:
 def test_debian_installs_with_apt_and_debian_names(example: Cluster) -> None:
     p = plan(example, "all", facts("debian12"))
     step = only(p, "packages")
-    assert step.run == ("DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-                        "haproxy keepalived conntrack socat ipset iptables")
+    assert step.run == (
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy keepalived conntrack socat ipset iptables"
+    )
     assert step.unless.startswith("dpkg -s haproxy keepalived conntrack ")
     assert not steps(p, "SELinux") and not steps(p, "firewalld")
     assert not any(word in s.run for s in p.steps for word in ("yum", "dnf", "rpm", "setenforce", "firewall-cmd"))
@@ -125,23 +137,44 @@ def test_no_selinux_step_without_selinux(example: Cluster) -> None:
     assert steps(plan(example, "etcd", facts("stream9", selinux="")), "SELinux") == []
 
 
-@pytest.mark.parametrize(("host", "ports", "rules"), [
-    ("etcd", ["2379-2380/tcp"], []),
-    ("cp", ["6443/tcp", "10257/tcp", "10259/tcp"], []),
-    ("lb", ["8443/tcp"], ['rule protocol value="vrrp" accept']),
-    ("worker", ["10250/tcp", "10256/tcp", "30000-32767/tcp", "179/tcp", "4789/udp"],
-     ['rule protocol value="4" accept']),
-    ("all", ["2379-2380/tcp", "6443/tcp", "10257/tcp", "10259/tcp", "8443/tcp", "10250/tcp", "10256/tcp",
-             "30000-32767/tcp", "179/tcp", "4789/udp"],
-     ['rule protocol value="vrrp" accept', 'rule protocol value="4" accept']),
-])
+@pytest.mark.parametrize(
+    ("host", "ports", "rules"),
+    [
+        ("etcd", ["2379-2380/tcp"], []),
+        ("cp", ["6443/tcp", "10257/tcp", "10259/tcp"], []),
+        ("lb", ["8443/tcp"], ['rule protocol value="vrrp" accept']),
+        (
+            "worker",
+            ["10250/tcp", "10256/tcp", "30000-32767/tcp", "179/tcp", "4789/udp"],
+            ['rule protocol value="4" accept'],
+        ),
+        (
+            "all",
+            [
+                "2379-2380/tcp",
+                "6443/tcp",
+                "10257/tcp",
+                "10259/tcp",
+                "8443/tcp",
+                "10250/tcp",
+                "10256/tcp",
+                "30000-32767/tcp",
+                "179/tcp",
+                "4789/udp",
+            ],
+            ['rule protocol value="vrrp" accept', 'rule protocol value="4" accept'],
+        ),
+    ],
+)
 @pytest.mark.parametrize("os", RHEL)
 def test_firewalld_open_per_role(example: Cluster, os: str, host: str, ports: list[str], rules: list[str]) -> None:
     step = only(plan(example, host, facts(os)), "firewalld")
     assert step.name == f"firewalld opens {' '.join(ports)}"
-    assert step.run == " && ".join([f"firewall-cmd -q --permanent --add-port={p}" for p in ports]
-                                   + [f"firewall-cmd -q --permanent --add-rich-rule='{r}'" for r in rules]
-                                   + ["firewall-cmd -q --reload"])
+    assert step.run == " && ".join(
+        [f"firewall-cmd -q --permanent --add-port={p}" for p in ports]
+        + [f"firewall-cmd -q --permanent --add-rich-rule='{r}'" for r in rules]
+        + ["firewall-cmd -q --reload"]
+    )
     for r in rules:
         assert f"firewall-cmd -q --query-rich-rule='{r}'" in step.unless
 
@@ -168,8 +201,9 @@ def test_firewalld_enabled_but_stopped_is_disabled_too() -> None:
     """Stopped now but enabled: it would start at the next boot and block the cluster's ports."""
     stopped = facts("stream9", firewalld="inactive", firewalld_enabled="enabled")
     assert stopped.firewalld_enabled and not stopped.firewalld_active
-    assert only(plan(cluster(firewall="disable"), "all", stopped), "firewalld").run == \
-        "systemctl disable --now firewalld"
+    assert (
+        only(plan(cluster(firewall="disable"), "all", stopped), "firewalld").run == "systemctl disable --now firewalld"
+    )
     gone = facts("stream9", firewalld="inactive", firewalld_enabled="disabled")
     assert steps(plan(cluster(firewall="disable"), "all", gone), "firewalld") == []
 
@@ -188,13 +222,15 @@ def test_inactive_firewalld_is_left_alone(example: Cluster) -> None:
 def test_common_files_and_steps_on_every_os(example: Cluster, os: str) -> None:
     p = plan(example, "all", facts(os))
     assert {f.path for f in p.files} == {"/etc/sysctl.d/99-kubernetes.conf", "/etc/modules-load.d/kubernetes.conf"}
-    assert [s.name for s in p.steps[:3]] == ["swap off, now and at boot", "kernel modules overlay, br_netfilter",
-                                             "sysctl settings applied"]
+    assert [s.name for s in p.steps[:3]] == [
+        "swap off, now and at boot",
+        "kernel modules overlay, br_netfilter",
+        "sysctl settings applied",
+    ]
     assert p.blocks[0].path == "/etc/hosts"
 
 
-@pytest.mark.parametrize(("stub", "expected"), [("yes", "resolvConf: /run/systemd/resolve/resolv.conf"),
-                                                ("no", None)])
+@pytest.mark.parametrize(("stub", "expected"), [("yes", "resolvConf: /run/systemd/resolve/resolv.conf"), ("no", None)])
 def test_kubelet_skips_the_systemd_resolved_stub(example: Cluster, stub: str, expected: str | None) -> None:
     """On Ubuntu /etc/resolv.conf names 127.0.0.53, which pods cannot reach: kubelet gets resolved's upstream list."""
     f = facts("debian12", resolv_stub=stub)

@@ -50,11 +50,13 @@ class FakeHost:
 
     # -- the Remote interface ------------------------------------------------------------------------------
 
-    def run(self, step: str, command: str, check: bool = True, timeout: int | None = None,
-            as_root: bool = True) -> Output:
+    def run(
+        self, step: str, command: str, check: bool = True, timeout: int | None = None, as_root: bool = True
+    ) -> Output:
         out = self.answer(step, command)
         if check and not out.ok:
             from playbooks.remote import StepFailed
+
             raise StepFailed(self.name, step, command, out.stderr)
         return out
 
@@ -73,9 +75,14 @@ class FakeHost:
             return Output("/tmp/up\n", "", 0)
         if command.startswith("install -D"):
             for mode, owner, group, sent, path in re.findall(
-                    r"install -D -m (\d+) -o (\S+) -g (\S+) (\S+) \S+ && mv -f \S+ (\S+)", command):
-                self.files[shlex.split(path)[0]] = (int(mode, 8), shlex.split(owner)[0], shlex.split(group)[0],
-                                                   self.uploads[sent])
+                r"install -D -m (\d+) -o (\S+) -g (\S+) (\S+) \S+ && mv -f \S+ (\S+)", command
+            ):
+                self.files[shlex.split(path)[0]] = (
+                    int(mode, 8),
+                    shlex.split(owner)[0],
+                    shlex.split(group)[0],
+                    self.uploads[sent],
+                )
                 self.note(f"install {shlex.split(path)[0]}")
             return OK
         if command.startswith("systemctl ") and "is-active" not in command:
@@ -110,6 +117,7 @@ class FakeHost:
     def state(self, script: str) -> str:
         """The output of apply's state script for this host (one line per item, as the script prints)."""
         import hashlib
+
         lines = []
         for line in script.splitlines():
             if m := re.match(r"p=(.+?); if \[ -f", line):
@@ -133,8 +141,13 @@ class FakeHost:
 
 def file_plan(service: str, body: bytes = b"v1\n", step: Step | None = None) -> Callable[[Inputs, Host], Plan]:
     def plan(inputs: Inputs, host: Host) -> Plan:
-        return Plan(host.name, service, files=(File(f"/etc/{service}.conf", body, notifies=(service,)),),
-                    steps=(step,) if step else ())
+        return Plan(
+            host.name,
+            service,
+            files=(File(f"/etc/{service}.conf", body, notifies=(service,)),),
+            steps=(step,) if step else (),
+        )
+
     return plan
 
 
@@ -144,8 +157,15 @@ def ready(service: str) -> Callable[[Cluster, Host], tuple[Check, ...]]:
 
 def daemon(name: str, restart: str = "together", body: bytes = b"v1\n", step: Step | None = None) -> Component:
     """A stand-in component declared like the real ones: one file, one service, one readiness check."""
-    return Component(name, phase="test", hosts=lambda c: c.hosts, plan=file_plan(name, body, step),
-                     services=(name,), restart=restart, checks=ready(name))  # type: ignore[arg-type]
+    return Component(
+        name,
+        phase="test",
+        hosts=lambda c: c.hosts,
+        plan=file_plan(name, body, step),
+        services=(name,),
+        restart=restart,
+        checks=ready(name),
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -183,10 +203,16 @@ class Fleet:
 
 
 def test_decide_starts_what_does_not_run_and_restarts_only_what_is_owed() -> None:
-    state = {"a": ("enabled", "active"), "b": ("enabled", "activating"), "c": ("enabled", "failed"),
-             "d": ("disabled", "active"), "e": ("", "")}
-    assert decide("abcde", state, owed={"a", "b", "c"}) == Actions(enable=("d", "e"), start=("c", "e"),
-                                                                    restart=("a", "b"))
+    state = {
+        "a": ("enabled", "active"),
+        "b": ("enabled", "activating"),
+        "c": ("enabled", "failed"),
+        "d": ("disabled", "active"),
+        "e": ("", ""),
+    }
+    assert decide("abcde", state, owed={"a", "b", "c"}) == Actions(
+        enable=("d", "e"), start=("c", "e"), restart=("a", "b")
+    )
     assert decide("ab", state, owed=set()) == Actions()
 
 
@@ -207,9 +233,9 @@ def test_a_changed_file_restarts_its_service_rolling_with_checks_between_hosts(i
     timeline = [(h, w) for h, w in fleet.events if w.startswith(("restart", "ok alpha ready"))]
     hosts = list(fleet.hosts)
     rolled = [(h, w) for h in hosts for w in ("restart alpha", f"ok alpha ready on {h}")]
-    assert timeline[:len(rolled)] == rolled
+    assert timeline[: len(rolled)] == rolled
     # then the phase's own checks, on every host at once
-    assert sorted(timeline[len(rolled):]) == [(h, f"ok alpha ready on {h}") for h in sorted(hosts)]
+    assert sorted(timeline[len(rolled) :]) == [(h, f"ok alpha ready on {h}") for h in sorted(hosts)]
 
 
 def test_a_failing_check_stops_the_roll_and_the_rest_stays_owed(inputs: Inputs) -> None:
@@ -246,8 +272,12 @@ def test_a_restart_owed_to_a_later_phase_survives_a_run_that_stops_before_it(inp
     fleet = Fleet(inputs.cluster)
     later = Component("beta", phase="later", hosts=lambda c: c.hosts, services=("beta",))
     fleet.installed([later], inputs)
-    writer = Component("cert", phase="test", hosts=lambda c: c.hosts, plan=lambda i, h: Plan(
-        h.name, "cert", files=(File("/etc/cert.pem", b"new", notifies=("beta",)),)))
+    writer = Component(
+        "cert",
+        phase="test",
+        hosts=lambda c: c.hosts,
+        plan=lambda i, h: Plan(h.name, "cert", files=(File("/etc/cert.pem", b"new", notifies=("beta",)),)),
+    )
     runner = fleet.runner(inputs)
     runner.phase("test", (writer,))
     runner.close()  # the run stops here (--only test, or a failure)
@@ -297,6 +327,7 @@ def test_exactly_one_check_fails_when_two_hosts_pass(inputs: Inputs) -> None:
 @pytest.mark.parametrize("state", ["activating", "failed", "stopped", "owed", "changed", "disabled", "clean"])
 def test_plan_and_deploy_agree(inputs: Inputs, state: str) -> None:
     """The same host states, previewed by plan and then deployed: plan's starts and restarts are deploy's."""
+
     def fleet_in(state: str) -> Fleet:
         fleet = Fleet(inputs.cluster)
         fleet.installed([daemon("alpha"), daemon("beta")], inputs)
@@ -322,8 +353,9 @@ def test_plan_and_deploy_agree(inputs: Inputs, state: str) -> None:
     assert all(not f.uploads for f in fleet.hosts.values()), "plan changed nothing"
     fleet = fleet_in(state)
     fleet.runner(inputs).phase("test", comps)
-    done = {(h, *what.split(" ", 1)) for h, what in fleet.events if what.split(" ", 1)[0] in (
-        "start", "restart", "enable")}
+    done = {
+        (h, *what.split(" ", 1)) for h, what in fleet.events if what.split(" ", 1)[0] in ("start", "restart", "enable")
+    }
     assert planned == done
     expected = {"activating": 0, "failed": 1, "stopped": 1, "owed": 1, "changed": 1, "disabled": 1, "clean": 0}
     assert len(done) == expected[state], done

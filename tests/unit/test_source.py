@@ -79,9 +79,14 @@ def test_commands_with_the_same_settings_share_one_go_build() -> None:
     assert cgo and static and "seccomp" in tags
 
 
-@pytest.mark.parametrize(("package", "name"), [
-    ("go.etcd.io/etcd/server/v3", "server"), ("k8s.io/kubernetes/cmd/kubelet", "kubelet"),
-    ("github.com/opencontainers/runc", "runc")])
+@pytest.mark.parametrize(
+    ("package", "name"),
+    [
+        ("go.etcd.io/etcd/server/v3", "server"),
+        ("k8s.io/kubernetes/cmd/kubelet", "kubelet"),
+        ("github.com/opencontainers/runc", "runc"),
+    ],
+)
 def test_binary_names_follow_go_build(package: str, name: str) -> None:
     assert source.default_binary_name(package) == name
 
@@ -122,7 +127,8 @@ Generic flags:
 Other flags:
       --version version[=true]     Print version information and quit
 """
-    assert reference.parse_help(text) == {"address": True, "config": False, "help": False, "v": False,
-                                          "version": False}
+    assert reference.parse_help(text) == {"address": True, "config": False, "help": False, "v": False, "version": False}
     assert reference.flags_file("kubelet", "1.37.2", {"config": False, "address": True}).splitlines()[1:] == [
-        "address deprecated", "config"]
+        "address deprecated",
+        "config",
+    ]

@@ -70,15 +70,26 @@ Host k8s-3
 def test_settings_are_the_vagrantfile_defaults() -> None:
     s = vagrant.settings(TEXT, {})
     assert s["DISTRO"] == "centos9" and s["CPUS"] == "2" and s["MEMORY"] == "2048" and s["COUNT"] == "3"
-    assert vagrant.machines(s) == [("k8s-1", IPv4Address("192.168.56.11")), ("k8s-2", IPv4Address("192.168.56.12")),
-                                   ("k8s-3", IPv4Address("192.168.56.13"))]
+    assert vagrant.machines(s) == [
+        ("k8s-1", IPv4Address("192.168.56.11")),
+        ("k8s-2", IPv4Address("192.168.56.12")),
+        ("k8s-3", IPv4Address("192.168.56.13")),
+    ]
     assert vagrant.vip(s) == IPv4Address("192.168.56.100")
     assert s["IFACE"] == "eth1"
 
 
 def test_settings_follow_the_environment() -> None:
-    s = vagrant.settings(TEXT, {"KUBEFAB_IP_PREFIX": "10.9.8", "KUBEFAB_FIRST_OCTET": "21", "KUBEFAB_VIP_OCTET": "5",
-                                "KUBEFAB_IFACE": "enp0s8", "UNRELATED": "x"})
+    s = vagrant.settings(
+        TEXT,
+        {
+            "KUBEFAB_IP_PREFIX": "10.9.8",
+            "KUBEFAB_FIRST_OCTET": "21",
+            "KUBEFAB_VIP_OCTET": "5",
+            "KUBEFAB_IFACE": "enp0s8",
+            "UNRELATED": "x",
+        },
+    )
     assert [str(ip) for _, ip in vagrant.machines(s)] == ["10.9.8.21", "10.9.8.22", "10.9.8.23"]
     data = vagrant.inventory(s)
     assert data["api"] == {"vip": "10.9.8.5", "interface": "enp0s8"}
@@ -107,8 +118,9 @@ def test_checked_in_inventory_agrees_with_the_vagrantfile() -> None:
 def test_parse_virtualbox_ssh_config() -> None:
     entries = vagrant.parse_ssh_config(VIRTUALBOX)
     assert list(entries) == ["k8s-1", "k8s-2", "k8s-3"]
-    assert entries["k8s-1"] == vagrant.SSHEntry("k8s-1", "127.0.0.1", "vagrant", 2222, (
-        "/home/op/kubefab/.vagrant/machines/k8s-1/virtualbox/private_key",))
+    assert entries["k8s-1"] == vagrant.SSHEntry(
+        "k8s-1", "127.0.0.1", "vagrant", 2222, ("/home/op/kubefab/.vagrant/machines/k8s-1/virtualbox/private_key",)
+    )
     assert entries["k8s-2"].identity_files == ("/home/op/my vms/.vagrant/machines/k8s-2/virtualbox/private_key",)
     assert entries["k8s-3"].port == 2201
 
@@ -120,7 +132,8 @@ def test_inventory_from_virtualbox_ssh_config(tmp_path: Path) -> None:
     assert [h["ssh"] for h in data["hosts"]] == [
         {"key": "/home/op/kubefab/.vagrant/machines/k8s-1/virtualbox/private_key"},
         {"key": "/home/op/my vms/.vagrant/machines/k8s-2/virtualbox/private_key"},
-        {"key": "/home/op/kubefab/.vagrant/machines/k8s-3/virtualbox/private_key"}]
+        {"key": "/home/op/kubefab/.vagrant/machines/k8s-3/virtualbox/private_key"},
+    ]
     (tmp_path / "v.yaml").write_text(vagrant.render(data))
     cluster = load(tmp_path / "v.yaml")
     assert cluster.ssh_for(cluster.host("k8s-2")).port == 22
@@ -148,8 +161,9 @@ def test_task_writes_the_inventory(tmp_path: Path) -> None:
     c = MockContext(run={"vagrant ssh-config": Result(stdout=VIRTUALBOX)})
     inventory_task(c, out=str(out), vagrantfile=str(VAGRANTFILE))
     cluster = load(out)
-    assert cluster.ssh_for(cluster.host("k8s-3")).key == \
-        "/home/op/kubefab/.vagrant/machines/k8s-3/virtualbox/private_key"
+    assert (
+        cluster.ssh_for(cluster.host("k8s-3")).key == "/home/op/kubefab/.vagrant/machines/k8s-3/virtualbox/private_key"
+    )
     assert cluster.api.interface == "eth1"
 
 
