@@ -29,11 +29,6 @@ class Port:
     last: int | None = None
     owner: str = ""  # the process holding it; default: the component's first service
 
-    @property
-    def firewall(self) -> str:
-        span = f"{self.number}-{self.last}" if self.last else str(self.number)
-        return f"{span}/{self.protocol}"
-
     def addresses(self, host: Host) -> tuple[str, ...]:
         named = {"host": str(host.address), "local": "127.0.0.1", "any": "0.0.0.0"}
         return tuple(named.get(b, b) for b in self.bind)
