@@ -5,6 +5,7 @@ table and the bundle's file list are all derived from these declarations (playbo
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -59,7 +60,7 @@ class Component:
     name: str
     phase: str  # the deploy phase that applies it; a phase applies its components' plans together
     hosts: Callable[[Cluster], tuple[Host, ...]]
-    plan: Callable[[Inputs, Host], Plan | None] = nothing  # type: ignore[assignment]
+    plan: Callable[[Inputs, Host], Plan | None] = lambda inputs, host: None
     services: tuple[str, ...] = ()
     restart: Literal["rolling", "together"] = "together"  # rolling: one host at a time, each checked before the next
     start: Literal["wait", "no-block"] = "wait"  # no-block: a start that only returns once its peers run (etcd)
@@ -86,18 +87,12 @@ class Component:
         if plan is None and not (self.services or checks or binaries):
             return None
         base = plan or Plan(host.name, self.name)
-        return Plan(
-            host.name,
-            self.name,
-            base.files,
-            base.blocks,
-            (*binaries, *base.binaries),
-            base.directories,
-            base.users,
-            base.steps,
-            (*base.services, *self.services),
-            (*base.checks, *checks),
-            base.final_steps,
+        return dataclasses.replace(
+            base,
+            component=self.name,
+            binaries=(*binaries, *base.binaries),
+            services=(*base.services, *self.services),
+            checks=(*base.checks, *checks),
         )
 
 

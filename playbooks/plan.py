@@ -80,7 +80,7 @@ class Step:
 class Check:
     """A readiness check: `command` (shell, as root) is retried until it exits 0, for up to `seconds`.
     `scope`: "each" runs on every host whose plan holds it (and after a rolling restart of that host);
-    "once" on the one host holding it, for the whole cluster; "exactly-one" on every host holding it, until
+    "once" for the whole cluster, on the first host holding it; "exactly-one" on every host holding it, until
     exactly one of them succeeds (the VIP holder)."""
 
     name: str

@@ -143,6 +143,7 @@ class Runner:
         self.results: list[PhaseResult] = []
         self.prefetch: Prefetch | None = None
         self._lock = threading.Lock()
+        self._plans: dict[tuple[str, tuple[str, ...]], dict[str, Plan]] = {}  # rendered once per run
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -195,12 +196,19 @@ class Runner:
         return dataclasses.replace(self.inputs, facts=self.facts)
 
     def plans(self, phase: str, comps: Sequence[Component]) -> dict[str, Plan]:
-        """The components' plans on each host as one per host (applied in one round trip)."""
+        """The components' plans on each host as one per host (applied in one round trip). Rendered once per
+        run: the prefetch and the phase read the same plans."""
+        key = (phase, tuple(comp.name for comp in comps))
+        if key in self._plans:
+            return self._plans[key]
         inputs = self.with_facts()
         try:
-            return {h.name: p for h in self.cluster.hosts if (p := components.combined_plan(inputs, h, phase, comps))}
+            self._plans[key] = {
+                h.name: p for h in self.cluster.hosts if (p := components.combined_plan(inputs, h, phase, comps))
+            }
         except AddonError as exc:
             raise DeployFailed(phase, [StepFailed("(operator)", "add-on manifests", "render", str(exc))]) from None
+        return self._plans[key]
 
     def start_prefetch(self, phases: list[str]) -> None:
         """Send the binaries (and image archives) of the phases to come while the earlier ones wait on
@@ -246,6 +254,7 @@ class Runner:
     def preflight(self) -> list[Finding]:
         facts = self.each("preflight", self.cluster.hosts, lambda h: parse(self.run(h, "gather facts", COMMAND).stdout))
         self.facts = facts
+        self._plans.clear()  # plans depend on the facts
         manifest = bundles.read_manifest(self.bundle)
         return check(self.cluster, facts, manifest.arch if manifest else self.inputs.arch, time.time())
 
@@ -359,14 +368,12 @@ class Runner:
             act = actions[host.name]
             if act.enable or act.start:
                 wanted = list(dict.fromkeys((*act.enable, *act.start)))
-                commands = [f"systemctl enable -q {' '.join(act.enable)}"] if act.enable else []
-                waiting = [s for s in act.start if s not in no_block]
-                commands += [f"systemctl start {' '.join(waiting)}"] if waiting else []
-                commands += (
-                    [f"systemctl start --no-block {' '.join(s for s in act.start if s in no_block)}"]
-                    if len(waiting) < len(act.start)
-                    else []
+                groups = (
+                    ("enable -q", act.enable),
+                    ("start", [s for s in act.start if s not in no_block]),
+                    ("start --no-block", [s for s in act.start if s in no_block]),
                 )
+                commands = [f"systemctl {verb} {' '.join(names)}" for verb, names in groups if names]
                 self.systemctl(host, f"{phase}: enable and start {' '.join(wanted)}", " && ".join(commands), wanted)
                 self.settled(host.name, act.start)
                 result.hosts[host.name].started += wanted
@@ -437,10 +444,13 @@ class Runner:
                     groups.setdefault(c, []).append(h)
         for c, members in groups.items():
             self.exactly_one(phase, c, members)
+        once: dict[Check, Host] = {}
         for h in hosts:
             for c in plans[h.name].checks:
                 if c.scope == "once":
-                    self.each(phase, (h,), lambda host, c=c: self.wait(host, c))
+                    once.setdefault(c, h)
+        for c, h in once.items():
+            self.each(phase, (h,), lambda host, c=c: self.wait(host, c))
 
     def exactly_one(self, phase: str, c: Check, hosts: list[Host]) -> None:
         deadline = time.monotonic() + c.seconds

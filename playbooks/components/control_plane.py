@@ -51,15 +51,9 @@ def apiserver_plan(inputs: Inputs, host: Host) -> Plan:
 
 def apiserver_checks(c: Cluster, host: Host) -> tuple[Check, ...]:
     local = Check("apiserver /readyz", kubectl(server=f"https://127.0.0.1:{c.api.apiserver_port}"), 90)
-    if host.name != c.control_plane[0].name:
-        return (local,)
     # Through the VIP (or the single apiserver) with the admin credentials: TLS verified against the cluster CA
     # and the server address, as every client will.
     return local, Check(f"/readyz through {c.server_url}", kubectl(), 90, scope="once")
-
-
-def running(service: str) -> tuple[Check, ...]:
-    return (Check(f"{service} running", f"systemctl is-active -q {service}", 60),)
 
 
 APISERVER = Component(
@@ -86,48 +80,40 @@ APISERVER = Component(
     checks=apiserver_checks,
 )
 
-CONTROLLER_MANAGER = Component(
+
+def leader_elected(name: str, port: int, reads: tuple[str, ...], *templates: tuple[str, str]) -> Component:
+    """The controller-manager and the scheduler: their files, their binary, a loopback port, running."""
+    return Component(
+        name,
+        phase="control-plane",
+        hosts=with_role("control_plane"),
+        plan=lambda inputs, host: files(inputs, host, name, *((t, path, 0o644, False) for t, path in templates)),
+        services=(name,),
+        restart="rolling",
+        ports=lambda c: (Port(port, bind=("local",)),),
+        releases=("kubernetes_server",),
+        binaries=lambda s, arch: binaries.kubernetes(s.kubernetes, arch, (name,)),
+        reads=reads,
+        checks=lambda c, host: (Check(f"{name} running", f"systemctl is-active -q {name}", 60),),
+    )
+
+
+CONTROLLER_MANAGER = leader_elected(
     "kube-controller-manager",
-    phase="control-plane",
-    hosts=with_role("control_plane"),
-    plan=lambda inputs, host: files(
-        inputs,
-        host,
-        "kube-controller-manager",
-        ("kube-controller-manager/controller-manager.j2", "/etc/kubernetes/controller-manager", 0o644, False),
-        (
-            "kube-controller-manager/kube-controller-manager.service.j2",
-            "/etc/systemd/system/kube-controller-manager.service",
-            0o644,
-            False,
-        ),
+    ports.CONTROLLER_MANAGER,
+    ("pki/ca.crt", "pki/ca.key", "pki/front-proxy-ca.crt", "pki/sa.key", "controller-manager.conf"),
+    ("kube-controller-manager/controller-manager.j2", "/etc/kubernetes/controller-manager"),
+    (
+        "kube-controller-manager/kube-controller-manager.service.j2",
+        "/etc/systemd/system/kube-controller-manager.service",
     ),
-    services=("kube-controller-manager",),
-    restart="rolling",
-    ports=lambda c: (Port(ports.CONTROLLER_MANAGER, bind=("local",)),),
-    releases=("kubernetes_server",),
-    binaries=lambda s, arch: binaries.kubernetes(s.kubernetes, arch, ("kube-controller-manager",)),
-    reads=("pki/ca.crt", "pki/ca.key", "pki/front-proxy-ca.crt", "pki/sa.key", "controller-manager.conf"),
-    checks=lambda c, host: running("kube-controller-manager"),
 )
 
-SCHEDULER = Component(
+SCHEDULER = leader_elected(
     "kube-scheduler",
-    phase="control-plane",
-    hosts=with_role("control_plane"),
-    plan=lambda inputs, host: files(
-        inputs,
-        host,
-        "kube-scheduler",
-        ("kube-scheduler/scheduler.j2", "/etc/kubernetes/scheduler", 0o644, False),
-        ("kube-scheduler/kube-scheduler.yaml.j2", "/etc/kubernetes/kube-scheduler.yaml", 0o644, False),
-        ("kube-scheduler/kube-scheduler.service.j2", "/etc/systemd/system/kube-scheduler.service", 0o644, False),
-    ),
-    services=("kube-scheduler",),
-    restart="rolling",
-    ports=lambda c: (Port(ports.SCHEDULER, bind=("local",)),),
-    releases=("kubernetes_server",),
-    binaries=lambda s, arch: binaries.kubernetes(s.kubernetes, arch, ("kube-scheduler",)),
-    reads=("scheduler.conf",),
-    checks=lambda c, host: running("kube-scheduler"),
+    ports.SCHEDULER,
+    ("scheduler.conf",),
+    ("kube-scheduler/scheduler.j2", "/etc/kubernetes/scheduler"),
+    ("kube-scheduler/kube-scheduler.yaml.j2", "/etc/kubernetes/kube-scheduler.yaml"),
+    ("kube-scheduler/kube-scheduler.service.j2", "/etc/systemd/system/kube-scheduler.service"),
 )

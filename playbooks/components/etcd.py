@@ -44,8 +44,6 @@ def etcdctl(endpoints: str, command: str) -> str:
 
 def checks(c: Cluster, host: Host) -> tuple[Check, ...]:
     member = Check("etcd member health", etcdctl(endpoint(host), "endpoint health"), 90)
-    if host.name != c.etcd_hosts[0].name:
-        return (member,)
     every = ",".join(endpoint(h) for h in c.etcd_hosts)
     return member, Check(
         "etcd cluster health (mutual TLS, every member)", etcdctl(every, "endpoint health"), 120, scope="once"

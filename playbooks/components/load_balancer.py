@@ -89,8 +89,6 @@ def vip_checks(c: Cluster, host: Host) -> tuple[Check, ...]:
         0.5,
         scope="exactly-one",
     )
-    if host.name != c.lb_hosts[0].name:
-        return (holds,)
     return holds, Check(
         f"lb check: HAProxy accepts on {vip}:{port}", f"timeout 3 bash -c '</dev/tcp/{vip}/{port}'", 30, scope="once"
     )

@@ -8,6 +8,7 @@ between restarts, a failing check stopping the roll and leaving the rest owed, t
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 import threading
@@ -24,7 +25,7 @@ from playbooks.inputs import Inputs
 from playbooks.inventory import load
 from playbooks.model import Cluster, Host
 from playbooks.plan import Check, File, Plan, Step
-from playbooks.remote import Output
+from playbooks.remote import Output, StepFailed
 from playbooks.runner import Actions, DeployFailed, Runner, decide
 from tests.conftest import EXAMPLE
 
@@ -55,8 +56,6 @@ class FakeHost:
     ) -> Output:
         out = self.answer(step, command)
         if check and not out.ok:
-            from playbooks.remote import StepFailed
-
             raise StepFailed(self.name, step, command, out.stderr)
         return out
 
@@ -116,8 +115,6 @@ class FakeHost:
 
     def state(self, script: str) -> str:
         """The output of apply's state script for this host (one line per item, as the script prints)."""
-        import hashlib
-
         lines = []
         for line in script.splitlines():
             if m := re.match(r"p=(.+?); if \[ -f", line):
