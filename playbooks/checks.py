@@ -7,9 +7,14 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Literal
 
-from playbooks import versions
+from playbooks import components, versions
+from playbooks.component import on_host
 from playbooks.findings import Field, Finding
 from playbooks.model import NODE_MASK, Cluster
+
+# kube-apiserver refuses a service CIDR with more than 20 host bits; below /28 there is no room for the
+# `kubernetes` Service, the DNS address and the Services a cluster runs.
+SERVICE_PREFIX = (12, 28)
 
 
 def problem(field: Field, found: str, expected: str, severity: Literal["error", "warning"] = "error") -> Finding:
@@ -24,6 +29,7 @@ def check(cluster: Cluster) -> list[Finding]:
         *_version(cluster),
         *_networks(cluster),
         *_endpoint(cluster),
+        *_ports(cluster),
         *_certificates(cluster),
     ]
 
@@ -36,6 +42,14 @@ def _hosts(c: Cluster) -> Iterator[Finding]:
             yield problem(("hosts", i, "name"), repr(h.name), "a name no other host has (duplicate)")
         if ips[h.address] > 1:
             yield problem(("hosts", i, "ip"), str(h.address), "an IP no other host has (duplicate)")
+        subnet = _subnet(c, h.ip)
+        if subnet.prefixlen < 31 and h.address in (subnet.network_address, subnet.broadcast_address):
+            yield problem(
+                ("hosts", i, "ip"),
+                f"{h.address}, the {'network' if h.address == subnet.network_address else 'broadcast'} "
+                f"address of {subnet}",
+                "a host address of the subnet",
+            )
         for net, field in ((c.network.service_cidr, "service_cidr"), (c.network.pod_cidr, "pod_cidr")):
             if h.address in net:
                 yield problem(
@@ -75,12 +89,6 @@ def _roles(c: Cluster) -> Iterator[Finding]:
     elif c.api.vip is not None and lbs == 1:
         yield problem(
             ("hosts",), "one host with role lb", "two or more lb hosts: with one, the VIP has no failover", "warning"
-        )
-    if c.api.port == c.api.apiserver_port and any(h.has("lb") and h.has("control_plane") for h in c.hosts):
-        yield problem(
-            ("api", "port"),
-            f"{c.api.port}, the same as api.apiserver_port on hosts that run both",
-            "a load-balancer port different from the apiserver port (e.g. 8443)",
         )
 
 
@@ -133,6 +141,14 @@ def _networks(c: Cluster) -> Iterator[Finding]:
     n = c.network
     svc, pod = n.service_cidr, n.pod_cidr
     nodes = len(c.workers)
+    if not SERVICE_PREFIX[0] <= svc.prefixlen <= SERVICE_PREFIX[1]:
+        wide = svc.prefixlen < SERVICE_PREFIX[0]
+        yield problem(
+            ("network", "service_cidr"),
+            f"{svc}, {'wider than kube-apiserver accepts' if wide else 'too small'}",
+            f"a prefix from /{SERVICE_PREFIX[0]} (kube-apiserver's largest) to /{SERVICE_PREFIX[1]} (room for the "
+            "`kubernetes` Service, the DNS address and the cluster's Services)",
+        )
     room = 2 ** (NODE_MASK - pod.prefixlen) if pod.prefixlen <= NODE_MASK else 0
     if room < max(nodes, 1):
         yield problem(
@@ -175,6 +191,11 @@ def _endpoint(c: Cluster) -> Iterator[Finding]:
         return
     if any(h.address == vip for h in c.hosts):
         yield problem(("api", "vip"), f"{vip}, the address of a host", "an unused address for the VIP")
+    for h in c.lb_hosts:
+        subnet = _subnet(c, h.ip)
+        if vip in (subnet.network_address, subnet.broadcast_address) and subnet.prefixlen < 31:
+            yield problem(("api", "vip"), f"{vip}, an address no host can hold in {subnet}", "a host address")
+            break
     if not any(vip in _subnet(c, h.ip) for h in c.lb_hosts or c.hosts):
         yield problem(
             ("api", "vip"),
@@ -184,6 +205,46 @@ def _endpoint(c: Cluster) -> Iterator[Finding]:
     for net, field in ((c.network.service_cidr, "service_cidr"), (c.network.pod_cidr, "pod_cidr")):
         if vip in net:
             yield problem(("api", "vip"), f"{vip} inside network.{field} {net}", f"an address outside network.{field}")
+
+
+def _ports(c: Cluster) -> Iterator[Finding]:
+    """The inventory's ports against every port the components on each host hold (and sshd's): two
+    listeners cannot share one, and a port inside the NodePort range is taken by kube-proxy's rules. A clash
+    of two inventory ports is reported once, on the first."""
+    fields = {
+        "api.port": (c.api.port, "haproxy"),
+        "api.stats.port": (c.api.stats.port, "haproxy"),
+        "api.apiserver_port": (c.api.apiserver_port, "kube-apiserver"),
+    }
+    reported: set[frozenset[str]] = set()
+    for field, (number, owner) in fields.items():
+        clashes: dict[str, list[str]] = {}
+        for host in c.hosts:
+            here = on_host(components.DAEMONS, c, host)
+            if not any(comp.name == owner for comp in here):
+                continue
+            claims = [
+                (comp.name, p.number, p.last or p.number) for comp in here for p in comp.ports(c) if p.protocol == "tcp"
+            ]
+            claims.append(("sshd", c.ssh_for(host).port, c.ssh_for(host).port))
+            own = False  # the field's own claim, seen once
+            for name, first, last in claims:
+                if not first <= number <= last:
+                    continue
+                if name == owner and first == last and not own:
+                    own = True
+                    continue
+                label = next((f for f, (n, o) in fields.items() if f != field and (n, o) == (first, name)), name)
+                clashes.setdefault(label, []).append(host.name)
+        for other, hosts in clashes.items():
+            if frozenset((field, other)) in reported:
+                continue
+            reported.add(frozenset((field, other)))
+            yield problem(
+                (*field.split("."),),
+                f"{number}, also used by {other} on {', '.join(dict.fromkeys(hosts))}",
+                "a port no other component on those hosts uses (nor the NodePort range)",
+            )
 
 
 def _certificates(c: Cluster) -> Iterator[Finding]:

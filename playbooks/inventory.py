@@ -6,7 +6,9 @@ field, so `fab inventory.check` output can be acted on directly.
 
 from __future__ import annotations
 
+import copy
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,13 +18,19 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from playbooks import local_checks
 from playbooks.checks import check
+from playbooks.findings import Finding
 from playbooks.model import ROLES, Cluster
 from playbooks.problems import InventoryError, Problem
 
 Loc = tuple[str | int, ...]
 
 ENV_VAR = "KUBEFAB_INVENTORY"
+MAX_BYTES = 1 << 20  # an inventory of 500 hosts is ~50 KiB
+MAX_DEPTH = 16
+HOST_REQUIRED = ("name", "ip", "roles")
+_PRINTABLE = re.compile(r"[A-Za-z0-9_.:-]{1,64}", re.ASCII)  # shown as it is; anything else in repr()
 
 
 @dataclass
@@ -49,15 +57,22 @@ def validate(path: str | Path) -> Verdict:
     path = Path(path)
     name = str(path)
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
+        with path.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+        text = raw.decode()
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         return Verdict(path, None, [Problem(name, "(file)", f"unreadable: {exc}", "a readable YAML file")])
     return validate_text(text, path)
 
 
 def validate_text(text: str, path: Path) -> Verdict:
     name = str(path)
+    if len(text) > MAX_BYTES:
+        return Verdict(path, None, [Problem(name, "(file)", "more than 1 MiB", "an inventory of at most 1 MiB")])
     try:
+        bounded = _bounds(text)
+        if bounded is not None:
+            return Verdict(path, None, [Problem(name, "(syntax)", *bounded)])
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -80,20 +95,112 @@ def validate_text(text: str, path: Path) -> Verdict:
         cluster = Cluster.model_validate({**data, "source": path})
     except ValidationError as exc:
         problems += [_from_pydantic(err, data, name, lines) for err in exc.errors()]
+        partial, gone, index = _salvage(data, path, [_clean_loc(e["loc"]) for e in exc.errors()])
+        if partial is not None:
+            # Every problem at once: the cross-field rules run on what did parse, leaving out the rules
+            # about fields already reported broken (their defaults stood in for them).
+            for f in [*check(partial), *local_checks.check(partial)]:
+                loc = _original(f.field, index)
+                if not _hidden(loc, gone):
+                    problems.append(_from_finding(f, loc, data, name, lines))
         return Verdict(path, None, problems)
-    for f in check(cluster):
-        problems.append(
-            Problem(
-                name,
-                _dotted(f.field),
-                f.detail,
-                f.expected,
-                _host(data, f.field),
-                lines.get(f.field),
-                "error" if f.status == "fail" else "warning",
-            )
-        )
+    for f in [*check(cluster), *local_checks.check(cluster)]:
+        problems.append(_from_finding(f, f.field, data, name, lines))
     return Verdict(path, cluster, problems)
+
+
+def _from_finding(f: Finding, loc: Loc, data: dict, name: str, lines: dict[Loc, int]) -> Problem:
+    return Problem(
+        name,
+        _dotted(loc),
+        f.detail,
+        f.expected,
+        _host(data, loc),
+        _line(lines, loc),
+        "error" if f.status == "fail" else "warning",
+    )
+
+
+def _salvage(data: dict, path: Path, broken: list[Loc]) -> tuple[Cluster | None, list[Loc], list[int]]:
+    """The cluster without its broken fields (each left to its default; a host whose name, ip or roles is
+    broken left out), the locations it left out, and the original index of each host kept; None when
+    nothing usable is left."""
+    data = copy.deepcopy(data)
+    hosts = data["hosts"] if isinstance(data.get("hosts"), list) else []
+    index = list(range(len(hosts)))
+    gone: list[Loc] = []
+    for _ in range(4):
+        drop_hosts = set()
+        for loc in broken:
+            if _is_host(loc) and (len(loc) == 2 or loc[2] in HOST_REQUIRED):
+                drop_hosts.add(loc[1])
+                gone.append(loc[:2])
+            else:
+                _drop(data, (loc[0], index.index(loc[1]), *loc[2:]) if _is_host(loc) else loc)
+                gone.append(loc)
+        keep = [i for i, original in enumerate(index) if original not in drop_hosts]
+        hosts[:] = [hosts[i] for i in keep]
+        index = [index[i] for i in keep]
+        try:
+            return Cluster.model_validate({**data, "source": path}), gone, index
+        except ValidationError as exc:
+            # Locations are relative to what is left: hosts are named by their original index.
+            broken = [_original(_clean_loc(e["loc"]), index) for e in exc.errors()]
+            if any(not _is_host(loc) and loc[:1] in (("name",), ("kubernetes_version",), ("hosts",)) for loc in broken):
+                break
+    return None, gone, index
+
+
+def _is_host(loc: Loc) -> bool:
+    return len(loc) > 1 and loc[0] == "hosts" and isinstance(loc[1], int)
+
+
+def _drop(data: Any, loc: Loc) -> None:
+    """Remove the value at `loc` so the field's default stands in for it."""
+    parent: Any = data
+    for part in loc[:-1]:
+        if not _holds(parent, part):
+            return
+        parent = parent[part]
+    if loc and _holds(parent, loc[-1]):
+        del parent[loc[-1]]
+
+
+def _holds(container: Any, key: str | int) -> bool:
+    if isinstance(container, dict):
+        return key in container
+    return isinstance(container, list) and isinstance(key, int) and 0 <= key < len(container)
+
+
+def _original(loc: Loc, index: list[int]) -> Loc:
+    if _is_host(loc) and isinstance(loc[1], int) and loc[1] < len(index):
+        return (loc[0], index[loc[1]], *loc[2:])
+    return loc
+
+
+def _hidden(loc: Loc, gone: list[Loc]) -> bool:
+    """A rule about a field left out (or holding one) says nothing true: a rule about the hosts as a whole
+    only when a host was left out."""
+    if loc == ("hosts",):
+        return any(len(g) == 2 and _is_host(g) for g in gone)
+    return any(loc[: len(g)] == g or g[: len(loc)] == loc for g in gone)
+
+
+def _bounds(text: str) -> tuple[str, str, str, None, int] | None:
+    """(found, expected, host, line) when the document uses an alias or nests too deep. Aliases are refused
+    outright: an inventory needs none, and a few lines of them expand to gigabytes or a cycle."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            return f"an alias (*{event.anchor})", "every value written out: aliases are not accepted", None, line
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return f"collections nested more than {MAX_DEPTH} deep", "an inventory's shape", None, line
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return None
 
 
 def index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], duplicates: list[Loc]) -> None:
@@ -176,6 +283,8 @@ def _known_keys(loc: Loc) -> list[str]:
 def _expectation(err: Any) -> str:
     msg: str = err["msg"]
     kind: str = err["type"]
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
     if kind.startswith("ip_v4") or "IPv4" in msg:
         return "an IPv4 address" + (" or network in CIDR form (e.g. 10.96.0.0/12)" if "network" in kind else "")
     if kind == "literal_error":
@@ -193,7 +302,7 @@ def _host(data: Any, loc: Loc) -> str | None:
         hosts = data.get("hosts")
         if isinstance(hosts, list) and loc[1] < len(hosts) and isinstance(hosts[loc[1]], dict):
             name = hosts[loc[1]].get("name")
-            return name if isinstance(name, str) else f"#{loc[1] + 1}"
+            return name if isinstance(name, str) and _PRINTABLE.fullmatch(name) else f"#{loc[1] + 1}"
     return None
 
 
@@ -206,5 +315,8 @@ def _line(lines: dict[Loc, int], loc: Loc) -> int | None:
 def _dotted(loc: Loc) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int) or not _PRINTABLE.fullmatch(part):
+            out += f"[{part!r}]"
+        else:
+            out += f".{part}" if out else part
     return out or "(document)"

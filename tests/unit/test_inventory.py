@@ -260,7 +260,7 @@ def test_invalid_host_names_for_certificates(name: str) -> None:
 
 
 def test_invalid_extra_san() -> None:
-    only(lambda d: d["api"].update(extra_sans=["Bad_Name"]), "api.extra_sans")
+    only(lambda d: d["api"].update(extra_sans=["Bad_Name"]), "api.extra_sans[0]")
 
 
 def test_lb_port_equal_to_apiserver_port_on_shared_hosts() -> None:
