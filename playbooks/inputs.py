@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from playbooks import ports
+from playbooks import hardening, ports
 from playbooks.facts import Facts
 from playbooks.model import NODE_MASK, Cluster, Host
 from playbooks.secrets import Secrets
@@ -35,6 +35,7 @@ class Inputs:
             "ports": ports.TEMPLATE,
             "host": host,
             "node_mask": NODE_MASK,
+            "hardening": hardening,
             **extra,
         }
 

@@ -94,8 +94,9 @@ def validate_text(text: str, path: Path) -> Verdict:
     try:
         cluster = Cluster.model_validate({**data, "source": path})
     except ValidationError as exc:
-        problems += [_from_pydantic(err, data, name, lines) for err in exc.errors()]
-        partial, gone, index = _salvage(data, path, [_clean_loc(e["loc"]) for e in exc.errors()])
+        errors = _first_causes(exc.errors())
+        problems += [_from_pydantic(err, data, name, lines) for err in errors]
+        partial, gone, index = _salvage(data, path, [_clean_loc(e["loc"]) for e in errors])
         if partial is not None:
             # Every problem at once: the cross-field rules run on what did parse, leaving out the rules
             # about fields already reported broken (their defaults stood in for them).
@@ -107,6 +108,17 @@ def validate_text(text: str, path: Path) -> Verdict:
     for f in [*check(cluster), *local_checks.check(cluster)]:
         problems.append(_from_finding(f, f.field, data, name, lines))
     return Verdict(path, cluster, problems)
+
+
+def _first_causes(errors: list[Any]) -> list[Any]:
+    """Leave out "too short" about a list whose items were already reported (pydantic counts only the valid
+    ones)."""
+    locs = [_clean_loc(e["loc"]) for e in errors]
+    return [
+        e
+        for e, loc in zip(errors, locs, strict=True)
+        if e["type"] != "too_short" or not any(len(o) > len(loc) and o[: len(loc)] == loc for o in locs)
+    ]
 
 
 def _from_finding(f: Finding, loc: Loc, data: dict, name: str, lines: dict[Loc, int]) -> Problem:

@@ -11,7 +11,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 from playbooks.shapes import (
     MAX_HOSTS,
@@ -47,12 +47,14 @@ def _address(value: object) -> object:
     return value
 
 
-def _unicast(value: ipaddress.IPv4Address | ipaddress.IPv4Interface) -> object:
+def _unicast(value: ipaddress.IPv4Address | ipaddress.IPv4Interface, info: ValidationInfo) -> object:
     """A host's or the VIP's address must reach one machine from the others: not loopback, multicast,
-    link-local, unspecified, reserved or the limited broadcast address."""
+    link-local, unspecified, reserved or the limited broadcast address. The validation context
+    {"allow_loopback": True} lets a whole cluster run on one machine's loopback (the rendered-tools tests)."""
     ip = value.ip if isinstance(value, ipaddress.IPv4Interface) else value
+    allowed = ("loopback",) if (info.context or {}).get("allow_loopback") else ()
     for kind in ("loopback", "multicast", "link_local", "unspecified", "reserved"):
-        if getattr(ip, f"is_{kind}"):
+        if getattr(ip, f"is_{kind}") and kind not in allowed:
             raise ValueError(f"a unicast address another machine can reach ({ip} is {kind.replace('_', '-')})")
     if ip == ipaddress.IPv4Address("255.255.255.255"):
         raise ValueError("a unicast address another machine can reach (255.255.255.255 is the broadcast address)")
@@ -115,6 +117,9 @@ class Api(Strict):
     # The book's static token file (2.3.6), opt-in: each user named here gets a generated random bearer token
     # (kept in the cluster directory, never printed); weaker than certificates, and `kubefab audit` says so.
     token_users: Annotated[tuple[TokenUserSpec, ...], Field(max_length=MAX_LIST)] = ()
+    # AlwaysPullImages admission: every pod pulls its images with its own credentials (CIS 1.2.11). Off by
+    # default: nodes of an air-gapped cluster run images imported from the bundle, which no registry serves.
+    always_pull_images: Bool = False
 
 
 class SSH(Strict):

@@ -8,6 +8,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
+from playbooks import paths
+
 
 @dataclass(frozen=True)
 class File:
@@ -15,11 +17,14 @@ class File:
 
     path: str
     content: bytes
-    mode: int = 0o644
+    mode: int = 0o600  # what the CIS benchmark asks of configuration, units and credentials alike
     owner: str = "root"
     group: str = "root"
     notifies: tuple[str, ...] = ()
     secret: bool = False
+
+    def __post_init__(self) -> None:
+        paths.check_absolute(self.path)
 
     @property
     def sha256(self) -> str:
@@ -33,6 +38,9 @@ class Block:
     path: str
     marker: str
     content: str
+
+    def __post_init__(self) -> None:
+        paths.check_absolute(self.path)
 
     @property
     def begin(self) -> str:
@@ -57,6 +65,9 @@ class Binary:
     notifies: tuple[str, ...] = ()
     mode: int = 0o755
 
+    def __post_init__(self) -> None:
+        paths.check_absolute(self.path)
+
 
 @dataclass(frozen=True)
 class Directory:
@@ -64,6 +75,9 @@ class Directory:
     mode: int = 0o755
     owner: str = "root"
     group: str = "root"
+
+    def __post_init__(self) -> None:
+        paths.check_absolute(self.path)
 
 
 @dataclass(frozen=True)

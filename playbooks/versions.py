@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from playbooks import paths
+
 VERSIONS_FILE = Path(__file__).parent / "data" / "versions.yaml"
 # What the Kubernetes server tarball holds under kubernetes/server/bin/.
 KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
@@ -101,7 +103,7 @@ class Release:
     @property
     def bundle_path(self) -> str:
         """Where the file lives inside a bundle directory."""
-        return f"{self.component}/{self.version}/{self.arch}/{self.filename}"
+        return paths.join(self.component, self.version, self.arch, self.filename)
 
 
 def release(component: str, version: str, arch: str) -> Release:

@@ -14,17 +14,16 @@ from playbooks.inputs import REMOTE_PKI, Inputs
 from playbooks.model import Cluster, Host
 from playbooks.plan import Check, File, Plan
 
-# etcd runs as its own user: its member keys must be readable by it.
-ETCD_OWNED = ("pki/etcd/server", "pki/etcd/peer")
+# etcd runs as its own user: its member keys and the CA it verifies peers and clients with must be readable by it
+# (every credential is 0600).
+ETCD_OWNED = ("pki/etcd/server", "pki/etcd/peer", "pki/etcd/ca")
 
 
 def credential(daemons: Sequence[Component], c: Cluster, host: Host, path: str, content: bytes, private: bool) -> File:
     """A credential file, restarting the services on `host` whose declarations say they read it."""
     key = path.removeprefix("/etc/kubernetes/")
-    owner = "etcd" if key.rsplit(".", 1)[0] in ETCD_OWNED else "root"
-    return File(
-        path, content, 0o600 if private else 0o644, owner, owner, readers(daemons, c, host, key), secret=private
-    )
+    owner = "etcd" if key.rsplit(".", 1)[0] in ETCD_OWNED and host.has("etcd") else "root"
+    return File(path, content, 0o600, owner, owner, readers(daemons, c, host, key), secret=private)
 
 
 def plan(daemons: Sequence[Component], inputs: Inputs, host: Host) -> Plan:

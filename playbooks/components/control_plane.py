@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from playbooks import ports
+import csv
+import io
+
+from playbooks import hardening, ports
 from playbooks.component import Component, Port, with_role
 from playbooks.components import binaries
 from playbooks.inputs import Inputs
@@ -20,7 +23,7 @@ def kubectl(args: str = "get --raw /readyz", server: str | None = None) -> str:
 
 def files(inputs: Inputs, host: Host, name: str, *items: tuple[str, str, int, bool]) -> Plan:
     """A plan of `name`'s files: (template, path, mode, secret) each, restarting `name` when changed."""
-    ctx = inputs.context(host)
+    ctx = inputs.context(host, admission_plugins=admission_plugins(inputs.cluster))
     return Plan(
         host.name,
         name,
@@ -31,20 +34,38 @@ def files(inputs: Inputs, host: Host, name: str, *items: tuple[str, str, int, bo
     )
 
 
+TOKEN_FILE = "/etc/kubernetes/token-auth.csv"
+
+
+def admission_plugins(c: Cluster) -> tuple[str, ...]:
+    return (*hardening.ADMISSION_PLUGINS, *(("AlwaysPullImages",) if c.api.always_pull_images else ()))
+
+
+def token_file(inputs: Inputs) -> bytes:
+    """kube-apiserver's static token file (CSV: token, user, uid, groups), written by the csv module."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for user in inputs.cluster.api.token_users:
+        writer.writerow([inputs.secrets.tokens[user.name], user.name, user.name, ",".join(user.groups)])
+    return out.getvalue().encode()
+
+
 def apiserver_plan(inputs: Inputs, host: Host) -> Plan:
     plan = files(
         inputs,
         host,
         "kube-apiserver",
-        ("kube-apiserver/apiserver.j2", "/etc/kubernetes/apiserver", 0o644, False),
+        ("kube-apiserver/apiserver.j2", "/etc/kubernetes/apiserver", 0o600, False),
+        ("kube-apiserver/admission-config.yaml.j2", "/etc/kubernetes/admission-config.yaml", 0o600, False),
         ("kube-apiserver/encryption-config.yaml.j2", "/etc/kubernetes/encryption-config.yaml", 0o600, True),
-        ("kube-apiserver/audit-policy.yaml.j2", "/etc/kubernetes/audit-policy.yaml", 0o644, False),
-        ("kube-apiserver/kube-apiserver.service.j2", "/etc/systemd/system/kube-apiserver.service", 0o644, False),
+        ("kube-apiserver/audit-policy.yaml.j2", "/etc/kubernetes/audit-policy.yaml", 0o600, False),
+        ("kube-apiserver/kube-apiserver.service.j2", "/etc/systemd/system/kube-apiserver.service", 0o600, False),
     )
+    tokens = (File(TOKEN_FILE, token_file(inputs), notifies=("kube-apiserver",), secret=True),)
     return Plan(
         host.name,
         plan.component,
-        files=plan.files,
+        files=plan.files + (tokens if inputs.cluster.api.token_users else ()),
         directories=(Directory("/etc/kubernetes"), Directory("/var/log/kubernetes", 0o700)),
     )
 
@@ -87,7 +108,7 @@ def leader_elected(name: str, port: int, reads: tuple[str, ...], *templates: tup
         name,
         phase="control-plane",
         hosts=with_role("control_plane"),
-        plan=lambda inputs, host: files(inputs, host, name, *((t, path, 0o644, False) for t, path in templates)),
+        plan=lambda inputs, host: files(inputs, host, name, *((t, path, 0o600, False) for t, path in templates)),
         services=(name,),
         restart="rolling",
         ports=lambda c: (Port(port, bind=("local",)),),

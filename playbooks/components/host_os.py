@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from functools import partial
 
 from playbooks import component as derive
+from playbooks import hardening
 from playbooks.component import Component
 from playbooks.facts import Facts
 from playbooks.inputs import Inputs
@@ -26,6 +27,13 @@ PACKAGES = {
     "nftables": {"debian": "nftables", "rhel": "nftables"},
 }
 
+# What kube-proxy and the CNI need from the kernel (bridged traffic through netfilter, forwarding).
+NETWORK_SYSCTLS = {
+    "net.bridge.bridge-nf-call-iptables": "1",
+    "net.bridge.bridge-nf-call-ip6tables": "1",
+    "net.ipv4.ip_forward": "1",
+}
+
 _FSTAB_SWAP = r"^[^#].*[[:space:]]swap[[:space:]]"
 
 
@@ -39,6 +47,8 @@ def modules(c: Cluster) -> tuple[str, ...]:
 def plan(daemons: Sequence[Component], inputs: Inputs, host: Host) -> Plan:
     c = inputs.cluster
     facts = inputs.facts.get(host.name)
+    kernel = hardening.KUBELET_KERNEL if host.has("worker") else {}
+    settings = NETWORK_SYSCTLS | kernel
     steps = [
         Step(
             "swap off, now and at boot",
@@ -54,8 +64,7 @@ def plan(daemons: Sequence[Component], inputs: Inputs, host: Host) -> Plan:
         ),
         Step(
             "sysctl settings applied",
-            unless='[ "$(sysctl -n net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables '
-            "net.bridge.bridge-nf-call-ip6tables | tr -d '\\n')\" = 111 ]",
+            unless=f'[ "$(sysctl -n {" ".join(settings)} | tr "\\n" " ")" = "{" ".join(settings.values())} " ]',
             run="sysctl -q -p /etc/sysctl.d/99-kubernetes.conf",
         ),
     ]
@@ -65,7 +74,7 @@ def plan(daemons: Sequence[Component], inputs: Inputs, host: Host) -> Plan:
         host.name,
         "prepare",
         files=(
-            File("/etc/sysctl.d/99-kubernetes.conf", render("base/99-kubernetes.conf.j2")),
+            File("/etc/sysctl.d/99-kubernetes.conf", render("base/99-kubernetes.conf.j2", settings=settings)),
             File(
                 "/etc/modules-load.d/kubernetes.conf",
                 render("base/kubernetes.conf.j2", modules=modules(c), ipvs=c.kube_proxy_mode == "ipvs"),

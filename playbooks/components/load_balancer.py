@@ -44,7 +44,7 @@ def haproxy_plan(inputs: Inputs, host: Host) -> Plan:
             File(
                 "/etc/haproxy/haproxy.cfg",
                 render("haproxy/haproxy.cfg.j2", **ctx),
-                0o640,
+                0o600,
                 notifies=("haproxy",),
                 secret=True,
             ),
@@ -66,7 +66,7 @@ def keepalived_plan(inputs: Inputs, host: Host) -> Plan:
             File(
                 "/etc/keepalived/check_haproxy.sh",
                 render("keepalived/check_haproxy.sh.j2", **ctx),
-                0o755,
+                0o700,
                 notifies=("keepalived",),
             ),
             File(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from playbooks import ports
+from playbooks import paths, ports
 from playbooks.bundle import sandbox_image
 from playbooks.component import Component, Port, with_role
 from playbooks.components import binaries
@@ -30,6 +30,9 @@ def registry_ca(c: Cluster) -> str | None:
     return REGISTRY_CA if c.registry.ca else f"{REMOTE_PKI}/ca.crt"
 
 
+CERTS_D = "/etc/containerd/certs.d"
+
+
 def registry_hosts(c: Cluster) -> tuple[File, ...]:
     """containerd's hosts.toml per registry: every mirrored upstream tries its mirrors first (trusting the
     private registry's CA), and the private registry itself is trusted under its own name. containerd reads
@@ -37,7 +40,7 @@ def registry_hosts(c: Cluster) -> tuple[File, ...]:
     ca = registry_ca(c)
     files = [
         File(
-            f"/etc/containerd/certs.d/{registry}/hosts.toml",
+            paths.join(CERTS_D, registry, "hosts.toml"),
             render(
                 "containerd/hosts.toml.j2",
                 registry=registry,
@@ -52,7 +55,7 @@ def registry_hosts(c: Cluster) -> tuple[File, ...]:
     if c.registry.url:
         files.append(
             File(
-                f"/etc/containerd/certs.d/{c.registry.host}/hosts.toml",
+                paths.join(CERTS_D, c.registry.host, "hosts.toml"),
                 render(
                     "containerd/hosts.toml.j2",
                     registry=c.registry.host,

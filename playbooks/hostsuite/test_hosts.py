@@ -105,7 +105,7 @@ def test_control_plane(host, node: Node) -> None:
 def test_load_balancer(host, node: Node) -> None:
     needs(node, "lb")
     assert host.file("/etc/keepalived/keepalived.conf").mode == 0o600
-    assert host.file("/etc/keepalived/check_haproxy.sh").mode == 0o755
+    assert host.file("/etc/keepalived/check_haproxy.sh").mode == 0o700
     assert host.run("/etc/keepalived/check_haproxy.sh").rc == 0, "HAProxy does not accept on the API port"
 
 

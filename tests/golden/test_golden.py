@@ -76,7 +76,7 @@ def test_generated_files_are_listed_in_the_manifests(rendered: Path) -> None:
     plan = yaml.safe_load((rendered / "plans" / "k8s-1.yaml").read_text())
     planned = {f["path"]: f["mode"] for f in plan["certificates"]["files"]}
     assert planned["/etc/kubernetes/pki/ca.key"] == "0600"
-    assert planned["/etc/kubernetes/pki/apiserver.crt"] == "0644"
+    assert planned["/etc/kubernetes/pki/apiserver.crt"] == "0600"  # CIS 1.1.20: certificates too
     assert planned["/etc/kubernetes/admin.conf"] == "0600"
     for rel in planned:
         assert (rendered / "k8s-1" / rel.lstrip("/")).exists()
