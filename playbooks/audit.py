@@ -3,12 +3,21 @@ Pure: a host's planned files in, one result per check out; `fab audit` prints th
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import shlex
+import tomllib
 from collections.abc import Callable, Mapping
+from typing import Literal
 
 import yaml
 
+from playbooks import escape, hardening, shapes
+from playbooks.components import ADDONS, host_plans
+from playbooks.components.addons import AddonError
 from playbooks.findings import Finding
+from playbooks.inputs import Inputs
+from playbooks.model import Host
 from playbooks.plan import File, Plan
 
 Files = Mapping[str, File]
@@ -46,7 +55,22 @@ def _apiserver(files: Files) -> dict[str, str] | None:
     return args_of(_text(files, "/etc/kubernetes/apiserver"), "KUBE_API_ARGS")
 
 
-Check = Callable[[Files, str], tuple[bool, str] | None]  # None: the check does not apply to this host
+# (True, detail) passes, (False, detail) fails, ("warn", detail) is a documented exception; None: the check does
+# not apply to this host.
+Verdict = tuple[bool | Literal["warn"], str]
+Check = Callable[[Files, str], Verdict | None]
+ENV_FILES = {
+    "/etc/kubernetes/apiserver": "KUBE_API_ARGS",
+    "/etc/kubernetes/controller-manager": "KUBE_CONTROLLER_MANAGER_ARGS",
+    "/etc/kubernetes/scheduler": "KUBE_SCHEDULER_ARGS",
+    "/etc/kubernetes/kubelet": "KUBELET_ARGS",
+    "/etc/kubernetes/proxy": "KUBE_PROXY_ARGS",
+}
+CONTAINERD = "/etc/containerd/config.toml"
+CERTS_D = "/etc/containerd/certs.d/"
+COREDNS = "/etc/kubernetes/addons/20-coredns.yaml"
+KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
+SYSCTL = "/etc/sysctl.d/99-kubernetes.conf"
 
 
 def kubelet_anonymous_auth_off(f: Files, role: str) -> tuple[bool, str] | None:
@@ -177,10 +201,11 @@ def credential(path: str) -> bool:
     )
 
 
-def private_files_0600(f: Files, role: str) -> tuple[bool, str] | None:
-    private = [x for x in f.values() if credential(x.path)]
-    loose = [f"{x.path} {x.mode:04o}" for x in private if x.mode & 0o077]
-    return not loose, f"too open: {'; '.join(loose)}" if loose else f"{len(private)} key/credential files, all 0600"
+def files_0600(f: Files, role: str) -> tuple[bool, str] | None:
+    loose = [f"{x.path} {x.mode:04o}" for x in f.values() if x.mode & 0o077]
+    private = sum(credential(x.path) for x in f.values())
+    detail = f"{len(f)} files ({private} keys and credentials), all 0600 (programs 0700)"
+    return not loose, f"too open: {'; '.join(loose)}" if loose else detail
 
 
 def ca_key_only_on_control_plane(f: Files, role: str) -> tuple[bool, str] | None:
@@ -204,6 +229,189 @@ def no_default_passwords(f: Files, role: str) -> tuple[bool, str] | None:
     return not weak, f"weak or default: {', '.join(weak)}" if weak else f"{len(found)} generated passwords"
 
 
+def _kubelet(f: Files) -> dict | None:
+    return _yaml(f, KUBELET_CONFIG) if KUBELET_CONFIG in f else None
+
+
+def _suites(found: list[str]) -> Verdict:
+    weak = [s for s in found if s not in hardening.CIPHER_SUITES]
+    if not found:
+        return False, "no cipher suites set (Go's defaults include CBC suites)"
+    return not weak, f"not allowed: {', '.join(weak)}" if weak else f"{len(found)} AEAD suites with forward secrecy"
+
+
+def apiserver_cipher_suites(f: Files, role: str) -> Verdict | None:
+    args = _apiserver(f)
+    return None if args is None else _suites([s for s in args.get("tls-cipher-suites", "").split(",") if s])
+
+
+def kubelet_cipher_suites(f: Files, role: str) -> Verdict | None:
+    config = _kubelet(f)
+    return None if config is None else _suites(list(config.get("tlsCipherSuites") or []))
+
+
+def kubelet_hardening(f: Files, role: str) -> Verdict | None:
+    config = _kubelet(f)
+    if config is None:
+        return None
+    sysctl = dict(
+        (k.strip(), v.strip()) for k, _, v in (line.partition("=") for line in _text(f, SYSCTL).splitlines()) if _
+    )
+    missing_kernel = [k for k, v in hardening.KUBELET_KERNEL.items() if sysctl.get(k) != v]
+    problems = [
+        *([] if (config.get("podPidsLimit") or 0) > 0 else [f"podPidsLimit: {config.get('podPidsLimit')}"]),
+        *([] if config.get("seccompDefault") is True else [f"seccompDefault: {config.get('seccompDefault')}"]),
+        *([] if config.get("protectKernelDefaults") is True else ["protectKernelDefaults off"]),
+        *([f"{SYSCTL} lacks {', '.join(missing_kernel)}"] if missing_kernel else []),
+    ]
+    detail = f"podPidsLimit {config.get('podPidsLimit')}, seccompDefault, protectKernelDefaults with its sysctls"
+    return not problems, "; ".join(problems) if problems else detail
+
+
+def kubelet_certificate_rotation(f: Files, role: str) -> Verdict | None:
+    config = _kubelet(f)
+    if config is None:
+        return None
+    if config.get("rotateCertificates") is True:
+        return True, "rotateCertificates: true"
+    return "warn", (
+        "rotateCertificates off: kubefab issues and renews kubelet certificates from the operator's machine "
+        "(kubefab pki + deploy), so no CSR is signed on a node's request (documented exception)"
+    )
+
+
+def admission_plugins(f: Files, role: str) -> Verdict | None:
+    args = _apiserver(f)
+    if args is None:
+        return None
+    plugins = set(args.get("enable-admission-plugins", "").split(","))
+    missing = [p for p in hardening.ADMISSION_PLUGINS if p not in plugins]
+    config = args.get("admission-control-config-file", "")
+    configured = [p.get("name") for p in (_yaml(f, config).get("plugins") or [])] if config in f else []
+    if "EventRateLimit" in plugins and "EventRateLimit" not in configured:
+        missing.append("EventRateLimit's configuration (--admission-control-config-file)")
+    if missing:
+        return False, f"missing: {', '.join(missing)}"
+    if "AlwaysPullImages" not in plugins:
+        return "warn", (
+            f"{', '.join(hardening.ADMISSION_PLUGINS)}; AlwaysPullImages off (api.always_pull_images): images "
+            "imported from the bundle are not in any registry (documented exception)"
+        )
+    return True, ", ".join(sorted(plugins))
+
+
+def service_account_tokens(f: Files, role: str) -> Verdict | None:
+    args = _apiserver(f)
+    if args is None:
+        return None
+    value = args.get("service-account-extend-token-expiration", "(default true)")
+    return value == "false", f"--service-account-extend-token-expiration={value}"
+
+
+def terminated_pod_gc(f: Files, role: str) -> Verdict | None:
+    if "/etc/kubernetes/controller-manager" not in f:
+        return None
+    value = args_of(_text(f, "/etc/kubernetes/controller-manager"), ENV_FILES["/etc/kubernetes/controller-manager"])
+    threshold = value.get("terminated-pod-gc-threshold", "")
+    return threshold.isdigit() and int(threshold) > 0, f"--terminated-pod-gc-threshold={threshold or '(unset)'}"
+
+
+def static_tokens(f: Files, role: str) -> Verdict | None:
+    args = _apiserver(f)
+    if args is None or "token-auth-file" not in args:
+        return None
+    path = args["token-auth-file"]
+    token = f.get(path)
+    if token is None or token.mode & 0o077 or not token.secret:
+        return False, f"{path}: not deployed as a 0600 secret file"
+    users = [line.split(",")[1] for line in token.content.decode().splitlines() if line.count(",") >= 2]
+    return "warn", (
+        f"static bearer tokens for {', '.join(users)}: a weaker mechanism than certificates (never expire, "
+        "revoked only by a restart); kept because the inventory asks for it (api.token_users)"
+    )
+
+
+def env_files_plain(f: Files, role: str) -> Verdict | None:
+    """Each environment file holds its one variable, as `--flag[=value]` words of plain text: a value that
+    carried a newline, a quote or a space would show here as a second variable or a stray word."""
+    present = {p: v for p, v in ENV_FILES.items() if p in f}
+    if not present:
+        return None
+    bad = []
+    for path, var in present.items():
+        lines = [ln for ln in _text(f, path).replace("\\\n", " ").splitlines() if ln.strip() and not ln.startswith("#")]
+        names = [ln.partition("=")[0] for ln in lines]
+        if names != [var]:
+            bad.append(f"{path}: variables {names}")
+            continue
+        # systemd splits `$VAR` on whitespace after unquoting: every word must be a flag.
+        for word in " ".join(shlex.split(lines[0].partition("=")[2])).split():
+            if not (word.startswith("--") and escape.PLAIN.fullmatch(word)):
+                bad.append(f"{path}: {word[:60]!r}")
+    return not bad, "; ".join(bad) if bad else f"{len(present)} files, one variable of plain flags each"
+
+
+def containerd_config(f: Files, role: str) -> Verdict | None:
+    """containerd runs every container through runc at its installed path, and pulls over verified TLS."""
+    if CONTAINERD not in f:
+        return None
+    try:
+        config = tomllib.loads(_text(f, CONTAINERD))
+    except tomllib.TOMLDecodeError as exc:
+        return False, f"{CONTAINERD}: not TOML ({exc})"
+    plugins = config.get("plugins", {})
+    runtimes = plugins.get("io.containerd.cri.v1.runtime", {}).get("containerd", {}).get("runtimes", {})
+    binaries = {name: r.get("options", {}).get("BinaryName") for name, r in runtimes.items()}
+    sandbox = plugins.get("io.containerd.cri.v1.images", {}).get("pinned_images", {}).get("sandbox", "")
+    bad = [] if binaries == {"runc": "/usr/local/sbin/runc"} else [f"runtimes {binaries}"]
+    if not re.fullmatch(shapes.IMAGE, sandbox, re.ASCII):
+        bad.append(f"sandbox image {sandbox[:60]!r}")
+    for path in (p for p in f if p.startswith(CERTS_D)):
+        bad += _registry_hosts(path, _text(f, path))
+    return not bad, "; ".join(bad) if bad else "one runtime (runc); registries verified over TLS"
+
+
+def _registry_hosts(path: str, text: str) -> list[str]:
+    name, _, rest = path.removeprefix(CERTS_D).partition("/")
+    if rest != "hosts.toml" or not re.fullmatch(rf"{shapes.REGISTRY_HOST}|_default", name, re.ASCII):
+        return [f"{path}: not <registry>/hosts.toml"]
+    try:
+        hosts = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return [f"{path}: not TOML ({exc})"]
+    bad = [f"{path}: skip_verify" for h in [hosts, *hosts.get("host", {}).values()] if h.get("skip_verify")]
+    bad += [f"{path}: {key}" for key in hosts if key not in ("server", "ca", "host")]
+    for url, h in hosts.get("host", {}).items():
+        if not re.fullmatch(shapes.MIRROR_URL, url, re.ASCII) or set(h) - {"capabilities", "ca"}:
+            bad.append(f"{path}: mirror {url[:60]!r} {sorted(h)}")
+    return bad
+
+
+def coredns_manifest(f: Files, role: str) -> Verdict | None:
+    """The DNS add-on as kubefab writes it: its images by reference, no privilege, no command of its own."""
+    if COREDNS not in f:
+        return None
+    try:
+        docs = [d for d in yaml.safe_load_all(_text(f, COREDNS)) if d]
+    except yaml.YAMLError as exc:
+        return False, f"not YAML ({exc})"
+    kinds = sorted(d.get("kind", "?") for d in docs)
+    bad = [] if kinds == COREDNS_KINDS else [f"objects {kinds}"]
+    for d in docs:
+        spec = d.get("spec", {}).get("template", {}).get("spec", {}) if d.get("kind") == "Deployment" else {}
+        bad += [f"pod {key}" for key in ("hostPID", "hostNetwork", "hostIPC") if spec.get(key)]
+        for c in spec.get("containers", []) + spec.get("initContainers", []):
+            context = c.get("securityContext") or {}
+            if context.get("privileged") or context.get("allowPrivilegeEscalation") is not False:
+                bad.append(f"container {c.get('name')}: privileged or escalation allowed")
+            if "command" in c or not re.fullmatch(shapes.IMAGE, str(c.get("image", "")), re.ASCII):
+                bad.append(f"container {c.get('name')}: command or image {str(c.get('image'))[:60]!r}")
+    return not bad, "; ".join(bad) if bad else "CoreDNS unprivileged, its image by reference"
+
+
+COREDNS_KINDS = sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Service"])
+
+
 CHECKS: dict[str, tuple[str, Check]] = {
     "kubelet-anonymous-auth": ("kubelet anonymous authentication off", kubelet_anonymous_auth_off),
     "kubelet-authorization": ("kubelet authorization Webhook, client CA set", kubelet_authorization_webhook),
@@ -217,10 +425,35 @@ CHECKS: dict[str, tuple[str, Check]] = {
     "encryption-at-rest": ("Secrets encrypted at rest", encryption_at_rest),
     "audit-log": ("audit log on, with rotation", audit_log),
     "etcd-client-cert-auth": ("etcd mutual TLS on client and peer URLs", etcd_client_cert_auth),
-    "key-file-modes": ("key and credential files 0600", private_files_0600),
+    "file-modes": ("every installed file 0600 (programs 0700)", files_0600),
     "ca-key-placement": ("CA key absent from hosts without control_plane", ca_key_only_on_control_plane),
     "default-passwords": ("no default passwords (VRRP, HAProxy stats)", no_default_passwords),
+    "apiserver-cipher-suites": ("apiserver TLS cipher suites: AEAD with forward secrecy", apiserver_cipher_suites),
+    "kubelet-cipher-suites": ("kubelet TLS cipher suites: AEAD with forward secrecy", kubelet_cipher_suites),
+    "kubelet-hardening": ("kubelet podPidsLimit, seccompDefault, protectKernelDefaults", kubelet_hardening),
+    "kubelet-certificate-rotation": ("kubelet certificate rotation", kubelet_certificate_rotation),
+    "admission-plugins": ("admission: NodeRestriction, EventRateLimit, DenyServiceExternalIPs", admission_plugins),
+    "service-account-tokens": ("service account tokens not extended", service_account_tokens),
+    "terminated-pod-gc": ("controller-manager terminated-pod GC threshold", terminated_pod_gc),
+    "static-tokens": ("static token file (opt-in)", static_tokens),
+    "env-files": ("environment files: one variable of plain flags", env_files_plain),
+    "containerd-config": ("containerd: runc only, registries verified", containerd_config),
+    "coredns-manifest": ("CoreDNS manifest: unprivileged, images by reference", coredns_manifest),
 }
+
+
+def plans_for(inputs: Inputs, host: Host) -> list[Plan]:
+    """What a deploy installs on `host`, the add-on manifests included (those kubefab writes itself when the
+    bundle holds no CNI manifest yet)."""
+    plans = host_plans(inputs, host)
+    if not ADDONS.on(inputs.cluster, host):
+        return plans
+    try:
+        return [*plans, ADDONS.plan(inputs, host)]
+    except AddonError:
+        own = tuple(a for a in inputs.cluster.addons if a != "cni")
+        inputs = dataclasses.replace(inputs, cluster=inputs.cluster.model_copy(update={"addons": own}))
+        return [*plans, ADDONS.plan(inputs, host)]
 
 
 def audit_host(host: str, control_plane: bool, plans: list[Plan]) -> list[Finding]:
@@ -231,5 +464,6 @@ def audit_host(host: str, control_plane: bool, plans: list[Plan]) -> list[Findin
         verdict = check(files, role)
         if verdict is not None:
             ok, detail = verdict
-            out.append(Finding(host, f"{check_id}: {title}", "ok" if ok else "fail", detail))
+            status = "warn" if ok == "warn" else "ok" if ok else "fail"
+            out.append(Finding(host, f"{check_id}: {title}", status, detail))
     return out

@@ -57,13 +57,31 @@ class Manifest:
     files: dict[str, Entry]
 
 
+class ManifestError(ValueError):
+    pass
+
+
 def read_manifest(bundle: Path) -> Manifest | None:
+    """The bundle's manifest, None when it has none; ManifestError naming the file when it is not one."""
     path = bundle / MANIFEST
-    if not path.exists():
+    if not path.is_file():
         return None
-    doc = yaml.safe_load(path.read_text()) or {}
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ManifestError(f"{path}: unreadable ({str(exc).splitlines()[0]})") from None
+    files = doc.get("files", []) if isinstance(doc, dict) else None
+    required = {"component", "version", "path", "sha256"}
+    if not isinstance(files, list) or not all(isinstance(e, dict) and required <= set(e) for e in files):
+        raise ManifestError(
+            f"{path}: not a bundle manifest (a mapping with arch and files, each file with "
+            f"{', '.join(sorted(required))}); move it away and run `kubefab bundle`"
+        )
     fields = set(Entry.__dataclass_fields__)
-    entries = [Entry(**{k: str(v) for k, v in e.items() if k in fields}) for e in doc.get("files", [])]
+    entries = [Entry(**{k: str(v) for k, v in e.items() if k in fields}) for e in files]
+    for e in entries:
+        if e.path.startswith("/") or ".." in e.path.split("/"):
+            raise ManifestError(f"{path}: {e.path!r} is not a path inside the bundle")
     return Manifest(str(doc.get("arch", "amd64")), {e.path: e for e in entries})
 
 

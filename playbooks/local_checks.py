@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pki import certs, keys
+from playbooks import bundle
 from playbooks.checks import problem
 from playbooks.findings import Finding
 from playbooks.model import Cluster
@@ -28,6 +29,11 @@ def _directories(c: Cluster) -> Iterator[Finding]:
     for field, path in (("cluster_dir", c.dir), ("bundle", c.bundle_dir)):
         if path.exists() and not path.is_dir():
             yield problem((field,), f"{path}, which is a file", "a directory (or a path that does not exist yet)")
+    if c.bundle_dir.is_dir():
+        try:
+            bundle.read_manifest(c.bundle_dir)
+        except bundle.ManifestError as exc:
+            yield problem(("bundle",), str(exc), "a bundle directory written by `kubefab bundle`")
 
 
 def _imported_cas(c: Cluster) -> Iterator[Finding]:
