@@ -268,8 +268,12 @@ def _step(annotation: Any, part: str | int) -> Any:
     """The annotation one step down (a field, a tuple item, a dict value); _TAG if `part` is no step."""
     if annotation is None:
         return None
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
     union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
     for arg in typing.get_args(annotation) if union else (annotation,):
+        while typing.get_origin(arg) is typing.Annotated:
+            arg = typing.get_args(arg)[0]
         origin = typing.get_origin(arg)
         if isinstance(part, int) and origin in (tuple, list):
             return typing.get_args(arg)[0]

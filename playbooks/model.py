@@ -53,11 +53,11 @@ def _unicast(value: ipaddress.IPv4Address | ipaddress.IPv4Interface, info: Valid
     {"allow_loopback": True} lets a whole cluster run on one machine's loopback (the rendered-tools tests)."""
     ip = value.ip if isinstance(value, ipaddress.IPv4Interface) else value
     allowed = ("loopback",) if (info.context or {}).get("allow_loopback") else ()
+    if ip == ipaddress.IPv4Address("255.255.255.255"):
+        raise ValueError("a unicast address another machine can reach (255.255.255.255 is the broadcast address)")
     for kind in ("loopback", "multicast", "link_local", "unspecified", "reserved"):
         if getattr(ip, f"is_{kind}") and kind not in allowed:
             raise ValueError(f"a unicast address another machine can reach ({ip} is {kind.replace('_', '-')})")
-    if ip == ipaddress.IPv4Address("255.255.255.255"):
-        raise ValueError("a unicast address another machine can reach (255.255.255.255 is the broadcast address)")
     return value
 
 

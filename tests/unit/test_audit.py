@@ -152,7 +152,7 @@ def test_static_tokens_opt_in(render_example) -> None:
     diff, and listed by the audit as a weaker mechanism."""
     users = [{"name": "ops", "groups": ["system:masters"]}, {"name": "ci-reader"}]
     rendered = render_example(lambda d: d["api"].update(token_users=users))
-    token = {h: [f for p in rendered.plans[h] for f in p.files if f.path.endswith("token-auth.csv")] for h in rendered.plans}
+    token = {h: [f for p in ps for f in p.files if f.path.endswith(".csv")] for h, ps in rendered.plans.items()}
     control_plane = {h.name for h in rendered.cluster.control_plane}
     for host, found in token.items():
         assert bool(found) == (host in control_plane), host
