@@ -13,10 +13,11 @@ from rich.text import Text
 
 from playbooks.problems import Problem
 
-# Wide when not on a terminal (CI logs, pipes): rich would otherwise wrap tables at 80 columns.
+# Wide when not on a terminal (CI logs, pipes): rich would otherwise wrap tables at 80 columns. No markup: what
+# is printed holds data (paths, values from an inventory) in which "[/path]" is text, not a style.
 _WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "200"))
-out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
-err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH, markup=False)
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
@@ -31,7 +32,7 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) 
 def problems(items: Iterable[Problem]) -> None:
     for p in items:
         style = "red" if p.severity == "error" else "yellow"
-        err.print(f"[{style}]{p.severity}[/]: {p}", markup=True)
+        err.print(Text.assemble((p.severity, style), f": {p}"))
 
 
 def date(value: dt.datetime | None) -> str:

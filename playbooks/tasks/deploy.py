@@ -136,7 +136,7 @@ def deploy(
         run_preflight(r)
         r.start_prefetch(phases)
         for name in phases:
-            ui.out.print(f"[bold]== {name}[/]")
+            ui.out.print(f"== {name}", style="bold")
             r.phase(name)
     except DeployFailed as exc:
         summary(r.results, cluster)
@@ -170,7 +170,7 @@ def plan(ctx: Context, inventory: str | None = None, only: str | None = None, sk
                 lines = describe_changes(r, cluster.host(host), preview)
                 total += len(lines)
                 for line in lines:
-                    ui.out.print(f"{host} {name}: {line}", markup=False)
+                    ui.out.print(f"{host} {name}: {line}")
     except (StepFailed, DeployFailed) as exc:
         raise Exit(str(exc), code=1) from None
     finally:

@@ -32,7 +32,7 @@ def verify(ctx: Context, inventory: str | None = None, options: str = "") -> Non
         config = Path(tmp) / "ssh_config"
         config.write_text(ssh_config(cluster, Path(tmp)))
         args = pytest_args(cluster, config, inventory_path(ctx, inventory).resolve(), options.split())
-        ui.out.print(f"pytest {' '.join(args)}", markup=False)
+        ui.out.print(f"pytest {' '.join(args)}")
         code = pytest.main(args)
     if code != 0:
         raise Exit(f"verify: some checks failed on {cluster.name} (pytest exit {int(code)})", code=1)
