@@ -4,9 +4,11 @@ and running, ports listening, files and their modes, certificates valid and chai
 from __future__ import annotations
 
 import pytest
+import yaml
 
-from playbooks import bundle, components, dns
+from playbooks import bundle, components, dns, hardening
 from playbooks.apply import local_sha256
+from playbooks.components import host_os
 from playbooks.components.images import CTR
 from playbooks.hostsuite.nodes import Node, needs
 from playbooks.inputs import stack_of
@@ -42,21 +44,37 @@ def test_ports_listening(host, node: Node) -> None:
 
 
 def test_kernel_settings_and_swap(host, node: Node) -> None:
-    for key in ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"):
-        assert host.sysctl(key) == 1, key
+    wanted = host_os.NETWORK_SYSCTLS | (hardening.KUBELET_KERNEL if node.has("worker") else {})
+    for key, value in wanted.items():
+        assert str(host.sysctl(key)) == value, key
     assert host.run("awk 'NR > 1' /proc/swaps").stdout.strip() == "", "swap is on"
     hosts_file = host.file("/etc/hosts").content_string
     for h in node.cluster.hosts:
         assert f"{h.address} {h.name}" in hosts_file
 
 
-def test_private_keys_and_kubeconfigs_are_0600(host, node: Node) -> None:
-    found = host.run(
-        f"find {PKI} /etc/kubernetes /etc/haproxy -maxdepth 2 -type f "
-        "\\( -name '*.key' -o -name '*.conf' -o -name '*.pem' \\) 2>/dev/null"
-    ).stdout.split()
-    assert found, "no key files found"
-    loose = [p for p in found if host.file(p).mode & 0o077]
+# Everything kubefab writes lives here (and in its own units): configuration, units and credentials alike are
+# 0600, its one script 0700 (CIS 1.1, 4.1).
+OWN_FILES = (
+    "/etc/kubernetes",
+    "/etc/etcd",
+    "/etc/containerd",
+    "/etc/crictl.yaml",
+    "/etc/haproxy/haproxy.cfg",
+    "/etc/keepalived",
+    "/etc/systemd/system/haproxy.service.d",
+    "/var/lib/kubelet/config.yaml",
+    "/var/lib/kube-proxy/config.yaml",
+    "/etc/sysctl.d/99-kubernetes.conf",
+    "/etc/modules-load.d/kubernetes.conf",
+)
+
+
+def test_every_file_kubefab_writes_is_0600(host, node: Node) -> None:
+    units = " ".join(f"/etc/systemd/system/{s}.service" for comp in DAEMONS for s in comp.services)
+    found = host.run(f"find {' '.join(OWN_FILES)} {units} -type f 2>/dev/null").stdout.split()
+    assert f"{PKI}/ca.crt" in found, "no PKI found"
+    loose = [f"{p} {host.file(p).mode:04o}" for p in found if host.file(p).mode & 0o077]
     assert not loose, f"readable by others: {loose}"
 
 
@@ -223,3 +241,34 @@ def test_cluster_dns_answers(host, node: Node) -> None:
         pytest.skip("the inventory brings its own DNS")
     out = host.run(dns.query_command(f"kubernetes.default.svc.{c.network.domain}", str(c.network.dns_ip)))
     assert out.rc == 0 and out.stdout.split() == [str(c.network.kubernetes_service_ip)], out.stdout + out.stderr
+
+
+def _running_flags(host, process: str) -> dict[str, str]:
+    pid = host.run(f"pgrep -xo {process}").stdout.strip()
+    assert pid, f"{process} is not running"
+    words = host.file(f"/proc/{pid}/cmdline").content.split(b"\0")
+    return dict(w.decode().removeprefix("--").partition("=")[::2] for w in words if w.startswith(b"--"))
+
+
+def test_running_apiserver_is_hardened(host, node: Node) -> None:
+    """The flags of the running process (not only the file): what kube-bench reads too."""
+    needs(node, "control_plane")
+    flags = _running_flags(host, "kube-apiserver")
+    assert flags["tls-cipher-suites"].split(",") == list(hardening.CIPHER_SUITES)
+    assert set(hardening.ADMISSION_PLUGINS) <= set(flags["enable-admission-plugins"].split(","))
+    assert host.file(flags["admission-control-config-file"]).contains("EventRateLimit")
+    assert flags["service-account-extend-token-expiration"] == "false"
+    assert flags["anonymous-auth"] == "false" and flags["profiling"] == "false"
+    gc = _running_flags(host, "kube-controller-manager")["terminated-pod-gc-threshold"]
+    assert int(gc) == hardening.TERMINATED_POD_GC_THRESHOLD
+
+
+def test_running_kubelet_is_hardened(host, node: Node) -> None:
+    """kubelet runs from the hardened file; that it runs at all shows protectKernelDefaults found the kernel
+    settings it requires (it refuses to start otherwise)."""
+    needs(node, "worker")
+    assert host.service("kubelet").is_running
+    config = yaml.safe_load(host.file("/var/lib/kubelet/config.yaml").content_string)
+    assert config["protectKernelDefaults"] is True and config["seccompDefault"] is True
+    assert config["podPidsLimit"] == hardening.POD_PIDS_LIMIT
+    assert config["tlsCipherSuites"] == list(hardening.CIPHER_SUITES)

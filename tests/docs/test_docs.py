@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import datetime as dt
 import functools
 import http.server
 import inspect
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
 from docs_commands import (
     DOC_MIRROR,
     IMPORT_SOURCES,
@@ -43,6 +45,7 @@ from docs_commands import (
 )
 from invoke.parser import ParseError, Parser, ParserContext
 
+from pki import certs, keys
 from playbooks.components import releases as required
 from playbooks.inputs import stack_of
 from playbooks.inventory import load, validate_text
@@ -399,7 +402,19 @@ def merged(base: dict, extra: dict) -> dict:
     return out
 
 
-def test_yaml_examples_are_valid_inventories() -> None:
+def _imported_cas(doc: dict, inventory: Path) -> None:
+    """The CA files an example imports, created where it names them (each a sound self-signed CA)."""
+    now = dt.datetime.now(dt.UTC)
+    for pair in ((doc.get("certificates") or {}).get("import_ca") or {}).values():
+        key = keys.new_key("ecdsa-p256")
+        cert = certs.new_ca("docs", key, 3650, now).public_bytes(serialization.Encoding.PEM)
+        for name, content in (("cert", cert), ("key", keys.key_pem(key))):
+            target = inventory.parent / pair[name]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+
+
+def test_yaml_examples_are_valid_inventories(tmp_path: Path) -> None:
     """A complete example (with `hosts` and `name`) alone, a fragment laid over inventory/example.yaml."""
     example = yaml.safe_load(EXAMPLE.read_text())
     checked = 0
@@ -407,7 +422,9 @@ def test_yaml_examples_are_valid_inventories() -> None:
         for block in fenced_blocks(path, "yaml"):
             fragment = yaml.safe_load("\n".join(line for _, line in block))
             doc = fragment if {"name", "hosts"} <= set(fragment) else merged(example, fragment)
-            verdict = validate_text(yaml.safe_dump(doc), EXAMPLE)
+            inventory = tmp_path / f"{path.stem}-{block[0][0]}" / "inventory.yaml"
+            _imported_cas(doc, inventory)
+            verdict = validate_text(yaml.safe_dump(doc), inventory)
             errors = [str(p) for p in verdict.problems if p.severity == "error"]
             assert verdict.ok, f"{path.name}:{block[0][0]}: {errors}"
             checked += 1
