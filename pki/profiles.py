@@ -18,6 +18,9 @@ from playbooks.model import Cluster, Host
 AuthorityName = Literal["kubernetes", "etcd", "front-proxy"]
 
 REMOTE_PKI = "/etc/kubernetes/pki"
+# etcd runs as its own user and reads its member credentials and CA from its own directory, owned by it, so that
+# everything under REMOTE_PKI stays root's (CIS 1.1.19).
+ETCD_PKI = "/etc/etcd/pki"
 LOCALHOST = ipaddress.IPv4Address("127.0.0.1")
 
 
@@ -45,7 +48,7 @@ class Identity:
     authority: AuthorityName
     request: Request
     file: str  # under the local pki dir, without .crt/.key
-    remote: str  # under REMOTE_PKI, without .crt/.key
+    remote: str  # under REMOTE_PKI (or absolute), without .crt/.key
     hosts: tuple[str, ...]  # hosts that receive the certificate and its key
     kubeconfig: Kubeconfig | None = None  # delivered as this kubeconfig (credentials embedded) instead
     pem: str | None = None  # delivered as one PEM file (certificate then key) at this path instead
@@ -172,9 +175,13 @@ def identities(c: Cluster) -> list[Identity]:
     for h in c.etcd_hosts:
         member = Request(h.name, (), (h.name, "localhost"), (h.address, LOCALHOST), ("server", "client"))
         out.append(
-            Identity(f"etcd-server/{h.name}", "etcd", member, f"hosts/{h.name}/etcd-server", "etcd/server", (h.name,))
+            Identity(
+                f"etcd-server/{h.name}", "etcd", member, f"hosts/{h.name}/etcd-server", f"{ETCD_PKI}/server", (h.name,)
+            )
         )
-        out.append(Identity(f"etcd-peer/{h.name}", "etcd", member, f"hosts/{h.name}/etcd-peer", "etcd/peer", (h.name,)))
+        out.append(
+            Identity(f"etcd-peer/{h.name}", "etcd", member, f"hosts/{h.name}/etcd-peer", f"{ETCD_PKI}/peer", (h.name,))
+        )
     for h in c.workers:
         node = f"system:node:{h.name}"
         out.append(

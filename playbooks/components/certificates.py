@@ -7,23 +7,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-from pki.profiles import authorities, identities
+from pki.profiles import ETCD_PKI, authorities, identities
 from pki.store import SA_KEY
 from playbooks.component import Component, readers
 from playbooks.inputs import REMOTE_PKI, Inputs
 from playbooks.model import Cluster, Host
-from playbooks.plan import Check, File, Plan
-
-# etcd runs as its own user: its member keys and the CA it verifies peers and clients with must be readable by it
-# (every credential is 0600).
-ETCD_OWNED = ("pki/etcd/server", "pki/etcd/peer", "pki/etcd/ca")
+from playbooks.plan import Check, Directory, File, Plan
 
 
 def credential(daemons: Sequence[Component], c: Cluster, host: Host, path: str, content: bytes, private: bool) -> File:
-    """A credential file, restarting the services on `host` whose declarations say they read it."""
+    """A credential file (0600), restarting the services on `host` whose declarations say they read it. etcd's
+    own directory is etcd's; everything else is root's."""
     key = path.removeprefix("/etc/kubernetes/")
-    owner = "etcd" if key.rsplit(".", 1)[0] in ETCD_OWNED and host.has("etcd") else "root"
+    owner = "etcd" if path.startswith(f"{ETCD_PKI}/") else "root"
     return File(path, content, 0o600, owner, owner, readers(daemons, c, host, key), secret=private)
+
+
+def remote(path: str) -> str:
+    return path if path.startswith("/") else f"{REMOTE_PKI}/{path}"
 
 
 def plan(daemons: Sequence[Component], inputs: Inputs, host: Host) -> Plan:
@@ -38,6 +39,8 @@ def plan(daemons: Sequence[Component], inputs: Inputs, host: Host) -> Plan:
             files.append(_file(f"{REMOTE_PKI}/{ca.remote}.crt", pki[f"pki/{ca.file}.crt"], False))
         if host.name in ca.key_hosts:
             files.append(_file(f"{REMOTE_PKI}/{ca.remote}.key", pki[f"pki/{ca.file}.key"], True))
+        if ca.name == "etcd" and host.has("etcd"):
+            files.append(_file(f"{ETCD_PKI}/ca.crt", pki[f"pki/{ca.file}.crt"], False))
     for ident in identities(c):
         if host.name not in ident.hosts:
             continue
@@ -47,13 +50,20 @@ def plan(daemons: Sequence[Component], inputs: Inputs, host: Host) -> Plan:
             pem = pki[f"pki/{ident.file}.crt"] + pki[f"pki/{ident.file}.key"]
             files.append(_file(ident.pem, pem, True))
         else:
-            files.append(_file(f"{REMOTE_PKI}/{ident.remote}.crt", pki[f"pki/{ident.file}.crt"], False))
-            files.append(_file(f"{REMOTE_PKI}/{ident.remote}.key", pki[f"pki/{ident.file}.key"], True))
+            files.append(_file(f"{remote(ident.remote)}.crt", pki[f"pki/{ident.file}.crt"], False))
+            files.append(_file(f"{remote(ident.remote)}.key", pki[f"pki/{ident.file}.key"], True))
     if host.has("control_plane"):
         files.append(_file(f"{REMOTE_PKI}/{SA_KEY}.key", pki[f"pki/{SA_KEY}.key"], True))
         files.append(_file(f"{REMOTE_PKI}/{SA_KEY}.pub", pki[f"pki/{SA_KEY}.pub"], False))
     # Member keys are owned by the etcd user, which must exist before they are installed.
-    return Plan(host.name, "certificates", files=tuple(files), users=("etcd",) if host.has("etcd") else ())
+    etcd = host.has("etcd")
+    return Plan(
+        host.name,
+        "certificates",
+        files=tuple(files),
+        users=("etcd",) if etcd else (),
+        directories=(Directory(ETCD_PKI, 0o700, "etcd", "etcd"),) if etcd else (),
+    )
 
 
 def leaves(c: Cluster, host: Host) -> list[tuple[str, str]]:

@@ -3,6 +3,7 @@ client and peer ports."""
 
 from __future__ import annotations
 
+from pki.profiles import ETCD_PKI
 from playbooks import ports
 from playbooks.component import Component, Port, with_role
 from playbooks.components import binaries
@@ -15,7 +16,7 @@ DATA_DIR = "/var/lib/etcd"
 
 
 def plan(inputs: Inputs, host: Host) -> Plan:
-    ctx = inputs.context(host, etcd_data_dir=DATA_DIR)
+    ctx = inputs.context(host, etcd_data_dir=DATA_DIR, etcd_pki=ETCD_PKI)
     return Plan(
         host.name,
         "etcd",
@@ -65,6 +66,6 @@ ETCD = Component(
     ),
     releases=("etcd",),
     binaries=lambda s, arch: binaries.etcd(s.etcd, arch),
-    reads=("pki/etcd/ca.crt", "pki/etcd/server", "pki/etcd/peer"),
+    reads=(f"{ETCD_PKI}/ca.crt", f"{ETCD_PKI}/server", f"{ETCD_PKI}/peer"),
     checks=checks,
 )

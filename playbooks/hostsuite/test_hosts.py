@@ -14,6 +14,7 @@ from playbooks.hostsuite.nodes import Node, needs
 from playbooks.inputs import stack_of
 
 PKI = "/etc/kubernetes/pki"
+ETCD_PKI = "/etc/etcd/pki"
 DAEMONS = [comp for comp in components.DAEMONS if comp.services]
 
 
@@ -60,22 +61,32 @@ OWN_FILES = (
     "/etc/etcd",
     "/etc/containerd",
     "/etc/crictl.yaml",
-    "/etc/haproxy/haproxy.cfg",
-    "/etc/keepalived",
-    "/etc/systemd/system/haproxy.service.d",
     "/var/lib/kubelet/config.yaml",
     "/var/lib/kube-proxy/config.yaml",
     "/etc/sysctl.d/99-kubernetes.conf",
     "/etc/modules-load.d/kubernetes.conf",
 )
+LB_FILES = (
+    "/etc/haproxy/haproxy.cfg",
+    "/etc/systemd/system/haproxy.service.d",
+    "/etc/keepalived/keepalived.conf",
+    "/etc/keepalived/check_haproxy.sh",
+)
 
 
 def test_every_file_kubefab_writes_is_0600(host, node: Node) -> None:
     units = " ".join(f"/etc/systemd/system/{s}.service" for comp in DAEMONS for s in comp.services)
-    found = host.run(f"find {' '.join(OWN_FILES)} {units} -type f 2>/dev/null").stdout.split()
+    paths = " ".join(OWN_FILES + (LB_FILES if node.has("lb") else ()))
+    found = host.run(f"find {paths} {units} -type f 2>/dev/null").stdout.split()
     assert f"{PKI}/ca.crt" in found, "no PKI found"
     loose = [f"{p} {host.file(p).mode:04o}" for p in found if host.file(p).mode & 0o077]
     assert not loose, f"readable by others: {loose}"
+
+
+def test_kubernetes_pki_is_roots(host, node: Node) -> None:
+    """Everything under /etc/kubernetes/pki is root:root (CIS 1.1.19); etcd's own files are in its directory."""
+    owners = host.run(f"find {PKI} -printf '%u:%g %p\\n'").stdout.splitlines()
+    assert owners and not [o for o in owners if not o.startswith("root:root ")], owners
 
 
 def test_ca_key_only_on_control_plane(host, node: Node) -> None:
@@ -94,9 +105,11 @@ def test_etcd_member(host, node: Node) -> None:
     needs(node, "etcd")
     data = host.file("/var/lib/etcd")
     assert data.is_directory and data.user == "etcd" and data.mode == 0o700
+    own = host.file(ETCD_PKI)
+    assert own.is_directory and own.user == "etcd" and own.mode == 0o700
     for name in ("server", "peer"):
-        _verify(host, f"{PKI}/etcd/{name}.crt", f"{PKI}/etcd/ca.crt")
-        assert host.file(f"{PKI}/etcd/{name}.key").user == "etcd"
+        _verify(host, f"{ETCD_PKI}/{name}.crt", f"{ETCD_PKI}/ca.crt")
+        assert host.file(f"{ETCD_PKI}/{name}.key").user == "etcd"
     health = host.run(
         f"ETCDCTL_API=3 etcdctl --endpoints=https://{node.host.address}:2379 "
         f"--cacert={PKI}/etcd/ca.crt --cert={PKI}/etcd/healthcheck-client.crt "
@@ -243,9 +256,9 @@ def test_cluster_dns_answers(host, node: Node) -> None:
     assert out.rc == 0 and out.stdout.split() == [str(c.network.kubernetes_service_ip)], out.stdout + out.stderr
 
 
-def _running_flags(host, process: str) -> dict[str, str]:
-    pid = host.run(f"pgrep -xo {process}").stdout.strip()
-    assert pid, f"{process} is not running"
+def _running_flags(host, service: str) -> dict[str, str]:
+    pid = host.run(f"systemctl show -p MainPID --value {service}").stdout.strip()
+    assert pid not in ("", "0"), f"{service} is not running"
     words = host.file(f"/proc/{pid}/cmdline").content.split(b"\0")
     return dict(w.decode().removeprefix("--").partition("=")[::2] for w in words if w.startswith(b"--"))
 

@@ -23,7 +23,7 @@ from playbooks.versions import cni_release
 HERE = Path(__file__).parent
 EXPECTED = HERE / "example"
 EXAMPLE = HERE.parents[1] / "inventory" / "example.yaml"
-GENERATED = ("/etc/kubernetes/pki/", "/etc/haproxy/kubefab-healthcheck.pem")
+GENERATED = ("/etc/kubernetes/pki/", "/etc/etcd/pki/", "/etc/haproxy/kubefab-healthcheck.pem")
 
 
 def generated(rel: str) -> bool:

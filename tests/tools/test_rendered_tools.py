@@ -149,7 +149,7 @@ def test_real_etcd_cluster_from_rendered_config(rendered, tmp_path: Path) -> Non
     try:
         for host in ("m-1", "m-2", "m-3"):
             env = {
-                k: _local(" " + v, out / host, ("/etc/kubernetes/",)).strip()
+                k: _local(" " + v, out / host, ("/etc/kubernetes/", "/etc/etcd/")).strip()
                 for k, v in _env(out / host / "etc/etcd/etcd.conf").items()
             }
             env["ETCD_DATA_DIR"] = str(tmp_path / host)
