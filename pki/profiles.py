@@ -53,6 +53,11 @@ class Identity:
     kubeconfig: Kubeconfig | None = None  # delivered as this kubeconfig (credentials embedded) instead
     pem: str | None = None  # delivered as one PEM file (certificate then key) at this path instead
 
+    @property
+    def stem(self) -> str:
+        """Its absolute path on the hosts, without .crt/.key."""
+        return self.remote if self.remote.startswith("/") else f"{REMOTE_PKI}/{self.remote}"
+
 
 def names(hosts: tuple[Host, ...]) -> tuple[str, ...]:
     return tuple(h.name for h in hosts)

@@ -23,10 +23,6 @@ def credential(daemons: Sequence[Component], c: Cluster, host: Host, path: str, 
     return File(path, content, 0o600, owner, owner, readers(daemons, c, host, key), secret=private)
 
 
-def remote(path: str) -> str:
-    return path if path.startswith("/") else f"{REMOTE_PKI}/{path}"
-
-
 def plan(daemons: Sequence[Component], inputs: Inputs, host: Host) -> Plan:
     c, pki = inputs.cluster, inputs.credentials
     files: list[File] = []
@@ -50,8 +46,8 @@ def plan(daemons: Sequence[Component], inputs: Inputs, host: Host) -> Plan:
             pem = pki[f"pki/{ident.file}.crt"] + pki[f"pki/{ident.file}.key"]
             files.append(_file(ident.pem, pem, True))
         else:
-            files.append(_file(f"{remote(ident.remote)}.crt", pki[f"pki/{ident.file}.crt"], False))
-            files.append(_file(f"{remote(ident.remote)}.key", pki[f"pki/{ident.file}.key"], True))
+            files.append(_file(f"{ident.stem}.crt", pki[f"pki/{ident.file}.crt"], False))
+            files.append(_file(f"{ident.stem}.key", pki[f"pki/{ident.file}.key"], True))
     if host.has("control_plane"):
         files.append(_file(f"{REMOTE_PKI}/{SA_KEY}.key", pki[f"pki/{SA_KEY}.key"], True))
         files.append(_file(f"{REMOTE_PKI}/{SA_KEY}.pub", pki[f"pki/{SA_KEY}.pub"], False))
@@ -70,7 +66,7 @@ def leaves(c: Cluster, host: Host) -> list[tuple[str, str]]:
     """(certificate, the CA it must verify against) for every leaf delivered as a file to `host`."""
     ca_remote = {ca.name: f"{REMOTE_PKI}/{ca.remote}.crt" for ca in authorities(c)}
     return [
-        (f"{REMOTE_PKI}/{i.remote}.crt", ca_remote[i.authority])
+        (f"{i.stem}.crt", ca_remote[i.authority])
         for i in identities(c)
         if host.name in i.hosts and i.kubeconfig is None and i.pem is None
     ]

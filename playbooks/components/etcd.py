@@ -9,10 +9,19 @@ from playbooks.component import Component, Port, with_role
 from playbooks.components import binaries
 from playbooks.inputs import REMOTE_PKI, Inputs
 from playbooks.model import Cluster, Host
-from playbooks.plan import Check, Directory, File, Plan
+from playbooks.plan import Check, Directory, File, Plan, Step
 from playbooks.render import render
 
 DATA_DIR = "/var/lib/etcd"
+# Where earlier kubefab versions put the member's credentials: owned by etcd, inside root's PKI directory.
+OLD_CREDENTIALS = tuple(f"{REMOTE_PKI}/etcd/{name}.{ext}" for name in ("server", "peer") for ext in ("crt", "key"))
+# Removed only once every member runs from /etc/etcd/pki: etcd reads its certificate files at each TLS
+# handshake, so an earlier removal would cut the members still on the old paths off from their peers.
+RETIRE_OLD_CREDENTIALS = Step(
+    "etcd's former credentials in /etc/kubernetes/pki/etcd removed (now in /etc/etcd/pki)",
+    unless=" && ".join(f"[ ! -e {path} ]" for path in OLD_CREDENTIALS),
+    run=f"rm -f {' '.join(OLD_CREDENTIALS)}",
+)
 
 
 def plan(inputs: Inputs, host: Host) -> Plan:
@@ -26,6 +35,7 @@ def plan(inputs: Inputs, host: Host) -> Plan:
             File("/etc/etcd/etcd.conf", render("etcd/etcd.conf.j2", **ctx), notifies=("etcd",)),
             File("/etc/systemd/system/etcd.service", render("etcd/etcd.service.j2", **ctx), notifies=("etcd",)),
         ),
+        final_steps=(RETIRE_OLD_CREDENTIALS,),
     )
 
 
