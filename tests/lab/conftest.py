@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from fabric import Connection
-from labkit import TIMINGS, Kubectl, Lab, cli
+from labkit import FIGURES, TIMINGS, Kubectl, Lab, cli
 
 from playbooks.inventory import load
 from playbooks.lab import lifecycle
@@ -59,6 +59,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep("-", "lab timings")
         for what, seconds in TIMINGS.items():
             terminalreporter.write_line(f"{what:<40} {seconds:6.2f} s")
+    for what, value in FIGURES.items():
+        terminalreporter.write_line(f"{what:<40} {value}")
 
 
 @pytest.fixture(scope="session")

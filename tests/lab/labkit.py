@@ -24,6 +24,8 @@ Kubectl = Callable[..., subprocess.CompletedProcess]
 
 # Seconds measured during the run, printed in pytest's summary (and so in CI's log).
 TIMINGS: dict[str, float] = {}
+# Other figures measured during the run (counts), printed with them.
+FIGURES: dict[str, str] = {}
 
 
 @dataclass
