@@ -179,3 +179,28 @@ def test_fab_audit_passes_on_the_example() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "checks passed" in result.stdout
     assert "FAIL" not in result.stdout
+    assert "documented exceptions" in result.stdout
+
+
+def test_fab_audit_refuses_a_crafted_inventory(inventory: Path) -> None:
+    """The injections that once reached hosts' files: every one named, nothing written."""
+    data = yaml.safe_load(inventory.read_text())
+    data["registry"] = {
+        "mirrors": {"../../../../tmp/x": ["https://m.lan"], "docker.io": ['https://m"\nskip_verify = true']},
+        "pause_image": 'pause:3.10"\n[plugins.x]',
+    }
+    data["versions"] = {"coredns": "1.12.0\n    securityContext: {privileged: true}", "etcd": "3.6.0;reboot"}
+    data["hosts"][0]["name"] += "\n"
+    inventory.write_text(yaml.safe_dump(data))
+    result = cli("audit", "--inventory", str(inventory))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    for field in (
+        "registry.mirrors['../../../../tmp/x']",
+        "registry.mirrors.docker.io[0]",
+        "registry.pause_image",
+        "versions.coredns",
+        "versions.etcd",
+        "hosts[0].name",
+    ):
+        assert field in result.stderr, field
+    assert not (inventory.parent / "cluster").exists()
