@@ -189,7 +189,7 @@ def test_plan_shows_a_diff_and_changes_nothing(lab: Lab, deployed: Cluster) -> N
         # A unified diff: the host's line removed, kubefab's added.
         assert "\n---v=4" in result.stdout and "\n+--v=2" in result.stdout, result.stdout[-2000:]
         assert f"{host} control-plane: > restart kube-apiserver" in result.stdout
-        assert "--v=4" in lab.run(host, "cat /etc/kubernetes/apiserver"), "plan changed the host"
+        assert "--v=4" in lab.run(host, "sudo cat /etc/kubernetes/apiserver"), "plan changed the host"
     finally:
         result, _ = cli("deploy", "--inventory", str(lab.paths.inventory), "--only", "control-plane")
         assert result.returncode == 0, result.stdout[-3000:]
