@@ -164,7 +164,8 @@ def test_deploy_makes_the_registry_every_upstreams_mirror_and_the_sandboxes_sour
         for upstream in ("registry.k8s.io", "docker.io", "quay.io", "ghcr.io"):
             toml = lab.run(h.name, f"sudo cat /etc/containerd/certs.d/{upstream}/hosts.toml")
             assert f'[host."{deployed.registry.url}"]' in toml and 'ca = "/etc/kubernetes/pki/ca.crt"' in toml
-        assert f'sandbox = "{host}/pause:{lab_stack().pause}"' in lab.run(h.name, "sudo cat /etc/containerd/config.toml")
+        config = lab.run(h.name, "sudo cat /etc/containerd/config.toml")
+        assert f'sandbox = "{host}/pause:{lab_stack().pause}"' in config
 
 
 def test_containerd_pulls_an_image_no_node_has_through_the_mirror(
