@@ -113,8 +113,26 @@ def app(lab: Lab, cluster: Cluster, kubectl: Kubectl, app_archive: Path) -> Iter
     kubectl("apply", "-f", "-", input=client_manifest(APP_IMAGE, cluster.workers[0].name))
     kubectl("rollout", "status", "deployment/web", "--timeout=180s", timeout=200)
     kubectl("wait", "--for=condition=Ready", "pod/client", "--timeout=120s", timeout=130)
+    for service in ("web", "web-np"):
+        wait_for_endpoints(kubectl, service, 3)
     yield {"pods": pods(kubectl, "app=web")}
     kubectl("delete", "pod/client", "deployment/web", "service/web", "service/web-np", "--wait=false")
+
+
+def wait_for_endpoints(kubectl: Kubectl, service: str, count: int, timeout: float = 90) -> None:
+    """Ready pods are routed to once the EndpointSlice controller lists them: after apiservers restarted (an
+    earlier module's deploys) the controller-manager may still be taking its lease back."""
+    start = time.monotonic()
+    while True:
+        slices = json.loads(
+            kubectl("get", "endpointslices", "-l", f"kubernetes.io/service-name={service}", "-o", "json").stdout
+        )["items"]
+        ready = [e for s in slices for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready")]
+        if len(ready) >= count:
+            TIMINGS.setdefault(f"endpoints of {service} listed", time.monotonic() - start)
+            return
+        assert time.monotonic() - start < timeout, f"{service}: {len(ready)} ready endpoints after {timeout} s"
+        time.sleep(1)
 
 
 def pods(kubectl: Kubectl, selector: str) -> list[dict]:
