@@ -13,8 +13,8 @@ from typing import Literal
 import yaml
 
 from playbooks import escape, hardening, shapes
-from playbooks.components import ADDONS, host_plans
-from playbooks.components.addons import AddonError
+from playbooks.components import ADDONS, host_plans, node
+from playbooks.components.addons import ADDONS_DIR, AddonError
 from playbooks.findings import Finding
 from playbooks.inputs import Inputs
 from playbooks.model import Host
@@ -24,18 +24,30 @@ Files = Mapping[str, File]
 
 # Values found in tutorials and vendor examples that must never protect a real cluster.
 DEFAULT_PASSWORDS = {"1111", "1234", "admin", "password", "secret", "changeme", "keepalived", "haproxy", "kubernetes"}
+# The environment files kubefab writes, each holding its daemon's flags in one variable.
+ENV_FILES = {
+    "/etc/kubernetes/apiserver": "KUBE_API_ARGS",
+    "/etc/kubernetes/controller-manager": "KUBE_CONTROLLER_MANAGER_ARGS",
+    "/etc/kubernetes/scheduler": "KUBE_SCHEDULER_ARGS",
+    "/etc/kubernetes/kubelet": "KUBELET_ARGS",
+    "/etc/kubernetes/proxy": "KUBE_PROXY_ARGS",
+}
+
+
+def variables(text: str) -> dict[str, str]:
+    """An environment file's variables, continuation lines joined and values unquoted as systemd reads them."""
+    env: dict[str, str] = {}
+    for line in text.replace("\\\n", " ").splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            env[name.strip()] = " ".join(shlex.split(value))
+    return env
 
 
 def args_of(text: str, var: str) -> dict[str, str]:
     """The flags in an environment file's `VAR="--a=b \\ --c"` as {name: value} ('' for a bare flag)."""
-    env: dict[str, str] = {}
-    joined = text.replace("\\\n", " ")
-    for line in joined.splitlines():
-        name, sep, value = line.partition("=")
-        if sep and not line.lstrip().startswith("#"):
-            env[name.strip()] = " ".join(shlex.split(value))
     out: dict[str, str] = {}
-    for word in env.get(var, "").split():
+    for word in variables(text).get(var, "").split():
         name, _, value = word.removeprefix("--").partition("=")
         out[name] = value
     return out
@@ -49,26 +61,22 @@ def _text(files: Files, path: str) -> str:
     return files[path].content.decode() if path in files else ""
 
 
+def _flags(files: Files, path: str) -> dict[str, str] | None:
+    """The flags of the environment file at `path` (one of ENV_FILES), None when the host has none."""
+    return args_of(_text(files, path), ENV_FILES[path]) if path in files else None
+
+
 def _apiserver(files: Files) -> dict[str, str] | None:
-    if "/etc/kubernetes/apiserver" not in files:
-        return None
-    return args_of(_text(files, "/etc/kubernetes/apiserver"), "KUBE_API_ARGS")
+    return _flags(files, "/etc/kubernetes/apiserver")
 
 
 # (True, detail) passes, (False, detail) fails, ("warn", detail) is a documented exception; None: the check does
 # not apply to this host.
-Verdict = tuple[bool | Literal["warn"], str]
-Check = Callable[[Files, str], Verdict | None]
-ENV_FILES = {
-    "/etc/kubernetes/apiserver": "KUBE_API_ARGS",
-    "/etc/kubernetes/controller-manager": "KUBE_CONTROLLER_MANAGER_ARGS",
-    "/etc/kubernetes/scheduler": "KUBE_SCHEDULER_ARGS",
-    "/etc/kubernetes/kubelet": "KUBELET_ARGS",
-    "/etc/kubernetes/proxy": "KUBE_PROXY_ARGS",
-}
+Result = tuple[bool | Literal["warn"], str]
+Check = Callable[[Files, str], Result | None]
 CONTAINERD = "/etc/containerd/config.toml"
-CERTS_D = "/etc/containerd/certs.d/"
-COREDNS = "/etc/kubernetes/addons/20-coredns.yaml"
+CERTS_D = f"{node.CERTS_D}/"
+COREDNS = f"{ADDONS_DIR}/20-coredns.yaml"
 KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
 SYSCTL = "/etc/sysctl.d/99-kubernetes.conf"
 
@@ -233,30 +241,29 @@ def _kubelet(f: Files) -> dict | None:
     return _yaml(f, KUBELET_CONFIG) if KUBELET_CONFIG in f else None
 
 
-def _suites(found: list[str]) -> Verdict:
+def _suites(found: list[str]) -> Result:
     weak = [s for s in found if s not in hardening.CIPHER_SUITES]
     if not found:
         return False, "no cipher suites set (Go's defaults include CBC suites)"
     return not weak, f"not allowed: {', '.join(weak)}" if weak else f"{len(found)} AEAD suites with forward secrecy"
 
 
-def apiserver_cipher_suites(f: Files, role: str) -> Verdict | None:
+def apiserver_cipher_suites(f: Files, role: str) -> Result | None:
     args = _apiserver(f)
     return None if args is None else _suites([s for s in args.get("tls-cipher-suites", "").split(",") if s])
 
 
-def kubelet_cipher_suites(f: Files, role: str) -> Verdict | None:
+def kubelet_cipher_suites(f: Files, role: str) -> Result | None:
     config = _kubelet(f)
     return None if config is None else _suites(list(config.get("tlsCipherSuites") or []))
 
 
-def kubelet_hardening(f: Files, role: str) -> Verdict | None:
+def kubelet_hardening(f: Files, role: str) -> Result | None:
     config = _kubelet(f)
     if config is None:
         return None
-    sysctl = dict(
-        (k.strip(), v.strip()) for k, _, v in (line.partition("=") for line in _text(f, SYSCTL).splitlines()) if _
-    )
+    pairs = (line.partition("=") for line in _text(f, SYSCTL).splitlines())
+    sysctl = {k.strip(): v.strip() for k, sep, v in pairs if sep}
     missing_kernel = [k for k, v in hardening.KUBELET_KERNEL.items() if sysctl.get(k) != v]
     problems = [
         *([] if (config.get("podPidsLimit") or 0) > 0 else [f"podPidsLimit: {config.get('podPidsLimit')}"]),
@@ -268,7 +275,7 @@ def kubelet_hardening(f: Files, role: str) -> Verdict | None:
     return not problems, "; ".join(problems) if problems else detail
 
 
-def kubelet_certificate_rotation(f: Files, role: str) -> Verdict | None:
+def kubelet_certificate_rotation(f: Files, role: str) -> Result | None:
     config = _kubelet(f)
     if config is None:
         return None
@@ -280,7 +287,7 @@ def kubelet_certificate_rotation(f: Files, role: str) -> Verdict | None:
     )
 
 
-def admission_plugins(f: Files, role: str) -> Verdict | None:
+def admission_plugins(f: Files, role: str) -> Result | None:
     args = _apiserver(f)
     if args is None:
         return None
@@ -300,7 +307,7 @@ def admission_plugins(f: Files, role: str) -> Verdict | None:
     return True, ", ".join(sorted(plugins))
 
 
-def service_account_tokens(f: Files, role: str) -> Verdict | None:
+def service_account_tokens(f: Files, role: str) -> Result | None:
     args = _apiserver(f)
     if args is None:
         return None
@@ -308,15 +315,15 @@ def service_account_tokens(f: Files, role: str) -> Verdict | None:
     return value == "false", f"--service-account-extend-token-expiration={value}"
 
 
-def terminated_pod_gc(f: Files, role: str) -> Verdict | None:
-    if "/etc/kubernetes/controller-manager" not in f:
+def terminated_pod_gc(f: Files, role: str) -> Result | None:
+    flags = _flags(f, "/etc/kubernetes/controller-manager")
+    if flags is None:
         return None
-    value = args_of(_text(f, "/etc/kubernetes/controller-manager"), ENV_FILES["/etc/kubernetes/controller-manager"])
-    threshold = value.get("terminated-pod-gc-threshold", "")
+    threshold = flags.get("terminated-pod-gc-threshold", "")
     return threshold.isdigit() and int(threshold) > 0, f"--terminated-pod-gc-threshold={threshold or '(unset)'}"
 
 
-def static_tokens(f: Files, role: str) -> Verdict | None:
+def static_tokens(f: Files, role: str) -> Result | None:
     args = _apiserver(f)
     if args is None or "token-auth-file" not in args:
         return None
@@ -331,7 +338,7 @@ def static_tokens(f: Files, role: str) -> Verdict | None:
     )
 
 
-def env_files_plain(f: Files, role: str) -> Verdict | None:
+def env_files_plain(f: Files, role: str) -> Result | None:
     """Each environment file holds its one variable, as `--flag[=value]` words of plain text: a value that
     carried a newline, a quote or a space would show here as a second variable or a stray word."""
     present = {p: v for p, v in ENV_FILES.items() if p in f}
@@ -339,19 +346,18 @@ def env_files_plain(f: Files, role: str) -> Verdict | None:
         return None
     bad = []
     for path, var in present.items():
-        lines = [ln for ln in _text(f, path).replace("\\\n", " ").splitlines() if ln.strip() and not ln.startswith("#")]
-        names = [ln.partition("=")[0] for ln in lines]
-        if names != [var]:
-            bad.append(f"{path}: variables {names}")
+        env = variables(_text(f, path))
+        if list(env) != [var]:
+            bad.append(f"{path}: variables {list(env)}")
             continue
         # systemd splits `$VAR` on whitespace after unquoting: every word must be a flag.
-        for word in " ".join(shlex.split(lines[0].partition("=")[2])).split():
+        for word in env[var].split():
             if not (word.startswith("--") and escape.PLAIN.fullmatch(word)):
                 bad.append(f"{path}: {word[:60]!r}")
     return not bad, "; ".join(bad) if bad else f"{len(present)} files, one variable of plain flags each"
 
 
-def containerd_config(f: Files, role: str) -> Verdict | None:
+def containerd_config(f: Files, role: str) -> Result | None:
     """containerd runs every container through runc at its installed path, and pulls over verified TLS."""
     if CONTAINERD not in f:
         return None
@@ -373,7 +379,7 @@ def containerd_config(f: Files, role: str) -> Verdict | None:
 
 def _registry_hosts(path: str, text: str) -> list[str]:
     name, _, rest = path.removeprefix(CERTS_D).partition("/")
-    if rest != "hosts.toml" or not re.fullmatch(rf"{shapes.REGISTRY_HOST}|_default", name, re.ASCII):
+    if rest != "hosts.toml" or not re.fullmatch(shapes.MIRROR_KEY, name, re.ASCII):
         return [f"{path}: not <registry>/hosts.toml"]
     try:
         hosts = tomllib.loads(text)
@@ -387,7 +393,7 @@ def _registry_hosts(path: str, text: str) -> list[str]:
     return bad
 
 
-def coredns_manifest(f: Files, role: str) -> Verdict | None:
+def coredns_manifest(f: Files, role: str) -> Result | None:
     """The DNS add-on as kubefab writes it: its images by reference, no privilege, no command of its own."""
     if COREDNS not in f:
         return None

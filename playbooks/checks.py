@@ -226,7 +226,8 @@ def _ports(c: Cluster) -> Iterator[Finding]:
             claims = [
                 (comp.name, p.number, p.last or p.number) for comp in here for p in comp.ports(c) if p.protocol == "tcp"
             ]
-            claims.append(("sshd", c.ssh_for(host).port, c.ssh_for(host).port))
+            ssh = c.ssh_for(host).port
+            claims.append(("sshd", ssh, ssh))
             own = False  # the field's own claim, seen once
             for name, first, last in claims:
                 if not first <= number <= last:

@@ -70,11 +70,9 @@ def validate_text(text: str, path: Path) -> Verdict:
     if len(text) > MAX_BYTES:
         return Verdict(path, None, [Problem(name, "(file)", "more than 1 MiB", "an inventory of at most 1 MiB")])
     try:
-        bounded = _bounds(text)
-        if bounded is not None:
-            return Verdict(path, None, [Problem(name, "(syntax)", *bounded)])
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root, data = _parse(text)
+    except _Refused as exc:
+        return Verdict(path, None, [Problem(name, "(syntax)", exc.found, exc.expected, line=exc.line)])
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -185,7 +183,7 @@ def _holds(container: Any, key: str | int) -> bool:
 
 
 def _original(loc: Loc, index: list[int]) -> Loc:
-    if _is_host(loc) and isinstance(loc[1], int) and loc[1] < len(index):
+    if _is_host(loc) and loc[1] < len(index):
         return (loc[0], index[loc[1]], *loc[2:])
     return loc
 
@@ -198,21 +196,44 @@ def _hidden(loc: Loc, gone: list[Loc]) -> bool:
     return any(loc[: len(g)] == g or g[: len(loc)] == loc for g in gone)
 
 
-def _bounds(text: str) -> tuple[str, str, str, None, int] | None:
-    """(found, expected, host, line) when the document uses an alias or nests too deep. Aliases are refused
-    outright: an inventory needs none, and a few lines of them expand to gigabytes or a cycle."""
+def _parse(text: str) -> tuple[yaml.Node | None, Any]:
+    """One parse: the node tree (for lines and keys given twice) and the data built from it."""
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        return root, loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
+
+
+class _Refused(yaml.YAMLError):
+    def __init__(self, found: str, expected: str, mark: yaml.Mark) -> None:
+        super().__init__(found)
+        self.found, self.expected, self.line = found, expected, mark.line + 1
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing while it composes what no inventory needs: aliases (a few lines of them
+    expand to gigabytes or a cycle) and collections nested deeper than MAX_DEPTH."""
+
     depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        line = event.start_mark.line + 1
-        if isinstance(event, yaml.AliasEvent):
-            return f"an alias (*{event.anchor})", "every value written out: aliases are not accepted", None, line
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                return f"collections nested more than {MAX_DEPTH} deep", "an inventory's shape", None, line
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
-    return None
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _Refused(
+                f"an alias (*{event.anchor})", "every value written out: aliases are not accepted", event.start_mark
+            )
+        if not self.check_event(yaml.CollectionStartEvent):
+            return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _Refused(f"collections nested more than {MAX_DEPTH} deep", "an inventory's shape", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], duplicates: list[Loc]) -> None:

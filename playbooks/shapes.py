@@ -20,6 +20,7 @@ IPV4 = r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4]
 PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
 # A registry as image references and containerd's certs.d name it: a DNS name or an IPv4 address, a port.
 REGISTRY_HOST = rf"(?:{DNS_NAME}|{IPV4})(?::{PORT})?"
+MIRROR_KEY = rf"{REGISTRY_HOST}|_default"  # a certs.d directory: a registry, or containerd's fallback
 # The OCI distribution reference grammar, lowercase repository path, tag and/or sha256 digest.
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 IMAGE = (
@@ -87,7 +88,7 @@ RegistryHost = Annotated[
 ]
 MirrorKey = Annotated[
     str,
-    *shape(rf"{REGISTRY_HOST}|_default", "a registry host name as images name it (e.g. docker.io, reg.lan:5000)"),
+    *shape(MIRROR_KEY, "a registry host name as images name it (e.g. docker.io, reg.lan:5000)"),
 ]
 MirrorUrl = Annotated[
     str, *shape(MIRROR_URL, "a mirror URL: http(s)://<host>[:<port>][/path] without query, user or '..'", 512)

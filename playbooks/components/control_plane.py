@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 
 from playbooks import hardening, ports
@@ -21,15 +22,14 @@ def kubectl(args: str = "get --raw /readyz", server: str | None = None) -> str:
     return f"{binaries.KUBE_BIN}/kubectl --kubeconfig={ADMIN} {f'--server={server} ' if server else ''}{args}"
 
 
-def files(inputs: Inputs, host: Host, name: str, *items: tuple[str, str, int, bool]) -> Plan:
-    """A plan of `name`'s files: (template, path, mode, secret) each, restarting `name` when changed."""
+def files(inputs: Inputs, host: Host, name: str, *items: tuple[str, str, bool]) -> Plan:
+    """A plan of `name`'s files: (template, path, secret) each, restarting `name` when changed."""
     ctx = inputs.context(host, admission_plugins=admission_plugins(inputs.cluster))
     return Plan(
         host.name,
         name,
         files=tuple(
-            File(path, render(template, **ctx), mode, notifies=(name,), secret=secret)
-            for template, path, mode, secret in items
+            File(path, render(template, **ctx), notifies=(name,), secret=secret) for template, path, secret in items
         ),
     )
 
@@ -55,17 +55,20 @@ def apiserver_plan(inputs: Inputs, host: Host) -> Plan:
         inputs,
         host,
         "kube-apiserver",
-        ("kube-apiserver/apiserver.j2", "/etc/kubernetes/apiserver", 0o600, False),
-        ("kube-apiserver/admission-config.yaml.j2", "/etc/kubernetes/admission-config.yaml", 0o600, False),
-        ("kube-apiserver/encryption-config.yaml.j2", "/etc/kubernetes/encryption-config.yaml", 0o600, True),
-        ("kube-apiserver/audit-policy.yaml.j2", "/etc/kubernetes/audit-policy.yaml", 0o600, False),
-        ("kube-apiserver/kube-apiserver.service.j2", "/etc/systemd/system/kube-apiserver.service", 0o600, False),
+        ("kube-apiserver/apiserver.j2", "/etc/kubernetes/apiserver", False),
+        ("kube-apiserver/admission-config.yaml.j2", "/etc/kubernetes/admission-config.yaml", False),
+        ("kube-apiserver/encryption-config.yaml.j2", "/etc/kubernetes/encryption-config.yaml", True),
+        ("kube-apiserver/audit-policy.yaml.j2", "/etc/kubernetes/audit-policy.yaml", False),
+        ("kube-apiserver/kube-apiserver.service.j2", "/etc/systemd/system/kube-apiserver.service", False),
     )
-    tokens = (File(TOKEN_FILE, token_file(inputs), notifies=("kube-apiserver",), secret=True),)
-    return Plan(
-        host.name,
-        plan.component,
-        files=plan.files + (tokens if inputs.cluster.api.token_users else ()),
+    tokens = (
+        (File(TOKEN_FILE, token_file(inputs), notifies=(plan.component,), secret=True),)
+        if inputs.cluster.api.token_users
+        else ()
+    )
+    return dataclasses.replace(
+        plan,
+        files=plan.files + tokens,
         directories=(Directory("/etc/kubernetes"), Directory("/var/log/kubernetes", 0o700)),
     )
 
@@ -108,7 +111,7 @@ def leader_elected(name: str, port: int, reads: tuple[str, ...], *templates: tup
         name,
         phase="control-plane",
         hosts=with_role("control_plane"),
-        plan=lambda inputs, host: files(inputs, host, name, *((t, path, 0o600, False) for t, path in templates)),
+        plan=lambda inputs, host: files(inputs, host, name, *((t, path, False) for t, path in templates)),
         services=(name,),
         restart="rolling",
         ports=lambda c: (Port(port, bind=("local",)),),

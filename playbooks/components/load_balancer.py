@@ -44,7 +44,6 @@ def haproxy_plan(inputs: Inputs, host: Host) -> Plan:
             File(
                 "/etc/haproxy/haproxy.cfg",
                 render("haproxy/haproxy.cfg.j2", **ctx),
-                0o600,
                 notifies=("haproxy",),
                 secret=True,
             ),
@@ -72,7 +71,6 @@ def keepalived_plan(inputs: Inputs, host: Host) -> Plan:
             File(
                 "/etc/keepalived/keepalived.conf",
                 render("keepalived/keepalived.conf.j2", **ctx),
-                0o600,
                 notifies=("keepalived",),
                 secret=True,
             ),

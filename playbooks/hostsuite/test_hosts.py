@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from pki.profiles import ETCD_PKI
 from playbooks import bundle, components, dns, hardening
 from playbooks.apply import local_sha256
 from playbooks.components import host_os
@@ -14,7 +15,6 @@ from playbooks.hostsuite.nodes import Node, needs
 from playbooks.inputs import stack_of
 
 PKI = "/etc/kubernetes/pki"
-ETCD_PKI = "/etc/etcd/pki"
 DAEMONS = [comp for comp in components.DAEMONS if comp.services]
 
 
@@ -77,9 +77,13 @@ LB_FILES = (
 def test_every_file_kubefab_writes_is_0600(host, node: Node) -> None:
     units = " ".join(f"/etc/systemd/system/{s}.service" for comp in DAEMONS for s in comp.services)
     paths = " ".join(OWN_FILES + (LB_FILES if node.has("lb") else ()))
-    found = host.run(f"find {paths} {units} -type f 2>/dev/null").stdout.split()
+    # One round trip: every file with its mode.
+    found = dict(
+        line.split(" ", 1)[::-1]
+        for line in host.run(f"find {paths} {units} -type f -printf '%m %p\\n' 2>/dev/null").stdout.splitlines()
+    )
     assert f"{PKI}/ca.crt" in found, "no PKI found"
-    loose = [f"{p} {host.file(p).mode:04o}" for p in found if host.file(p).mode & 0o077]
+    loose = [f"{p} {mode}" for p, mode in found.items() if int(mode, 8) & 0o077]
     assert not loose, f"readable by others: {loose}"
 
 
