@@ -12,7 +12,7 @@ from playbooks.tasks.common import ensure_inputs_or_exit, load_cluster
 @task(auto_shortflags=False, help={"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)"})
 def audit(ctx: Context, inventory: str | None = None) -> None:
     """Check the rendered configuration against CIS-style rules; exit 1 on any failure."""
-    cluster = load_cluster(ctx, inventory)
+    cluster = load_cluster(inventory)
     inputs = ensure_inputs_or_exit(cluster)
     results = [r for h in cluster.hosts for r in audit_host(h.name, h.has("control_plane"), plans_for(inputs, h))]
     ui.table(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from invoke.context import Context
 from invoke.exceptions import Exit
 
 from pki.store import PKIError
@@ -17,22 +16,20 @@ from playbooks.model import Cluster
 from playbooks.secrets import SecretsError
 
 
-def inventory_path(ctx: Context, inventory: str | None) -> Path:
-    """--inventory, else $KUBEFAB_INVENTORY, else `kubefab.inventory` in Fabric's config files."""
-    chosen = inventory or os.environ.get(ENV_VAR) or ctx.config.get("kubefab", {}).get("inventory")
+def inventory_path(inventory: str | None) -> Path:
+    """--inventory, else $KUBEFAB_INVENTORY."""
+    chosen = inventory or os.environ.get(ENV_VAR)
     if not chosen:
-        raise Exit(
-            f"no inventory: pass --inventory FILE, set {ENV_VAR}, or set kubefab.inventory in fabric.yaml", code=2
-        )
+        raise Exit(f"no inventory: pass --inventory FILE or set {ENV_VAR}", code=2)
     return Path(chosen)
 
 
-def load_cluster(ctx: Context, inventory: str | None) -> Cluster:
-    verdict = validate(inventory_path(ctx, inventory))
+def load_cluster(inventory: str | None) -> Cluster:
+    verdict = validate(inventory_path(inventory))
     ui.problems(verdict.problems)
     if not verdict.ok:
         errors = sum(p.severity == "error" for p in verdict.problems)
-        raise Exit(f"{verdict.path}: {errors} problem(s); nothing was changed", code=1)
+        raise Exit(f"{verdict.path}: {errors} problem(s); nothing was changed", code=2)
     assert verdict.cluster is not None
     return verdict.cluster
 

@@ -41,7 +41,7 @@ def select(only: str | None, skip: str | None) -> list[str]:
 def prepared(ctx: Context, inventory: str | None, phases: list[str]) -> tuple[Cluster, Inputs]:
     """Everything checked on this machine before any host is touched: inventory, PKI, secrets, and every bundle
     file the phases will read (with the add-ons phase: the CNI manifest and the images it imports)."""
-    cluster = load_cluster(ctx, inventory)
+    cluster = load_cluster(inventory)
     inputs = ensure_inputs_or_exit(cluster)
     addons = "addons" in phases and bool(cluster.addons)
     problems = bundle.verify(
@@ -113,6 +113,7 @@ def summary(results: list[PhaseResult], cluster: Cluster) -> None:
         "skip": "skip these phases (comma-separated)",
         "verbose": "show every command run on the hosts",
         "command_timeout": "seconds before a command on a host counts as failed (default 300)",
+        "dry_run": "show what would change and change nothing: the same as `kubefab plan`",
     },
 )
 def deploy(
@@ -122,8 +123,12 @@ def deploy(
     skip: str | None = None,
     verbose: bool = False,
     command_timeout: int = 300,
+    dry_run: bool = False,
 ) -> None:
     """Take the inventory's hosts to a running HA cluster; a second run changes nothing."""
+    if dry_run:
+        plan(ctx, inventory, only, skip)
+        return
     phases = select(only, skip)
     cluster, inputs = prepared(ctx, inventory, phases)
 
@@ -153,12 +158,22 @@ def deploy(
     ui.out.print(f"admin kubeconfig: {kubeconfig_dir(cluster) / 'admin.conf'}  (server {cluster.server_url})")
 
 
+CHANGES_PENDING = 3  # `plan --exit-code`: 0 and 1 keep their meaning, 2 is a usage or inventory error
+
+
 @task(
     auto_shortflags=False,
-    help={"inventory": INVENTORY_HELP, "only": "phases to show (comma-separated)", "skip": "phases to leave out"},
+    help={
+        "inventory": INVENTORY_HELP,
+        "only": "phases to show (comma-separated)",
+        "skip": "phases to leave out",
+        "exit_code": f"exit {CHANGES_PENDING} when changes are pending, 0 when there are none",
+    },
 )
-def plan(ctx: Context, inventory: str | None = None, only: str | None = None, skip: str | None = None) -> None:
-    """Show, per host, what deploy would change (unified diffs, steps, services); change nothing."""
+def plan(
+    ctx: Context, inventory: str | None = None, only: str | None = None, skip: str | None = None, exit_code: bool = False
+) -> None:
+    """Show, per host, what deploy would change (unified diffs, steps, services); change nothing anywhere."""
     phases = select(only, skip)
     cluster, inputs = prepared(ctx, inventory, phases)
     r = runner(cluster, inputs)
@@ -176,6 +191,8 @@ def plan(ctx: Context, inventory: str | None = None, only: str | None = None, sk
     finally:
         r.close(record=False)
     ui.out.print(f"{total} change(s) would be made" if total else "no changes: the hosts match the inventory")
+    if exit_code and total:
+        raise Exit(code=CHANGES_PENDING)
 
 
 def describe_changes(r: Runner, host: Host, preview: Preview) -> list[str]:
@@ -233,7 +250,7 @@ def fetch_bundle(
 ) -> None:
     """Download the pinned release files for the inventory into its bundle directory, verifying checksums, or
     build them from source (--from-source)."""
-    cluster = load_cluster(ctx, inventory)
+    cluster = load_cluster(inventory)
     stack = stack_of(cluster)
     releases = components.releases(cluster, stack, arch)
     if from_source:

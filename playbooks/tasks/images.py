@@ -18,7 +18,7 @@ images = Collection("images")
 @task(name="push", auto_shortflags=False, help={"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)"})
 def push(ctx: Context, inventory: str | None = None) -> None:
     """Copy the bundle's images (pause, CoreDNS, the CNI's) to registry.url, where nodes pull them from."""
-    cluster = load_cluster(ctx, inventory)
+    cluster = load_cluster(inventory)
     manifest = read_manifest(cluster.bundle_dir)
     try:
         done = registry.push(cluster, stack_of(cluster), manifest.arch if manifest else "amd64", log=ui.out.print)

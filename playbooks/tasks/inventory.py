@@ -12,7 +12,7 @@ from playbooks.tasks.common import load_cluster
 @task(auto_shortflags=False, help={"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)"})
 def check(ctx: Context, inventory: str | None = None) -> None:
     """Validate an inventory; print every problem, or the hosts and their roles."""
-    cluster = load_cluster(ctx, inventory)
+    cluster = load_cluster(inventory)
     ui.table(
         f"{cluster.name}: Kubernetes {cluster.kubernetes_version}, API {cluster.server_url}",
         ["host", "ip", *ROLES, "ssh"],

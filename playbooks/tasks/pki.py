@@ -17,7 +17,7 @@ HELP = {"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)"}
 @task(auto_shortflags=False, help=HELP)
 def pki(ctx: Context, inventory: str | None = None) -> None:
     """Generate the cluster's CAs, certificates, keys and kubeconfigs on this machine (no host is touched)."""
-    cluster = load_cluster(ctx, inventory)
+    cluster = load_cluster(inventory)
     try:
         rows = ensure(cluster)
     except PKIError as exc:
@@ -35,7 +35,7 @@ def pki(ctx: Context, inventory: str | None = None) -> None:
 @task(auto_shortflags=False, help=HELP)
 def check(ctx: Context, inventory: str | None = None) -> None:
     """Report days left and inventory match for every certificate; exit 1 if any needs attention."""
-    cluster = load_cluster(ctx, inventory)
+    cluster = load_cluster(inventory)
     rows = check_rows(cluster)
     ui.table(
         f"certificates of {cluster.name} (renew within {cluster.certificates.renew_within_days} days)",

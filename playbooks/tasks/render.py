@@ -20,7 +20,7 @@ from playbooks.tasks.common import ensure_inputs_or_exit, load_cluster
 )
 def render(ctx: Context, inventory: str | None = None, out: str = "out") -> None:
     """Render every host's files (certificates included) and the add-on manifests into OUT."""
-    cluster = load_cluster(ctx, inventory)
+    cluster = load_cluster(inventory)
     inputs = ensure_inputs_or_exit(cluster)
     try:
         addons = manifests(inputs, cluster.bundle_dir)

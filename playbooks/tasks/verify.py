@@ -25,13 +25,13 @@ def verify(ctx: Context, inventory: str | None = None, options: str = "") -> Non
         import pytest  # the suite's runner: loaded only by this task, so the other tasks start without it
     except ImportError:
         raise Exit("verify needs pytest and pytest-testinfra: pip install pytest pytest-testinfra", code=2) from None
-    cluster = load_cluster(ctx, inventory)
+    cluster = load_cluster(inventory)
     if not SUITE.is_dir():
         raise Exit(f"{SUITE}: the testinfra suite ships with the kubefab source tree; run from a checkout", code=2)
     with tempfile.TemporaryDirectory(prefix="kubefab-verify-") as tmp:
         config = Path(tmp) / "ssh_config"
         config.write_text(ssh_config(cluster, Path(tmp)))
-        args = pytest_args(cluster, config, inventory_path(ctx, inventory).resolve(), options.split())
+        args = pytest_args(cluster, config, inventory_path(inventory).resolve(), options.split())
         ui.out.print(f"pytest {' '.join(args)}")
         code = pytest.main(args)
     if code != 0:

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from invoke.config import Config
-from invoke.context import Context
 from invoke.exceptions import Exit
 
 from pki.report import check_rows
@@ -47,16 +45,22 @@ def inventory(tmp_path: Path) -> Path:
     return path
 
 
-def test_inventory_from_option_env_or_fabric_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ENV_VAR, raising=False)
-    ctx = Context(Config(overrides={"kubefab": {"inventory": "from-config.yaml"}}))
-    assert inventory_path(ctx, "given.yaml") == Path("given.yaml")
-    assert inventory_path(ctx, None) == Path("from-config.yaml")
+def test_inventory_from_option_or_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_VAR, "from-env.yaml")
-    assert inventory_path(ctx, None) == Path("from-env.yaml")
+    assert inventory_path("given.yaml") == Path("given.yaml")
+    assert inventory_path(None) == Path("from-env.yaml")
     monkeypatch.delenv(ENV_VAR)
-    with pytest.raises(Exit, match="no inventory"):
-        inventory_path(Context(Config()), None)
+    with pytest.raises(Exit, match="no inventory: pass --inventory FILE or set KUBEFAB_INVENTORY") as caught:
+        inventory_path(None)
+    assert caught.value.code == 2
+
+
+def test_configuration_files_do_not_reach_kubefab(tmp_path: Path, inventory: Path) -> None:
+    # Fabric's and invoke's files could otherwise set run.dry or sudo passwords behind the inventory's back.
+    (tmp_path / ".invoke.yaml").write_text("run: {dry: true}\n")
+    (tmp_path / "fabric.yaml").write_text("kubefab: {inventory: elsewhere.yaml}\n")
+    result = cli("inventory.check", cwd=tmp_path, env={"HOME": str(tmp_path), ENV_VAR: ""})
+    assert result.returncode == 2 and "no inventory" in result.stderr
 
 
 def test_inventory_from_the_environment_on_the_command_line(inventory: Path) -> None:
@@ -72,7 +76,7 @@ def test_invalid_inventory_exits_with_every_problem(tmp_path: Path) -> None:
         .replace("ip: 192.168.10.12", "ip: 192.168.10.300")
     )
     result = cli("inventory.check", "--inventory", str(bad))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "api.virtual_router_id" in result.stderr and "host k8s-2: hosts[1].ip" in result.stderr
     assert "2 problem(s); nothing was changed" in result.stderr
 
