@@ -19,7 +19,16 @@ from playbooks.tasks import ns
 USAGE = 2
 # Fabric's and invoke's other global options (--dry, --hosts, --identity, --prompt-for-sudo-password, --echo,
 # --config, ...) would be accepted and ignored, or worse: kubefab connects with the inventory's SSH settings.
-GLOBAL_OPTIONS = ("complete", "debug", "help", "list", "list-depth", "list-format", "print-completion-script", "version")
+GLOBAL_OPTIONS = (
+    "complete",
+    "debug",
+    "help",
+    "list",
+    "list-depth",
+    "list-format",
+    "print-completion-script",
+    "version",
+)
 
 
 def _version() -> str:
@@ -83,7 +92,12 @@ class Kubefab(Program):
 
 
 program = Kubefab(
-    name="kubefab", binary="kubefab", binary_names=["kubefab"], namespace=ns, version=_version(), executor_class=Executor
+    name="kubefab",
+    binary="kubefab",
+    binary_names=["kubefab"],
+    namespace=ns,
+    version=_version(),
+    executor_class=Executor,
 )
 
 

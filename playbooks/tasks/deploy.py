@@ -171,7 +171,11 @@ CHANGES_PENDING = 3  # `plan --exit-code`: 0 and 1 keep their meaning, 2 is a us
     },
 )
 def plan(
-    ctx: Context, inventory: str | None = None, only: str | None = None, skip: str | None = None, exit_code: bool = False
+    ctx: Context,
+    inventory: str | None = None,
+    only: str | None = None,
+    skip: str | None = None,
+    exit_code: bool = False,
 ) -> None:
     """Show, per host, what deploy would change (unified diffs, steps, services); change nothing anywhere."""
     phases = select(only, skip)
