@@ -76,8 +76,34 @@ def kubeconfig_dir(c: Cluster) -> Path:
     return c.dir / "kubeconfig"
 
 
-def ensure(c: Cluster, now: dt.datetime | None = None) -> list[Row]:
-    """Bring the cluster's PKI in line with the inventory; returns one row per file with its action."""
+@dataclass(frozen=True)
+class Decision:
+    """What the PKI would become: one row per file with its action, and the files to write (by absolute path),
+    nothing written yet. `plan` reads it; `commit` writes it."""
+
+    root: Path
+    rows: list[Row]
+    writes: dict[Path, bytes]
+
+    def files(self) -> dict[str, bytes]:
+        """The cluster directory's PKI and kubeconfigs as they would be, keyed by path relative to it."""
+        out: dict[str, bytes] = {}
+        for sub in ("pki", "kubeconfig"):
+            for path in sorted((self.root / sub).rglob("*")):
+                if path.is_file():
+                    out[str(path.relative_to(self.root))] = path.read_bytes()
+        out.update((str(p.relative_to(self.root)), data) for p, data in self.writes.items())
+        return dict(sorted(out.items()))
+
+    def commit(self) -> list[Row]:
+        for path, data in self.writes.items():
+            write_private(path, data, 0o644 if path.suffix in (".crt", ".pub") else 0o600)
+        return self.rows
+
+
+def assess(c: Cluster, now: dt.datetime | None = None) -> Decision:
+    """What bringing the cluster's PKI in line with the inventory takes, decided in memory: new keys and
+    certificates are generated here but nothing is written. Raises PKIError when a file on disk is unusable."""
     run = _Run(c.dir, now or dt.datetime.now(dt.UTC))
     cas = _authorities(c, run)
     if not run.problems:
@@ -90,9 +116,12 @@ def ensure(c: Cluster, now: dt.datetime | None = None) -> list[Row]:
     for ident in identities(c):
         if ident.kubeconfig is not None:
             _kubeconfig(c, run, ident, cas["kubernetes"])
-    for path, data in run.writes.items():
-        write_private(path, data, 0o644 if path.suffix in (".crt", ".pub") else 0o600)
-    return run.rows
+    return Decision(c.dir, run.rows, run.writes)
+
+
+def ensure(c: Cluster, now: dt.datetime | None = None) -> list[Row]:
+    """Bring the cluster's PKI in line with the inventory; returns one row per file with its action."""
+    return assess(c, now).commit()
 
 
 def pair_files(base: Path) -> tuple[Path, Path]:

@@ -3,9 +3,19 @@ turns its output into `Facts`, so every rule that depends on a host is testable 
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass, field
 from typing import Literal
+
+# Where kubefab installs CA certificates (as pki.profiles places them; the facts stay free of the PKI code):
+# playbooks.identity compares them with the cluster directory's.
+TRUST_FILES = (
+    "/etc/kubernetes/pki/ca.crt",
+    "/etc/kubernetes/pki/etcd/ca.crt",
+    "/etc/kubernetes/pki/front-proxy-ca.crt",
+    "/etc/etcd/pki/ca.crt",
+)
 
 # Each line is `key=value`. Commands that may be missing on a host print nothing for their key.
 COMMAND = r"""
@@ -29,9 +39,11 @@ echo "package_manager=$(basename "$(command -v dnf || command -v yum || command 
 echo "systemd=$(cat /proc/1/comm 2>/dev/null)"
 stub=no; grep -qs '^nameserver 127\.0\.0\.53' /etc/resolv.conf && test -s /run/systemd/resolve/resolv.conf && stub=yes
 echo "resolv_stub=$stub"
+trust=; for f in TRUST_FILES; do test -f "$f" && trust="$trust $f|$(base64 -w0 "$f")"; done
+echo "trust=$trust"
 bnd=$(awk '/^CapBnd/ {print $2}' /proc/self/status 2>/dev/null)
 echo "cap_sys_resource=$(( (0x${bnd:-ffffffffff} >> 24) & 1 ))"
-"""
+""".replace("TRUST_FILES", " ".join(TRUST_FILES))
 
 Family = Literal["rhel", "debian", "unknown"]
 ARCH = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64", "amd64": "amd64"}
@@ -72,6 +84,7 @@ class Facts:
     # root holds CAP_SYS_RESOURCE: it may give processes a negative oom_score_adj. Missing in some containers
     # (nspawn, LXC), where containerd must keep pods' scores at or above its own.
     cap_sys_resource: bool = True
+    trust: dict[str, bytes] = field(default_factory=dict)  # CA certificate files found: path -> content
 
     @property
     def family(self) -> Family:
@@ -119,7 +132,20 @@ def parse(text: str) -> Facts:
         init=values.get("systemd", ""),
         resolved_stub=values.get("resolv_stub") == "yes",
         cap_sys_resource=values.get("cap_sys_resource", "1") != "0",
+        trust=parse_trust(values.get("trust", "")),
     )
+
+
+def parse_trust(text: str) -> dict[str, bytes]:
+    """'/etc/kubernetes/pki/ca.crt|<base64>' items -> {path: content}; an item that does not decode is empty."""
+    out: dict[str, bytes] = {}
+    for item in text.split():
+        path, _, encoded = item.partition("|")
+        try:
+            out[path] = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            out[path] = b""
+    return out
 
 
 def parse_listening(text: str) -> dict[int, str]:

@@ -29,6 +29,15 @@ def _directories(c: Cluster) -> Iterator[Finding]:
     for field, path in (("cluster_dir", c.dir), ("bundle", c.bundle_dir)):
         if path.exists() and not path.is_dir():
             yield problem((field,), f"{path}, which is a file", "a directory (or a path that does not exist yet)")
+    # Before 0.2 the default was clusters/<name> under the working directory: a CA there must not be forgotten.
+    earlier = (Path.cwd() / "clusters" / c.name).resolve()
+    if c.cluster_dir is None and earlier != c.dir and (earlier / "pki").is_dir() and not c.dir.exists():
+        yield problem(
+            ("cluster_dir",),
+            f"no cluster directory at {c.dir}, but {earlier} holds this cluster's PKI (the working directory's "
+            "clusters/, the default before kubefab 0.2)",
+            f"cluster_dir: {earlier} in the inventory, or that directory moved to {c.dir}",
+        )
     if c.bundle_dir.is_dir():
         try:
             bundle.read_manifest(c.bundle_dir)

@@ -230,7 +230,7 @@ class Cluster(Strict):
     api: Api = Api()
     ssh: SSH = SSH()
     bundle: LocalPath = "bundle"
-    cluster_dir: LocalPath | None = None  # default: clusters/<name> under the current directory
+    cluster_dir: LocalPath | None = None  # default: clusters/<name> beside the inventory file
     container_runtime: Literal["containerd"] = "containerd"
     cni: Literal["calico", "flannel"] = "calico"
     # What the add-ons phase applies: leave out `cni` to bring your own network plugin, `coredns` your own DNS.
@@ -293,9 +293,9 @@ class Cluster(Strict):
 
     @property
     def dir(self) -> Path:
-        if self.cluster_dir is not None:
-            return self.path(self.cluster_dir)
-        return (Path.cwd() / "clusters" / self.name).resolve()
+        """The cluster directory: found from the inventory's location, never from the working directory, so a
+        command run from elsewhere finds the same CA (or refuses), instead of creating a new one."""
+        return self.path(self.cluster_dir if self.cluster_dir is not None else f"clusters/{self.name}")
 
     @property
     def bundle_dir(self) -> Path:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from playbooks import bundle as bundles
-from playbooks import components
+from playbooks import components, identity
 from playbooks.apply import PENDING_RESTARTS, Assessment, Outcome, assess, execute
 from playbooks.component import Component
 from playbooks.components.addons import AddonError
@@ -251,12 +251,21 @@ class Runner:
 
     # -- preflight ------------------------------------------------------------------------------------------
 
-    def preflight(self) -> list[Finding]:
+    def gather(self) -> dict[str, Facts]:
         facts = self.each("preflight", self.cluster.hosts, lambda h: parse(self.run(h, "gather facts", COMMAND).stdout))
         self.facts = facts
         self._plans.clear()  # plans depend on the facts
+        return facts
+
+    def identity(self) -> list[Finding]:
+        """Whether every host's CA certificates are the cluster directory's (playbooks.identity)."""
+        return identity.check(self.cluster, self.inputs.credentials, self.facts or self.gather())
+
+    def preflight(self) -> list[Finding]:
+        facts = self.gather()
         manifest = bundles.read_manifest(self.bundle)
-        return check(self.cluster, facts, manifest.arch if manifest else self.inputs.arch, time.time())
+        arch = manifest.arch if manifest else self.inputs.arch
+        return self.identity() + check(self.cluster, facts, arch, time.time())
 
     # -- the decision, shared by deploy and plan ------------------------------------------------------------
 

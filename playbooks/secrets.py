@@ -45,9 +45,23 @@ class SecretsError(Exception):
     pass
 
 
-def ensure(c: Cluster) -> Secrets:
-    """The cluster's secrets, generating (and writing) only the ones not yet on disk. A damaged file is an
-    error, never overwritten: it holds the key Secrets are encrypted with."""
+@dataclass(frozen=True)
+class Stored:
+    """The cluster's secrets, and the file content to write when some were generated (None: the file is up to
+    date)."""
+
+    secrets: Secrets
+    write: bytes | None
+
+    def commit(self, c: Cluster) -> Secrets:
+        if self.write is not None:
+            write_private(path(c), self.write)
+        return self.secrets
+
+
+def assess(c: Cluster) -> Stored:
+    """The cluster's secrets, generating in memory only the ones not yet on disk. A damaged file is an error,
+    never overwritten: it holds the key Secrets are encrypted with."""
     file = path(c)
     try:
         stored = yaml.safe_load(file.read_text()) if file.exists() else {}
@@ -65,6 +79,9 @@ def ensure(c: Cluster) -> Secrets:
     merged = {k: stored.get(k) or fresh[k] for k in fresh if k != "tokens"}
     if fresh["tokens"]:
         merged["tokens"] = {user: tokens.get(user) or token for user, token in fresh["tokens"].items()}
-    if merged != stored:
-        write_private(file, yaml.safe_dump(merged).encode())
-    return Secrets(**merged)
+    return Stored(Secrets(**merged), yaml.safe_dump(merged).encode() if merged != stored else None)
+
+
+def ensure(c: Cluster) -> Secrets:
+    """The cluster's secrets, generating (and writing) only the ones not yet on disk."""
+    return assess(c).commit(c)

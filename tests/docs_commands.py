@@ -32,7 +32,7 @@ REAL_INVENTORY = "inventory/mycluster.yaml"  # a copy of inventory/example.yaml,
 VAGRANT_INVENTORY = "inventory/vagrant.yaml"
 LAB_INVENTORY = "/var/lib/kubefab/lab/inventory.yaml"  # what `kubefab lab.up` writes (default lab directory)
 INVENTORIES = (REAL_INVENTORY, VAGRANT_INVENTORY, LAB_INVENTORY)
-CLUSTER_DIRS = ("clusters/mycluster", "clusters/vagrant", "/var/lib/kubefab/lab/cluster")
+CLUSTER_DIRS = ("inventory/clusters/mycluster", "inventory/clusters/vagrant", "/var/lib/kubefab/lab/cluster")
 
 # Sources of `kubefab import-inventory` in the docs -> the fixtures written for the importer's tests.
 IMPORT_SOURCES = {

@@ -6,14 +6,14 @@ from invoke.tasks import task
 
 from playbooks import ui
 from playbooks.audit import audit_host, plans_for
-from playbooks.tasks.common import ensure_inputs_or_exit, load_cluster
+from playbooks.tasks.common import load_cluster, prepare_or_exit
 
 
 @task(auto_shortflags=False, help={"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)"})
 def audit(ctx: Context, inventory: str | None = None) -> None:
     """Check the rendered configuration against CIS-style rules; exit 1 on any failure."""
     cluster = load_cluster(inventory)
-    inputs = ensure_inputs_or_exit(cluster)
+    inputs = prepare_or_exit(cluster).inputs  # read-only: nothing is written
     results = [r for h in cluster.hosts for r in audit_host(h.name, h.has("control_plane"), plans_for(inputs, h))]
     ui.table(
         f"security audit of {cluster.name}",

@@ -9,7 +9,7 @@ from invoke.exceptions import Exit
 
 from pki.store import PKIError
 from playbooks import ui
-from playbooks.clusterdir import ensure_inputs
+from playbooks.clusterdir import Prepared, prepare
 from playbooks.inputs import Inputs
 from playbooks.inventory import ENV_VAR, validate
 from playbooks.model import Cluster
@@ -34,9 +34,19 @@ def load_cluster(inventory: str | None) -> Cluster:
     return verdict.cluster
 
 
-def ensure_inputs_or_exit(cluster: Cluster) -> Inputs:
-    """The plan inputs, or exit naming the file when the PKI or the secrets on disk are unusable."""
+def prepare_or_exit(cluster: Cluster) -> Prepared:
+    """The plan inputs decided in memory (nothing written), or exit naming the file when the PKI or the secrets
+    on disk are unusable."""
     try:
-        return ensure_inputs(cluster)
+        return prepare(cluster)
     except (PKIError, SecretsError) as exc:
         raise Exit(str(exc), code=1) from None
+
+
+def committed(prepared: Prepared) -> Inputs:
+    """The inputs, with what they need written to the cluster directory, said when it creates a CA."""
+    rows = prepared.commit()
+    created = [r.identity for r in rows if r.action == "created" and r.identity.endswith(" CA")]
+    if created:
+        ui.out.print(f"created {', '.join(created)} in {prepared.inputs.cluster.dir} (a new cluster identity)")
+    return prepared.inputs

@@ -11,14 +11,15 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from pki.store import kubeconfig_dir
-from playbooks import bundle, components, images, source, ui
+from playbooks import bundle, components, images, secrets, source, ui
+from playbooks.clusterdir import Prepared
 from playbooks.components.addons import AddonError
 from playbooks.findings import Finding
 from playbooks.inputs import Inputs, stack_of
 from playbooks.model import Cluster, Host
 from playbooks.remote import Remote, StepFailed
 from playbooks.runner import PHASES, DeployFailed, PhaseResult, Preview, Runner
-from playbooks.tasks.common import ensure_inputs_or_exit, load_cluster
+from playbooks.tasks.common import committed, load_cluster, prepare_or_exit
 from playbooks.versions import cni_release
 
 INVENTORY_HELP = "cluster YAML file (default: $KUBEFAB_INVENTORY)"
@@ -38,18 +39,20 @@ def select(only: str | None, skip: str | None) -> list[str]:
     return [p for p in PHASES if p != "preflight" and (not wanted or p in wanted) and p not in skipped]
 
 
-def prepared(ctx: Context, inventory: str | None, phases: list[str]) -> tuple[Cluster, Inputs]:
-    """Everything checked on this machine before any host is touched: inventory, PKI, secrets, and every bundle
-    file the phases will read (with the add-ons phase: the CNI manifest and the images it imports)."""
+def prepared(inventory: str | None, phases: list[str]) -> tuple[Cluster, Prepared]:
+    """Everything checked on this machine before any host is touched: inventory, PKI, secrets (decided in memory,
+    nothing written), and every bundle file the phases will read (with the add-ons phase: the CNI manifest and
+    the images it imports)."""
     cluster = load_cluster(inventory)
-    inputs = ensure_inputs_or_exit(cluster)
+    prep = prepare_or_exit(cluster)
+    inputs = prep.inputs
     addons = "addons" in phases and bool(cluster.addons)
     problems = bundle.verify(
         cluster, components.releases(cluster, inputs.stack, inputs.arch), inputs.stack, inputs.arch, addons=addons
     )
     if problems:
         raise Exit("the bundle is not ready; no host was touched:\n" + "\n".join(problems), code=1)
-    return cluster, inputs
+    return cluster, prep
 
 
 def show_preflight(findings: list[Finding]) -> None:
@@ -130,15 +133,16 @@ def deploy(
         plan(ctx, inventory, only, skip)
         return
     phases = select(only, skip)
-    cluster, inputs = prepared(ctx, inventory, phases)
+    cluster, prep = prepared(inventory, phases)
 
     def report(host: str, text: str) -> None:
         ui.out.print(f"  {host:<14} {text}")
 
-    r = runner(cluster, inputs, report, verbose, command_timeout)
+    r = runner(cluster, prep.inputs, report, verbose, command_timeout)
     started = time.monotonic()
     try:
         run_preflight(r)
+        committed(prep)  # the PKI and secrets are written once the hosts are known to be this cluster's
         r.start_prefetch(phases)
         for name in phases:
             ui.out.print(f"== {name}", style="bold")
@@ -179,11 +183,18 @@ def plan(
 ) -> None:
     """Show, per host, what deploy would change (unified diffs, steps, services); change nothing anywhere."""
     phases = select(only, skip)
-    cluster, inputs = prepared(ctx, inventory, phases)
-    r = runner(cluster, inputs)
+    cluster, prep = prepared(inventory, phases)
+    r = runner(cluster, prep.inputs)
     try:
         run_preflight(r)
         total = 0
+        for row in prep.pki.rows:
+            if row.action != "kept":
+                total += 1
+                ui.out.print(f"local {row.file}: {row.action}")
+        if prep.secrets.write is not None:
+            total += 1
+            ui.out.print(f"local {secrets.FILE}: new secrets generated (not shown)")
         for name in phases:
             for host, preview in r.preview(name).items():
                 lines = describe_changes(r, cluster.host(host), preview)

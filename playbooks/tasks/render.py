@@ -8,7 +8,7 @@ from invoke.tasks import task
 from playbooks import tree, ui
 from playbooks.components import host_plans
 from playbooks.components.addons import AddonError, manifests
-from playbooks.tasks.common import ensure_inputs_or_exit, load_cluster
+from playbooks.tasks.common import committed, load_cluster, prepare_or_exit
 
 
 @task(
@@ -21,7 +21,7 @@ from playbooks.tasks.common import ensure_inputs_or_exit, load_cluster
 def render(ctx: Context, inventory: str | None = None, out: str = "out") -> None:
     """Render every host's files (certificates included) and the add-on manifests into OUT."""
     cluster = load_cluster(inventory)
-    inputs = ensure_inputs_or_exit(cluster)
+    inputs = committed(prepare_or_exit(cluster))
     try:
         addons = manifests(inputs, cluster.bundle_dir)
     except AddonError as exc:

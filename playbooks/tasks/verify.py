@@ -8,8 +8,26 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from playbooks import ui
-from playbooks.tasks.common import inventory_path, load_cluster
+from playbooks.model import Cluster
+from playbooks.runner import DeployFailed
+from playbooks.tasks.common import inventory_path, load_cluster, prepare_or_exit
+from playbooks.tasks.deploy import runner, show_preflight
 from playbooks.verify import SUITE, pytest_args, ssh_config
+
+
+def check_identity(cluster: Cluster) -> None:
+    """Refuse to vouch for hosts that trust another CA than the cluster directory's (nothing is written)."""
+    r = runner(cluster, prepare_or_exit(cluster).inputs)
+    try:
+        findings = r.identity()
+    except DeployFailed as exc:
+        raise Exit(f"verify: {exc}", code=1) from None
+    finally:
+        r.close(record=False)
+    wrong = [f for f in findings if f.status == "fail"]
+    if wrong:
+        show_preflight(wrong)
+        raise Exit(f"verify: {len(wrong)} host(s) belong to another cluster directory; nothing was checked", code=1)
 
 
 @task(
@@ -28,6 +46,7 @@ def verify(ctx: Context, inventory: str | None = None, options: str = "") -> Non
     cluster = load_cluster(inventory)
     if not SUITE.is_dir():
         raise Exit(f"{SUITE}: the testinfra suite ships with the kubefab source tree; run from a checkout", code=2)
+    check_identity(cluster)
     with tempfile.TemporaryDirectory(prefix="kubefab-verify-") as tmp:
         config = Path(tmp) / "ssh_config"
         config.write_text(ssh_config(cluster, Path(tmp)))

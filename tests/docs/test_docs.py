@@ -179,7 +179,7 @@ def run_cp(ws: Workspace, cmd: Command) -> Outcome:
     target = ws.root / cmd.argv[-1]
     if result.returncode or not target.exists():
         return Outcome(False, shown(result))
-    # The docs' next step: the operator names the cluster (clusters/mycluster/ in the commands that follow).
+    # The docs' next step: the operator names the cluster (inventory/clusters/mycluster/ in the commands that follow).
     target.write_text(target.read_text().replace("name: book", "name: mycluster", 1))
     return Outcome(True, "")
 
