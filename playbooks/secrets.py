@@ -26,6 +26,10 @@ class Secrets:
     stats_password: str
     tokens: Mapping[str, str] = field(default_factory=dict)  # user -> bearer token (api.token_users)
 
+    def values(self) -> tuple[str, ...]:
+        """Every secret value: what a diff must never show."""
+        return (self.encryption_key, self.vrrp_password, self.stats_password, *self.tokens.values())
+
 
 def generate(users: tuple[str, ...] = ()) -> Secrets:
     alphabet = string.ascii_letters + string.digits

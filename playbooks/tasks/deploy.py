@@ -3,7 +3,6 @@ playbooks.runner / playbooks.apply; these tasks only wire it to the command line
 
 from __future__ import annotations
 
-import difflib
 import time
 
 from invoke.context import Context
@@ -14,6 +13,7 @@ from pki.store import kubeconfig_dir
 from playbooks import bundle, components, images, secrets, source, ui
 from playbooks.clusterdir import Prepared
 from playbooks.components.addons import AddonError
+from playbooks.diffs import file_diff
 from playbooks.findings import Finding
 from playbooks.inputs import Inputs, stack_of
 from playbooks.model import Cluster, Host
@@ -212,24 +212,13 @@ def plan(
 
 def describe_changes(r: Runner, host: Host, preview: Preview) -> list[str]:
     found, lines = preview.found, []
+    hidden = r.inputs.secrets.values()
     for f in found.files:
         current = r.run(host, "plan: read current file", f"cat {f.path} 2>/dev/null", check=False).stdout
-        if f.secret:
-            lines.append(f"~ {f.path} ({'new' if not current else 'changed'}; secret content not shown)")
-            continue
-        diff = difflib.unified_diff(
-            current.splitlines(keepends=True),
-            f.content.decode().splitlines(keepends=True),
-            f"{host.name}:{f.path}",
-            "kubefab",
-        )
-        lines.append(f"~ {f.path}\n" + "".join(diff).rstrip())
+        lines.append(file_diff(f"~ {f.path}", current.encode(), f.content, hidden, f.secret))
     lines += [f"~ {f.path}: mode {f.mode:04o}, owner {f.owner}:{f.group}" for f in found.perms]
     for b, current, new in found.blocks:
-        diff = difflib.unified_diff(
-            current.splitlines(keepends=True), new.splitlines(keepends=True), f"{host.name}:{b.path}", "kubefab"
-        )
-        lines.append(f"~ {b.path} (block {b.marker})\n" + "".join(diff).rstrip())
+        lines.append(file_diff(f"~ {b.path} (block {b.marker})", current.encode(), new.encode(), hidden))
     lines += [f"+ binary {b.path} from {b.source}" for b in found.binaries]
     lines += [f"+ directory {x.path} {x.mode:04o} {x.owner}:{x.group}" for x in found.directories]
     lines += [f"+ user {u}" for u in found.users]
