@@ -15,6 +15,7 @@ import pytest
 import yaml
 from labkit import TIMINGS, Etcd, Lab, cli
 
+from playbooks import identity
 from playbooks.inventory import load
 from playbooks.model import Cluster
 
@@ -177,6 +178,63 @@ def test_plan_after_deploy_shows_no_changes(lab: Lab, deployed: Cluster) -> None
     result, _ = cli("plan", "--inventory", str(lab.paths.inventory))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "no changes" in result.stdout
+
+
+def variant(lab: Lab, tmp_path: Path, name: str, change) -> Path:
+    data = yaml.safe_load(lab.paths.inventory.read_text())
+    change(data)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def cluster_files(cluster: Cluster) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(cluster.dir.rglob("*")) if p.is_file()}
+
+
+def test_dry_run_is_plan_and_plan_exit_code_says_nothing_is_pending(lab: Lab, deployed: Cluster) -> None:
+    result, _ = cli("deploy", "--dry-run", "--inventory", str(lab.paths.inventory))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "no changes" in result.stdout and "deploy finished" not in result.stdout
+    result, _ = cli("plan", "--exit-code", "--inventory", str(lab.paths.inventory))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_plan_of_a_new_san_is_readable_pending_and_writes_nothing(lab: Lab, deployed: Cluster, tmp_path: Path) -> None:
+    wider = variant(lab, tmp_path, "wider.yaml", lambda d: d["api"].setdefault("extra_sans", []).append("api.lab.test"))
+    before, started = cluster_files(deployed), start_times(lab, deployed)
+    result, _ = cli("plan", "--exit-code", "--inventory", str(wider))
+    assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-2000:]
+    out = result.stdout
+    assert "local pki/apiserver.crt: reissued: DNS SANs ['api.lab.test'] changed" in out, out[-3000:]
+    host = deployed.control_plane[0].name
+    assert f"{host} certificates: ~ /etc/kubernetes/pki/apiserver.crt (certificate)" in out, out[-3000:]
+    assert "+DNS SANs: api.lab.test, kubernetes" in out and "-DNS SANs: kubernetes" in out, out[-3000:]
+    assert "/etc/kubernetes/pki/apiserver.key (changed; secret content not shown)" in out
+    assert "BEGIN CERTIFICATE" not in out and "PRIVATE KEY" not in out
+    # Nothing written anywhere: the cluster directory and the hosts are as they were, so the old inventory
+    # still plans nothing (before, plan reissued the certificate locally and the next deploy reissued it again).
+    assert cluster_files(deployed) == before
+    assert start_times(lab, deployed) == started
+    result, _ = cli("plan", "--exit-code", "--inventory", str(lab.paths.inventory))
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_another_cluster_directory_is_refused_with_both_fingerprints(
+    lab: Lab, deployed: Cluster, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "fresh-cluster-dir"
+    other = variant(lab, tmp_path, "other.yaml", lambda d: d.update(cluster_dir=str(elsewhere)))
+    (ours,) = identity.fingerprints((pki(deployed) / "ca.crt").read_bytes())
+    started = start_times(lab, deployed)
+    for task in ("deploy", "plan", "verify"):
+        result, _ = cli(task, "--inventory", str(other))
+        shown = result.stdout[-3000:] + result.stderr[-2000:]
+        assert result.returncode == 1, f"{task}: {shown}"
+        assert "another cluster directory" in shown and ours in shown, f"{task}: {shown}"
+        assert str(elsewhere) in shown, f"{task}: {shown}"
+        assert not elsewhere.exists(), f"{task} created a new CA in {elsewhere}"
+    assert start_times(lab, deployed) == started
 
 
 def test_plan_shows_a_diff_and_changes_nothing(lab: Lab, deployed: Cluster) -> None:
