@@ -80,7 +80,8 @@ def run_preflight(r: Runner) -> None:
     show_preflight(findings)
     failed = [f for f in findings if f.status == "fail"]
     if failed:
-        raise Exit(f"preflight: {len(failed)} problem(s); nothing was changed", code=1)
+        lines = "".join(f"\n  {f.host}: {f.check}: {f.detail}" for f in failed)
+        raise Exit(f"preflight: {len(failed)} problem(s); nothing was changed:{lines}", code=1)
 
 
 def summary(results: list[PhaseResult], cluster: Cluster) -> None:

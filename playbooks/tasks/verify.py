@@ -27,7 +27,10 @@ def check_identity(cluster: Cluster) -> None:
     wrong = [f for f in findings if f.status == "fail"]
     if wrong:
         show_preflight(wrong)
-        raise Exit(f"verify: {len(wrong)} host(s) belong to another cluster directory; nothing was checked", code=1)
+        lines = "".join(f"\n  {f.host}: {f.detail}" for f in wrong)
+        raise Exit(
+            f"verify: {len(wrong)} host(s) belong to another cluster directory; nothing was checked:{lines}", code=1
+        )
 
 
 @task(
