@@ -5,21 +5,18 @@ say (subject, SANs, issuer, validity, fingerprint), never as base64 lines; anyth
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable
 
 from cryptography import x509
 
 from pki import certs
-from playbooks.identity import fingerprints
-
-_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.DOTALL)
+from playbooks.identity import blocks, fingerprints
 
 
 def certificate_lines(pem: bytes) -> list[str]:
     """One line per fact of every certificate in `pem`; the PEM text itself when it does not parse."""
     out: list[str] = []
-    for block in _CERT.findall(pem):
+    for block in blocks(pem):
         try:
             cert = x509.load_pem_x509_certificate(block)
         except ValueError:

@@ -16,7 +16,12 @@ from playbooks.inputs import REMOTE_PKI
 from playbooks.model import Cluster
 
 CHECK = "cluster identity"
-_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----\s*(.*?)\s*-----END CERTIFICATE-----", re.DOTALL)
+_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL)
+
+
+def blocks(pem: bytes) -> list[bytes]:
+    """Each certificate of a PEM file, as its own PEM block."""
+    return [m.group(0) for m in _PEM.finditer(pem)]
 
 
 def fingerprints(pem: bytes) -> tuple[str, ...]:
