@@ -1,5 +1,5 @@
 """`fab` entry point: the same tasks as the `kubefab` command (see playbooks/tasks)."""
 
-from playbooks.tasks import ns
+from kubefab.playbooks.tasks import ns
 
 __all__ = ["ns"]

@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from playbooks import components, images, source
-from playbooks.lab.bundle import lab_images, lab_stack, machine_arch
-from playbooks.versions import cni_release
+from kubefab.playbooks import components, images, source
+from kubefab.playbooks.lab.bundle import lab_images, lab_stack, machine_arch
+from kubefab.playbooks.versions import cni_release
 
 
 def fill(bundle: Path, cache: Path, go: source.GoTool) -> tuple[float, list[source.Built]]:

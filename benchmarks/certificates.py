@@ -14,10 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from pki.profiles import authorities, identities
-from pki.store import ensure
-from playbooks.inventory import load
-from playbooks.model import Cluster
+from kubefab.pki.profiles import authorities, identities
+from kubefab.pki.store import ensure
+from kubefab.playbooks.inventory import load
+from kubefab.playbooks.model import Cluster
 
 
 def inventory(root: Path, workers: int, algorithm: str) -> Cluster:

@@ -12,12 +12,12 @@ import argparse
 import resource
 import time
 
-from playbooks.clusterdir import ensure_inputs
-from playbooks.inventory import load
-from playbooks.lab import lifecycle
-from playbooks.lab.settings import lab_paths
-from playbooks.runner import PHASES
-from playbooks.tasks.deploy import runner
+from kubefab.playbooks.clusterdir import ensure_inputs
+from kubefab.playbooks.inventory import load
+from kubefab.playbooks.lab import lifecycle
+from kubefab.playbooks.lab.settings import lab_paths
+from kubefab.playbooks.runner import PHASES
+from kubefab.playbooks.tasks.deploy import runner
 
 RUN_PHASES = [p for p in PHASES if p != "preflight"]
 

@@ -9,10 +9,10 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from playbooks.lab import cgroups, lifecycle
-from playbooks.lab.bundle import ensure_bundle
-from playbooks.lab.image import ensure_image
-from playbooks.lab.settings import lab_paths
+from kubefab.playbooks.lab import cgroups, lifecycle
+from kubefab.playbooks.lab.bundle import ensure_bundle
+from kubefab.playbooks.lab.image import ensure_image
+from kubefab.playbooks.lab.settings import lab_paths
 
 SETTLE_SECONDS = 10.0  # let boot-time jobs finish so the host is idle when measured
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from pki.keys import PrivateKey
+from kubefab.pki.keys import PrivateKey
 
 # Issued certificates start a little in the past so hosts with slightly slow clocks accept them.
 BACKDATE = dt.timedelta(minutes=5)

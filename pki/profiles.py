@@ -12,8 +12,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
-from pki.certs import Request
-from playbooks.model import Cluster, Host
+from kubefab.pki.certs import Request
+from kubefab.playbooks.model import Cluster, Host
 
 AuthorityName = Literal["kubernetes", "etcd", "front-proxy"]
 

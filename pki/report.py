@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from pki import certs
-from pki.profiles import authorities, identities
-from pki.store import pair_files, pki_dir
-from playbooks.model import Cluster
+from kubefab.pki import certs
+from kubefab.pki.profiles import authorities, identities
+from kubefab.pki.store import pair_files, pki_dir
+from kubefab.playbooks.model import Cluster
 
 
 @dataclass(frozen=True)

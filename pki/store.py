@@ -18,10 +18,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from pki import certs, keys
-from pki.kubeconfig import kubeconfig
-from pki.profiles import CA, AuthorityName, Identity, authorities, identities
-from playbooks.model import Cluster
+from kubefab.pki import certs, keys
+from kubefab.pki.kubeconfig import kubeconfig
+from kubefab.pki.profiles import CA, AuthorityName, Identity, authorities, identities
+from kubefab.playbooks.model import Cluster
 
 SA_KEY = "sa"
 

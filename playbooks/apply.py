@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from playbooks.bundle import compressed, extracted
-from playbooks.plan import Binary, Block, Directory, File, Plan, Step
-from playbooks.remote import Remote, StepFailed
+from kubefab.playbooks.bundle import compressed, extracted
+from kubefab.playbooks.plan import Binary, Block, Directory, File, Plan, Step
+from kubefab.playbooks.remote import Remote, StepFailed
 
 UNIT_DIR = "/etc/systemd/system/"
 # Services whose files changed in a run that did not reach their phase (e.g. --only certificates): the next

@@ -12,13 +12,13 @@ from typing import Literal
 
 import yaml
 
-from playbooks import escape, hardening, shapes
-from playbooks.components import ADDONS, host_plans, node
-from playbooks.components.addons import ADDONS_DIR, AddonError
-from playbooks.findings import Finding
-from playbooks.inputs import Inputs
-from playbooks.model import Host
-from playbooks.plan import File, Plan
+from kubefab.playbooks import escape, hardening, shapes
+from kubefab.playbooks.components import ADDONS, host_plans, node
+from kubefab.playbooks.components.addons import ADDONS_DIR, AddonError
+from kubefab.playbooks.findings import Finding
+from kubefab.playbooks.inputs import Inputs
+from kubefab.playbooks.model import Host
+from kubefab.playbooks.plan import File, Plan
 
 Files = Mapping[str, File]
 

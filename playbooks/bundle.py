@@ -21,10 +21,10 @@ from pathlib import Path
 
 import yaml
 
-from playbooks import oci
-from playbooks.model import Cluster
-from playbooks.plan import Binary
-from playbooks.versions import Release, Stack, cni_release
+from kubefab.playbooks import oci
+from kubefab.playbooks.model import Cluster
+from kubefab.playbooks.plan import Binary
+from kubefab.playbooks.versions import Release, Stack, cni_release
 
 MANIFEST = "manifest.yaml"
 CACHE = ".extracted"

@@ -7,10 +7,10 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Literal
 
-from playbooks import components, versions
-from playbooks.component import on_host
-from playbooks.findings import Field, Finding
-from playbooks.model import NODE_MASK, Cluster
+from kubefab.playbooks import components, versions
+from kubefab.playbooks.component import on_host
+from kubefab.playbooks.findings import Field, Finding
+from kubefab.playbooks.model import NODE_MASK, Cluster
 
 # kube-apiserver refuses a service CIDR with more than 20 host bits; below /28 there is no room for the
 # `kubernetes` Service, the DNS address and the Services a cluster runs.

@@ -14,7 +14,7 @@ from invoke.completion.complete import print_completion_script
 from invoke.exceptions import Exit, ParseError
 from invoke.util import enable_logging
 
-from playbooks.tasks import ns
+from kubefab.playbooks.tasks import ns
 
 USAGE = 2
 # Fabric's and invoke's other global options (--dry, --hosts, --identity, --prompt-for-sudo-password, --echo,

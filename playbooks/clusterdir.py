@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pki.store import Decision, Row, assess
-from playbooks import bundle, secrets
-from playbooks.facts import Facts
-from playbooks.inputs import Inputs, stack_of
-from playbooks.model import Cluster
+from kubefab.pki.store import Decision, Row, assess
+from kubefab.playbooks import bundle, secrets
+from kubefab.playbooks.facts import Facts
+from kubefab.playbooks.inputs import Inputs, stack_of
+from kubefab.playbooks.model import Cluster
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from playbooks.inputs import Inputs
-from playbooks.model import Cluster, Host, Role
-from playbooks.plan import Binary, Check, Plan
-from playbooks.versions import Stack
+from kubefab.playbooks.inputs import Inputs
+from kubefab.playbooks.model import Cluster, Host, Role
+from kubefab.playbooks.plan import Binary, Check, Plan
+from kubefab.playbooks.versions import Stack
 
 
 @dataclass(frozen=True)

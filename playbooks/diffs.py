@@ -9,8 +9,8 @@ from collections.abc import Iterable
 
 from cryptography import x509
 
-from pki import certs
-from playbooks.identity import blocks, fingerprints
+from kubefab.pki import certs
+from kubefab.playbooks.identity import blocks, fingerprints
 
 
 def certificate_lines(pem: bytes) -> list[str]:

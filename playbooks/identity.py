@@ -9,11 +9,11 @@ import hashlib
 import re
 from collections.abc import Mapping
 
-from pki.profiles import ETCD_PKI, authorities
-from playbooks.facts import Facts
-from playbooks.findings import Finding
-from playbooks.inputs import REMOTE_PKI
-from playbooks.model import Cluster
+from kubefab.pki.profiles import ETCD_PKI, authorities
+from kubefab.playbooks.facts import Facts
+from kubefab.playbooks.findings import Finding
+from kubefab.playbooks.inputs import REMOTE_PKI
+from kubefab.playbooks.model import Cluster
 
 CHECK = "cluster identity"
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL)

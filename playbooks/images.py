@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from playbooks import oci
-from playbooks.bundle import BUILT, IMAGE, Entry, Manifest, image_path, read_manifest
-from playbooks.oci import LayerFile
-from playbooks.source import (
+from kubefab.playbooks import oci
+from kubefab.playbooks.bundle import BUILT, IMAGE, Entry, Manifest, image_path, read_manifest
+from kubefab.playbooks.oci import LayerFile
+from kubefab.playbooks.source import (
     BuildError,
     Built,
     Command,

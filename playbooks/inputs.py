@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from playbooks import hardening, ports
-from playbooks.facts import Facts
-from playbooks.model import NODE_MASK, Cluster, Host
-from playbooks.secrets import Secrets
-from playbooks.versions import Stack, stack
+from kubefab.playbooks import hardening, ports
+from kubefab.playbooks.facts import Facts
+from kubefab.playbooks.model import NODE_MASK, Cluster, Host
+from kubefab.playbooks.secrets import Secrets
+from kubefab.playbooks.versions import Stack, stack
 
 REMOTE_PKI = "/etc/kubernetes/pki"
 

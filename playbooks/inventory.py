@@ -18,11 +18,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from playbooks import local_checks
-from playbooks.checks import check
-from playbooks.findings import Finding
-from playbooks.model import ROLES, Cluster
-from playbooks.problems import InventoryError, Problem
+from kubefab.playbooks import local_checks
+from kubefab.playbooks.checks import check
+from kubefab.playbooks.findings import Finding
+from kubefab.playbooks.model import ROLES, Cluster
+from kubefab.playbooks.problems import InventoryError, Problem
 
 Loc = tuple[str | int, ...]
 

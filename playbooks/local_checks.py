@@ -10,11 +10,11 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from pki import certs, keys
-from playbooks import bundle
-from playbooks.checks import problem
-from playbooks.findings import Finding
-from playbooks.model import Cluster
+from kubefab.pki import certs, keys
+from kubefab.playbooks import bundle
+from kubefab.playbooks.checks import problem
+from kubefab.playbooks.findings import Finding
+from kubefab.playbooks.model import Cluster
 
 MIN_RSA_BITS = 2048
 MIN_EC_BITS = 256

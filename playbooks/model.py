@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
-from playbooks.shapes import (
+from kubefab.playbooks.shapes import (
     MAX_HOSTS,
     MAX_LIST,
     MAX_MIRRORS,

@@ -8,7 +8,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
-from playbooks import paths
+from kubefab.playbooks import paths
 
 
 @dataclass(frozen=True)

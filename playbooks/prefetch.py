@@ -11,11 +11,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from playbooks.apply import local_sha256
-from playbooks.bundle import compressed, extracted
-from playbooks.model import Host
-from playbooks.plan import Binary
-from playbooks.remote import Remote, StepFailed
+from kubefab.playbooks.apply import local_sha256
+from kubefab.playbooks.bundle import compressed, extracted
+from kubefab.playbooks.model import Host
+from kubefab.playbooks.plan import Binary
+from kubefab.playbooks.remote import Remote, StepFailed
 
 
 class Prefetch:

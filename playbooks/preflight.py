@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from playbooks.components import required_ports
-from playbooks.facts import SUPPORTED_OS, Facts
-from playbooks.findings import Finding, Status
-from playbooks.model import Cluster, Host
+from kubefab.playbooks.components import required_ports
+from kubefab.playbooks.facts import SUPPORTED_OS, Facts
+from kubefab.playbooks.findings import Finding, Status
+from kubefab.playbooks.model import Cluster, Host
 
 MAX_SKEW = 30  # seconds; certificates and etcd leases need clocks that agree
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from playbooks import flagref, versions
-from playbooks.lab.bundle import machine_arch
-from playbooks.source import GoTool, build, cache_dir, cached, helper_output
+from kubefab.playbooks import flagref, versions
+from kubefab.playbooks.lab.bundle import machine_arch
+from kubefab.playbooks.source import GoTool, build, cache_dir, cached, helper_output
 
 FLAG = re.compile(r"^\s+(?:-\w, )?--([a-z0-9][a-z0-9-]*)")
 

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from playbooks import oci
-from playbooks.bundle import image_path, read_manifest, required_images
-from playbooks.model import Cluster
-from playbooks.versions import Stack
+from kubefab.playbooks import oci
+from kubefab.playbooks.bundle import image_path, read_manifest, required_images
+from kubefab.playbooks.model import Cluster
+from kubefab.playbooks.versions import Stack
 
 
 class PushError(Exception):

@@ -14,7 +14,7 @@ import paramiko
 from fabric import Connection
 from invoke.exceptions import CommandTimedOut
 
-from playbooks.model import Cluster, Host
+from kubefab.playbooks.model import Cluster, Host
 
 TAIL = 12  # lines of stderr kept in a failure message
 COMMAND_SHOWN = 300  # characters of the command shown with it

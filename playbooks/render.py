@@ -8,7 +8,7 @@ from typing import Any
 
 import jinja2
 
-from playbooks import escape
+from kubefab.playbooks import escape
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 

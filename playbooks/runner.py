@@ -20,19 +20,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from playbooks import bundle as bundles
-from playbooks import components, identity
-from playbooks.apply import PENDING_RESTARTS, Assessment, Outcome, assess, execute
-from playbooks.component import Component
-from playbooks.components.addons import AddonError
-from playbooks.facts import COMMAND, Facts, parse
-from playbooks.findings import Finding
-from playbooks.inputs import Inputs
-from playbooks.model import Cluster, Host
-from playbooks.plan import Binary, Check, Plan, Step
-from playbooks.prefetch import Prefetch
-from playbooks.preflight import check
-from playbooks.remote import Remote, StepFailed
+from kubefab.playbooks import bundle as bundles
+from kubefab.playbooks import components, identity
+from kubefab.playbooks.apply import PENDING_RESTARTS, Assessment, Outcome, assess, execute
+from kubefab.playbooks.component import Component
+from kubefab.playbooks.components.addons import AddonError
+from kubefab.playbooks.facts import COMMAND, Facts, parse
+from kubefab.playbooks.findings import Finding
+from kubefab.playbooks.inputs import Inputs
+from kubefab.playbooks.model import Cluster, Host
+from kubefab.playbooks.plan import Binary, Check, Plan, Step
+from kubefab.playbooks.prefetch import Prefetch
+from kubefab.playbooks.preflight import check
+from kubefab.playbooks.remote import Remote, StepFailed
 
 PHASES = ("preflight", *components.PHASES)
 RUNNING = ("active", "activating", "reloading")  # started already: a start would only wait for it

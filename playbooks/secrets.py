@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from pki.store import write_private
-from playbooks.model import Cluster
+from kubefab.pki.store import write_private
+from kubefab.playbooks.model import Cluster
 
 FILE = "secrets.yaml"
 

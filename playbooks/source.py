@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from playbooks.archive import Member, write_tar_gz
-from playbooks.bundle import BUILT, Entry, Manifest, file_digest, read_manifest, write_manifest
-from playbooks.versions import Release, release
+from kubefab.playbooks.archive import Member, write_tar_gz
+from kubefab.playbooks.bundle import BUILT, Entry, Manifest, file_digest, read_manifest, write_manifest
+from kubefab.playbooks.versions import Release, release
 
 HELPERS = Path(__file__).parent / "data" / "reference"
 CACHE_ENV = "KUBEFAB_CACHE_DIR"

@@ -4,11 +4,12 @@ and a manifest per host of what apply would also do (modes, owners, notification
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import yaml
 
-from playbooks.plan import Plan
+from kubefab.playbooks.plan import Plan
 
 
 def describe(plans: list[Plan]) -> dict:
@@ -45,10 +46,29 @@ def describe(plans: list[Plan]) -> dict:
     }
 
 
+MARKER = ".kubefab-render"  # names a directory render wrote, which a later render may clear
+
+
+class NotOurs(Exception):
+    pass
+
+
+def clear(out: Path) -> None:
+    """Empty `out` when an earlier render wrote it, so no stale file stays; refuse a directory render did not
+    write (a file, or a directory with files and no marker)."""
+    if not out.exists():
+        return
+    if not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).is_file()):
+        raise NotOurs(f"{out} exists and was not written by `kubefab render`: empty it or choose another --out")
+    shutil.rmtree(out)
+
+
 def write(out: Path, plans_by_host: dict[str, list[Plan]], addons: dict[str, bytes]) -> int:
-    """Write the tree; returns the number of files. The directory holds keys: it is made 0700."""
-    out.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(out, 0o700)
+    """Write the tree into an emptied `out` (see `clear`); returns the number of files. The directory holds
+    keys: it is made 0700."""
+    clear(out)
+    out.mkdir(mode=0o700, parents=True)
+    (out / MARKER).write_text("written by `kubefab render`; the next render empties this directory\n")
     count = 0
     for host, plans in plans_by_host.items():
         for p in plans:
@@ -67,6 +87,5 @@ def write(out: Path, plans_by_host: dict[str, list[Plan]], addons: dict[str, byt
 
 def _put(path: Path, content: bytes, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or path.read_bytes() != content:
-        path.write_bytes(content)
+    path.write_bytes(content)
     os.chmod(path, mode)

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from playbooks.problems import Problem
+from kubefab.playbooks.problems import Problem
 
 # Wide when not on a terminal (CI logs, pipes): rich would otherwise wrap tables at 80 columns. No markup: what
 # is printed holds data (paths, values from an inventory) in which "[/path]" is text, not a style.

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from playbooks import versions
-from playbooks.lab.inventory import roles
+from kubefab.playbooks import versions
+from kubefab.playbooks.lab.inventory import roles
 
 NAME = "vagrant"
 USER = "vagrant"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from playbooks.model import Cluster
+from kubefab.playbooks.model import Cluster
 
 SUITE = Path(__file__).resolve().parent / "hostsuite"
 
@@ -43,6 +43,8 @@ def pytest_args(c: Cluster, config: Path, inventory: Path, extra: list[str]) -> 
         f"--inventory={inventory}",
         "-p",
         "no:cacheprovider",
+        # The suite's modules by file, not by a name found from sys.path: its package is kubefab.playbooks.
+        "--import-mode=importlib",
         "-q",
         *extra,
     ]

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from playbooks import paths
+from kubefab.playbooks import paths
 
 VERSIONS_FILE = Path(__file__).parent / "data" / "versions.yaml"
 # What the Kubernetes server tarball holds under kubernetes/server/bin/.

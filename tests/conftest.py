@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from playbooks.clusterdir import ensure_inputs
-from playbooks.components import host_plans
-from playbooks.inputs import Inputs
-from playbooks.inventory import load
-from playbooks.model import Cluster
-from playbooks.plan import Plan
+from kubefab.playbooks.clusterdir import ensure_inputs
+from kubefab.playbooks.components import host_plans
+from kubefab.playbooks.inputs import Inputs
+from kubefab.playbooks.inventory import load
+from kubefab.playbooks.model import Cluster
+from kubefab.playbooks.plan import Plan
 
 EXAMPLE = Path(__file__).parents[1] / "inventory" / "example.yaml"
 

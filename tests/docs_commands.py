@@ -5,7 +5,7 @@ Every line of a ```bash block in docs/*.md and README.md (except README's first 
 fails tests/unit/test_docs.py, so a new command in the docs needs a way to be exercised first.
 
 Rules say where a command runs:
-- "unit": tests/unit/test_docs.py runs it for real (`kubefab` as `python -m playbooks.cli`, the same program)
+- "unit": tests/unit/test_docs.py runs it for real (`kubefab` as `python -m kubefab.playbooks.cli`, the same program)
   in a scratch directory holding copies of inventory/ and the Vagrantfile, or runs the stand-in named in `how`
   when the real thing needs the internet or a hypervisor;
 - "lab": tests/lab/test_deploy_docs.py runs it against the session's lab hosts (the lab inventory stands for

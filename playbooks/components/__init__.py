@@ -7,19 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from playbooks import component
-from playbooks.component import Component
-from playbooks.components import certificates, host_os
-from playbooks.components.addons import ADDONS, CNI
-from playbooks.components.control_plane import APISERVER, CONTROLLER_MANAGER, SCHEDULER
-from playbooks.components.etcd import ETCD
-from playbooks.components.images import IMAGES
-from playbooks.components.load_balancer import HAPROXY, KEEPALIVED
-from playbooks.components.node import CONTAINERD, KUBE_PROXY, KUBELET
-from playbooks.inputs import Inputs
-from playbooks.model import Cluster, Host
-from playbooks.plan import Binary, Plan, merge
-from playbooks.versions import Release, Stack, release
+from kubefab.playbooks import component
+from kubefab.playbooks.component import Component
+from kubefab.playbooks.components import certificates, host_os
+from kubefab.playbooks.components.addons import ADDONS, CNI
+from kubefab.playbooks.components.control_plane import APISERVER, CONTROLLER_MANAGER, SCHEDULER
+from kubefab.playbooks.components.etcd import ETCD
+from kubefab.playbooks.components.images import IMAGES
+from kubefab.playbooks.components.load_balancer import HAPROXY, KEEPALIVED
+from kubefab.playbooks.components.node import CONTAINERD, KUBE_PROXY, KUBELET
+from kubefab.playbooks.inputs import Inputs
+from kubefab.playbooks.model import Cluster, Host
+from kubefab.playbooks.plan import Binary, Plan, merge
+from kubefab.playbooks.versions import Release, Stack, release
 
 # The daemons and the pieces that run in pods, in the order their ports and packages are listed.
 DAEMONS: tuple[Component, ...] = (

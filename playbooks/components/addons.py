@@ -6,14 +6,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from playbooks import dns, ports
-from playbooks.component import Component, Port, first_with, with_role
-from playbooks.components.control_plane import kubectl
-from playbooks.inputs import Inputs
-from playbooks.model import Cluster, Host
-from playbooks.plan import Check, File, Plan, Step
-from playbooks.render import render
-from playbooks.versions import CNIError, cni_release
+from kubefab.playbooks import dns, ports
+from kubefab.playbooks.component import Component, Port, first_with, with_role
+from kubefab.playbooks.components.control_plane import kubectl
+from kubefab.playbooks.inputs import Inputs
+from kubefab.playbooks.model import Cluster, Host
+from kubefab.playbooks.plan import Check, File, Plan, Step
+from kubefab.playbooks.render import render
+from kubefab.playbooks.versions import CNIError, cni_release
 
 ADDONS_DIR = "/etc/kubernetes/addons"
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from playbooks.plan import Binary
-from playbooks.versions import release
+from kubefab.playbooks.plan import Binary
+from kubefab.playbooks.versions import release
 
 KUBE_BIN = "/usr/local/bin"
 

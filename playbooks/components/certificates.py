@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-from pki.profiles import ETCD_PKI, authorities, identities
-from pki.store import SA_KEY
-from playbooks.component import Component, readers
-from playbooks.inputs import REMOTE_PKI, Inputs
-from playbooks.model import Cluster, Host
-from playbooks.plan import Check, Directory, File, Plan
+from kubefab.pki.profiles import ETCD_PKI, authorities, identities
+from kubefab.pki.store import SA_KEY
+from kubefab.playbooks.component import Component, readers
+from kubefab.playbooks.inputs import REMOTE_PKI, Inputs
+from kubefab.playbooks.model import Cluster, Host
+from kubefab.playbooks.plan import Check, Directory, File, Plan
 
 
 def credential(daemons: Sequence[Component], c: Cluster, host: Host, path: str, content: bytes, private: bool) -> File:

@@ -6,13 +6,13 @@ import csv
 import dataclasses
 import io
 
-from playbooks import hardening, ports
-from playbooks.component import Component, Port, with_role
-from playbooks.components import binaries
-from playbooks.inputs import Inputs
-from playbooks.model import Cluster, Host
-from playbooks.plan import Check, Directory, File, Plan
-from playbooks.render import render
+from kubefab.playbooks import hardening, ports
+from kubefab.playbooks.component import Component, Port, with_role
+from kubefab.playbooks.components import binaries
+from kubefab.playbooks.inputs import Inputs
+from kubefab.playbooks.model import Cluster, Host
+from kubefab.playbooks.plan import Check, Directory, File, Plan
+from kubefab.playbooks.render import render
 
 ADMIN = "/etc/kubernetes/admin.conf"
 

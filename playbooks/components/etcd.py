@@ -3,14 +3,14 @@ client and peer ports."""
 
 from __future__ import annotations
 
-from pki.profiles import ETCD_PKI
-from playbooks import ports
-from playbooks.component import Component, Port, with_role
-from playbooks.components import binaries
-from playbooks.inputs import REMOTE_PKI, Inputs
-from playbooks.model import Cluster, Host
-from playbooks.plan import Check, Directory, File, Plan, Step
-from playbooks.render import render
+from kubefab.pki.profiles import ETCD_PKI
+from kubefab.playbooks import ports
+from kubefab.playbooks.component import Component, Port, with_role
+from kubefab.playbooks.components import binaries
+from kubefab.playbooks.inputs import REMOTE_PKI, Inputs
+from kubefab.playbooks.model import Cluster, Host
+from kubefab.playbooks.plan import Check, Directory, File, Plan, Step
+from kubefab.playbooks.render import render
 
 DATA_DIR = "/var/lib/etcd"
 # Where earlier kubefab versions put the member's credentials: owned by etcd, inside root's PKI directory.

@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-from playbooks import component as derive
-from playbooks import hardening
-from playbooks.component import Component
-from playbooks.facts import Facts
-from playbooks.inputs import Inputs
-from playbooks.model import Cluster, Host
-from playbooks.plan import Block, File, Plan, Step
-from playbooks.render import render
+from kubefab.playbooks import component as derive
+from kubefab.playbooks import hardening
+from kubefab.playbooks.component import Component
+from kubefab.playbooks.facts import Facts
+from kubefab.playbooks.inputs import Inputs
+from kubefab.playbooks.model import Cluster, Host
+from kubefab.playbooks.plan import Block, File, Plan, Step
+from kubefab.playbooks.render import render
 
 # Logical package -> name per OS family (the node packages are what kubelet and kube-proxy call).
 PACKAGES = {

@@ -8,12 +8,12 @@ from __future__ import annotations
 import re
 import shlex
 
-from playbooks.bundle import image_path, read_manifest, required_images
-from playbooks.component import Component
-from playbooks.components.binaries import KUBE_BIN
-from playbooks.inputs import Inputs
-from playbooks.model import Cluster, Host
-from playbooks.plan import Binary, Plan, Step
+from kubefab.playbooks.bundle import image_path, read_manifest, required_images
+from kubefab.playbooks.component import Component
+from kubefab.playbooks.components.binaries import KUBE_BIN
+from kubefab.playbooks.inputs import Inputs
+from kubefab.playbooks.model import Cluster, Host
+from kubefab.playbooks.plan import Binary, Plan, Step
 
 IMAGES_DIR = "/var/lib/kubefab/images"
 CTR = f"{KUBE_BIN}/ctr --namespace k8s.io"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from playbooks.component import Component, Port
-from playbooks.inputs import Inputs
-from playbooks.model import Cluster, Host
-from playbooks.plan import Check, File, Plan
-from playbooks.render import render
+from kubefab.playbooks.component import Component, Port
+from kubefab.playbooks.inputs import Inputs
+from kubefab.playbooks.model import Cluster, Host
+from kubefab.playbooks.plan import Check, File, Plan
+from kubefab.playbooks.render import render
 
 HEALTHCHECK_PEM = "/etc/haproxy/kubefab-healthcheck.pem"
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import shlex
 
-from playbooks import paths, ports
-from playbooks.bundle import sandbox_image
-from playbooks.component import Component, Port, with_role
-from playbooks.components import binaries
-from playbooks.inputs import REMOTE_PKI, Inputs
-from playbooks.model import Cluster, Host
-from playbooks.plan import Check, Directory, File, Plan
-from playbooks.render import render
+from kubefab.playbooks import paths, ports
+from kubefab.playbooks.bundle import sandbox_image
+from kubefab.playbooks.component import Component, Port, with_role
+from kubefab.playbooks.components import binaries
+from kubefab.playbooks.inputs import REMOTE_PKI, Inputs
+from kubefab.playbooks.model import Cluster, Host
+from kubefab.playbooks.plan import Check, Directory, File, Plan
+from kubefab.playbooks.render import render
 
 # Where a registry's own endpoint is when it is not https://<name> (Docker Hub's historical quirk).
 UPSTREAM = {"docker.io": "https://registry-1.docker.io"}

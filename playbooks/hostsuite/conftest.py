@@ -11,9 +11,9 @@ import os
 
 import pytest
 
-from playbooks.hostsuite.nodes import Node
-from playbooks.inventory import load
-from playbooks.model import Cluster
+from kubefab.playbooks.hostsuite.nodes import Node
+from kubefab.playbooks.inventory import load
+from kubefab.playbooks.model import Cluster
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

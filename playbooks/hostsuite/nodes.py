@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from playbooks.model import Cluster, Host
+from kubefab.playbooks.model import Cluster, Host
 
 
 @dataclass(frozen=True)

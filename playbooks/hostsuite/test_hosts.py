@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pki.profiles import ETCD_PKI
-from playbooks import bundle, components, dns, hardening
-from playbooks.apply import local_sha256
-from playbooks.components import host_os
-from playbooks.components.images import CTR
-from playbooks.hostsuite.nodes import Node, needs
-from playbooks.inputs import stack_of
+from kubefab.pki.profiles import ETCD_PKI
+from kubefab.playbooks import bundle, components, dns, hardening
+from kubefab.playbooks.apply import local_sha256
+from kubefab.playbooks.components import host_os
+from kubefab.playbooks.components.images import CTR
+from kubefab.playbooks.hostsuite.nodes import Node, needs
+from kubefab.playbooks.inputs import stack_of
 
 PKI = "/etc/kubernetes/pki"
 DAEMONS = [comp for comp in components.DAEMONS if comp.services]

@@ -10,11 +10,11 @@ from typing import Any
 
 import yaml
 
-from playbooks.importers import kubeasz, kubespray
-from playbooks.importers.ansible import Inventory, read
-from playbooks.importers.report import Report, SourceError
-from playbooks.inventory import validate_text
-from playbooks.problems import Problem
+from kubefab.playbooks.importers import kubeasz, kubespray
+from kubefab.playbooks.importers.ansible import Inventory, read
+from kubefab.playbooks.importers.report import Report, SourceError
+from kubefab.playbooks.inventory import validate_text
+from kubefab.playbooks.problems import Problem
 
 FORMATS = ("kubeasz", "kubespray")
 # What a directory given as the source may hold: kubespray's inventory files, then kubeasz's.

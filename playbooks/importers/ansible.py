@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from playbooks.importers.report import SourceError
-from playbooks.inventory import Loc, index_lines
+from kubefab.playbooks.importers.report import SourceError
+from kubefab.playbooks.inventory import Loc, index_lines
 
 _SECTION = re.compile(r"\[([^\[\]:\s]+)(?::([a-z]+))?\]")
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from playbooks import versions
-from playbooks.importers.ansible import Inventory, Var
-from playbooks.importers.report import Kind, Report
-from playbooks.model import ROLES, Cluster, Role
+from kubefab.playbooks import versions
+from kubefab.playbooks.importers.ansible import Inventory, Var
+from kubefab.playbooks.importers.report import Kind, Report
+from kubefab.playbooks.model import ROLES, Cluster, Role
 
 
 class Unsupported(ValueError):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from playbooks.importers import common
-from playbooks.importers.ansible import Inventory, Var, read_vars
-from playbooks.importers.common import Candidate, Draft, Rule, choice, domain, kubernetes_version, port
-from playbooks.model import Role
+from kubefab.playbooks.importers import common
+from kubefab.playbooks.importers.ansible import Inventory, Var, read_vars
+from kubefab.playbooks.importers.common import Candidate, Draft, Rule, choice, domain, kubernetes_version, port
+from kubefab.playbooks.model import Role
 
 ROLE_GROUPS: dict[str, Role] = {"etcd": "etcd", "kube_master": "control_plane", "kube_node": "worker", "ex_lb": "lb"}
 RULES = {

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from playbooks.importers import common
-from playbooks.importers.ansible import Inventory, Var
-from playbooks.importers.common import Candidate, Draft, Rule, choice, domain, kubernetes_version, port
-from playbooks.model import Role
+from kubefab.playbooks.importers import common
+from kubefab.playbooks.importers.ansible import Inventory, Var
+from kubefab.playbooks.importers.common import Candidate, Draft, Rule, choice, domain, kubernetes_version, port
+from kubefab.playbooks.model import Role
 
 # kube_master: kubespray's name for kube_control_plane before 2.16.
 ROLE_GROUPS: dict[str, Role] = {

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fabric import Config, Connection
 from paramiko import RejectPolicy
 
-from playbooks.lab.image import USER
-from playbooks.lab.settings import LabPaths
-from playbooks.lab.state import LabHost
+from kubefab.playbooks.lab.image import USER
+from kubefab.playbooks.lab.settings import LabPaths
+from kubefab.playbooks.lab.state import LabHost
 
 
 def connect(paths: LabPaths, host: LabHost, config: Config | None = None) -> Connection:

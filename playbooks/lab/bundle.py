@@ -8,10 +8,10 @@ import platform
 from collections.abc import Callable
 from pathlib import Path
 
-from playbooks import components, images, source, versions
-from playbooks.bundle import Manifest, file_digest, manifest_images, read_manifest
-from playbooks.facts import ARCH
-from playbooks.versions import Release, Stack, cni_release
+from kubefab.playbooks import components, images, source, versions
+from kubefab.playbooks.bundle import Manifest, file_digest, manifest_images, read_manifest
+from kubefab.playbooks.facts import ARCH
+from kubefab.playbooks.versions import Release, Stack, cni_release
 
 
 def machine_arch() -> str:

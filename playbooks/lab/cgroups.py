@@ -12,7 +12,7 @@ import signal
 import time
 from pathlib import Path
 
-from playbooks.lab.mounts import MOUNTS, unescape
+from kubefab.playbooks.lab.mounts import MOUNTS, unescape
 
 LAB_GROUP = "kubefab-lab"
 

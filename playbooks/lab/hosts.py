@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
-from playbooks.lab import cgroups
-from playbooks.lab.commands import run
-from playbooks.lab.image import USER
-from playbooks.lab.keys import SSHKey
-from playbooks.lab.mounts import MOUNTS, remove_tree
-from playbooks.model import Network
+from kubefab.playbooks.lab import cgroups
+from kubefab.playbooks.lab.commands import run
+from kubefab.playbooks.lab.image import USER
+from kubefab.playbooks.lab.keys import SSHKey
+from kubefab.playbooks.lab.mounts import MOUNTS, remove_tree
+from kubefab.playbooks.model import Network
 
 # --register=no and --keep-unit: the machine has no machined/D-Bus to register with.
 # @keyring, bpf: runc creates a session keyring per container and, on cgroup2, loads an eBPF device

@@ -11,10 +11,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from playbooks.lab.aptsource import AptSource, machine_source
-from playbooks.lab.commands import run
-from playbooks.lab.mounts import remove_tree
-from playbooks.lab.settings import LabPaths
+from kubefab.playbooks.lab.aptsource import AptSource, machine_source
+from kubefab.playbooks.lab.commands import run
+from kubefab.playbooks.lab.mounts import remove_tree
+from kubefab.playbooks.lab.settings import LabPaths
 
 PACKAGES = (
     "systemd",

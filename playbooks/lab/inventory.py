@@ -8,10 +8,10 @@ from typing import Any
 
 import yaml
 
-from playbooks.lab.hosts import HOST_IFACE
-from playbooks.lab.image import USER
-from playbooks.lab.network import vip
-from playbooks.lab.state import LabHost
+from kubefab.playbooks.lab.hosts import HOST_IFACE
+from kubefab.playbooks.lab.image import USER
+from kubefab.playbooks.lab.network import vip
+from kubefab.playbooks.lab.state import LabHost
 
 NAME = "lab"
 # Keeps the lab's VRRP router id apart from the tests' own keepalived instance.

@@ -7,15 +7,15 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
-from playbooks import source
-from playbooks.lab import cgroups, hosts, network
-from playbooks.lab.bundle import ensure_bundle, lab_stack
-from playbooks.lab.image import ensure_image
-from playbooks.lab.inventory import lab_inventory, render
-from playbooks.lab.keys import SSHKey, ensure_key, known_hosts, new_host_keys
-from playbooks.lab.mounts import MOUNTS, remove_tree
-from playbooks.lab.settings import LabPaths, lab_paths
-from playbooks.lab.state import LabHost, LabState, load, save
+from kubefab.playbooks import source
+from kubefab.playbooks.lab import cgroups, hosts, network
+from kubefab.playbooks.lab.bundle import ensure_bundle, lab_stack
+from kubefab.playbooks.lab.image import ensure_image
+from kubefab.playbooks.lab.inventory import lab_inventory, render
+from kubefab.playbooks.lab.keys import SSHKey, ensure_key, known_hosts, new_host_keys
+from kubefab.playbooks.lab.mounts import MOUNTS, remove_tree
+from kubefab.playbooks.lab.settings import LabPaths, lab_paths
+from kubefab.playbooks.lab.state import LabHost, LabState, load, save
 
 Log = Callable[[str], None]
 

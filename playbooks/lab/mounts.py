@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from playbooks.lab.commands import run
+from kubefab.playbooks.lab.commands import run
 
 MOUNTS = Path("/proc/self/mounts")
 

@@ -9,7 +9,7 @@ import ipaddress
 import json
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from playbooks.lab.commands import run
+from kubefab.playbooks.lab.commands import run
 
 DEFAULT_BRIDGE = "kflab0"
 DEFAULT_SUBNET = IPv4Network("10.77.0.0/24")

@@ -10,13 +10,13 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from playbooks import source, ui
-from playbooks.lab import lifecycle, network
-from playbooks.lab.access import connect
-from playbooks.lab.bundle import ensure_bundle
-from playbooks.lab.inventory import usage
-from playbooks.lab.settings import ENV_DIR, LabPaths, lab_paths
-from playbooks.lab.state import load
+from kubefab.playbooks import source, ui
+from kubefab.playbooks.lab import lifecycle, network
+from kubefab.playbooks.lab.access import connect
+from kubefab.playbooks.lab.bundle import ensure_bundle
+from kubefab.playbooks.lab.inventory import usage
+from kubefab.playbooks.lab.settings import ENV_DIR, LabPaths, lab_paths
+from kubefab.playbooks.lab.state import load
 
 
 def _root() -> None:

@@ -2,10 +2,10 @@
 
 from invoke.collection import Collection
 
-from playbooks.lab.tasks import lab
-from playbooks.tasks import audit, deploy, imports, inventory, pki, render, verify
-from playbooks.tasks.images import images
-from playbooks.tasks.vagrant import vagrant
+from kubefab.playbooks.lab.tasks import lab
+from kubefab.playbooks.tasks import audit, deploy, imports, inventory, pki, render, verify
+from kubefab.playbooks.tasks.images import images
+from kubefab.playbooks.tasks.vagrant import vagrant
 
 ns = Collection()
 ns.add_collection(inventory.ns)

@@ -4,9 +4,9 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from playbooks import ui
-from playbooks.audit import audit_host, plans_for
-from playbooks.tasks.common import load_cluster, prepare_or_exit
+from kubefab.playbooks import ui
+from kubefab.playbooks.audit import audit_host, plans_for
+from kubefab.playbooks.tasks.common import load_cluster, prepare_or_exit
 
 
 @task(auto_shortflags=False, help={"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)"})

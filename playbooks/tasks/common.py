@@ -7,13 +7,13 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from pki.store import PKIError
-from playbooks import ui
-from playbooks.clusterdir import Prepared, prepare
-from playbooks.inputs import Inputs
-from playbooks.inventory import ENV_VAR, validate
-from playbooks.model import Cluster
-from playbooks.secrets import SecretsError
+from kubefab.pki.store import PKIError
+from kubefab.playbooks import ui
+from kubefab.playbooks.clusterdir import Prepared, prepare
+from kubefab.playbooks.inputs import Inputs
+from kubefab.playbooks.inventory import ENV_VAR, validate
+from kubefab.playbooks.model import Cluster
+from kubefab.playbooks.secrets import SecretsError
 
 
 def inventory_path(inventory: str | None) -> Path:
@@ -44,9 +44,13 @@ def prepare_or_exit(cluster: Cluster) -> Prepared:
 
 
 def committed(prepared: Prepared) -> Inputs:
-    """The inputs, with what they need written to the cluster directory, said when it creates a CA."""
+    """The inputs, with what they need written to the cluster directory, saying so (loudly for a new CA)."""
+    writes = prepared.writes
     rows = prepared.commit()
+    where = prepared.inputs.cluster.dir
     created = [r.identity for r in rows if r.action == "created" and r.identity.endswith(" CA")]
     if created:
-        ui.out.print(f"created {', '.join(created)} in {prepared.inputs.cluster.dir} (a new cluster identity)")
+        ui.out.print(f"created {', '.join(created)} in {where}: a new cluster identity", style="bold")
+    if writes:
+        ui.out.print(f"cluster directory {where}: wrote {len(writes)} file(s) (PKI, kubeconfigs, secrets)")
     return prepared.inputs

@@ -9,18 +9,18 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from pki.store import kubeconfig_dir
-from playbooks import bundle, components, images, secrets, source, ui
-from playbooks.clusterdir import Prepared
-from playbooks.components.addons import AddonError
-from playbooks.diffs import file_diff
-from playbooks.findings import Finding
-from playbooks.inputs import Inputs, stack_of
-from playbooks.model import Cluster, Host
-from playbooks.remote import Remote, StepFailed
-from playbooks.runner import PHASES, DeployFailed, PhaseResult, Preview, Runner
-from playbooks.tasks.common import committed, load_cluster, prepare_or_exit
-from playbooks.versions import cni_release
+from kubefab.pki.store import kubeconfig_dir
+from kubefab.playbooks import bundle, components, images, secrets, source, ui
+from kubefab.playbooks.clusterdir import Prepared
+from kubefab.playbooks.components.addons import AddonError
+from kubefab.playbooks.diffs import file_diff
+from kubefab.playbooks.findings import Finding
+from kubefab.playbooks.inputs import Inputs, stack_of
+from kubefab.playbooks.model import Cluster, Host
+from kubefab.playbooks.remote import Remote, StepFailed
+from kubefab.playbooks.runner import PHASES, DeployFailed, PhaseResult, Preview, Runner
+from kubefab.playbooks.tasks.common import committed, load_cluster, prepare_or_exit
+from kubefab.playbooks.versions import cni_release
 
 INVENTORY_HELP = "cluster YAML file (default: $KUBEFAB_INVENTORY)"
 

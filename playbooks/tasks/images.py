@@ -7,10 +7,10 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from playbooks import registry, ui
-from playbooks.bundle import read_manifest
-from playbooks.inputs import stack_of
-from playbooks.tasks.common import load_cluster
+from kubefab.playbooks import registry, ui
+from kubefab.playbooks.bundle import read_manifest
+from kubefab.playbooks.inputs import stack_of
+from kubefab.playbooks.tasks.common import load_cluster
 
 images = Collection("images")
 

@@ -9,9 +9,9 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from playbooks import ui
-from playbooks.importers import FORMATS, SourceError, convert, document
-from playbooks.inventory import validate
+from kubefab.playbooks import ui
+from kubefab.playbooks.importers import FORMATS, SourceError, convert, document
+from kubefab.playbooks.inventory import validate
 
 
 @task(

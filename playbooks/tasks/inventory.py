@@ -4,9 +4,9 @@ from invoke.collection import Collection
 from invoke.context import Context
 from invoke.tasks import task
 
-from playbooks import ui
-from playbooks.model import ROLES, Cluster, Host
-from playbooks.tasks.common import load_cluster
+from kubefab.playbooks import ui
+from kubefab.playbooks.model import ROLES, Cluster, Host
+from kubefab.playbooks.tasks.common import load_cluster
 
 
 @task(auto_shortflags=False, help={"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)"})

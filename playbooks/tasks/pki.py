@@ -6,10 +6,10 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from pki.report import check_rows
-from pki.store import PKIError, ensure
-from playbooks import ui
-from playbooks.tasks.common import load_cluster
+from kubefab.pki.report import check_rows
+from kubefab.pki.store import PKIError, ensure
+from kubefab.playbooks import ui
+from kubefab.playbooks.tasks.common import load_cluster
 
 HELP = {"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)"}
 

@@ -3,12 +3,13 @@
 from pathlib import Path
 
 from invoke.context import Context
+from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from playbooks import tree, ui
-from playbooks.components import host_plans
-from playbooks.components.addons import AddonError, manifests
-from playbooks.tasks.common import committed, load_cluster, prepare_or_exit
+from kubefab.playbooks import tree, ui
+from kubefab.playbooks.components import host_plans
+from kubefab.playbooks.components.addons import AddonError, manifests
+from kubefab.playbooks.tasks.common import committed, load_cluster, prepare_or_exit
 
 
 @task(
@@ -19,8 +20,13 @@ from playbooks.tasks.common import committed, load_cluster, prepare_or_exit
     },
 )
 def render(ctx: Context, inventory: str | None = None, out: str = "out") -> None:
-    """Render every host's files (certificates included) and the add-on manifests into OUT."""
+    """Render every host's files (certificates included) and the add-on manifests into OUT, emptied first; the
+    cluster directory's PKI and secrets are created or brought up to date as deploy would."""
     cluster = load_cluster(inventory)
+    try:
+        tree.clear(Path(out))
+    except tree.NotOurs as exc:
+        raise Exit(str(exc), code=2) from None
     inputs = committed(prepare_or_exit(cluster))
     try:
         addons = manifests(inputs, cluster.bundle_dir)

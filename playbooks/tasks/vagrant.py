@@ -10,9 +10,9 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from playbooks import ui
-from playbooks import vagrant as vms
-from playbooks.inventory import validate
+from kubefab.playbooks import ui
+from kubefab.playbooks import vagrant as vms
+from kubefab.playbooks.inventory import validate
 
 
 @task(

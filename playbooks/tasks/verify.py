@@ -7,12 +7,12 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from playbooks import ui
-from playbooks.model import Cluster
-from playbooks.runner import DeployFailed
-from playbooks.tasks.common import inventory_path, load_cluster, prepare_or_exit
-from playbooks.tasks.deploy import runner, show_preflight
-from playbooks.verify import SUITE, pytest_args, ssh_config
+from kubefab.playbooks import ui
+from kubefab.playbooks.model import Cluster
+from kubefab.playbooks.runner import DeployFailed
+from kubefab.playbooks.tasks.common import inventory_path, load_cluster, prepare_or_exit
+from kubefab.playbooks.tasks.deploy import runner, show_preflight
+from kubefab.playbooks.verify import SUITE, pytest_args, ssh_config
 
 
 def check_identity(cluster: Cluster) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from playbooks import cli
-from playbooks.remote import StepFailed
+from kubefab.playbooks import cli
+from kubefab.playbooks.remote import StepFailed
 from tests.conftest import EXAMPLE
 
 SEED = 20261202
@@ -158,7 +158,7 @@ def run(argv: list[str]) -> int:
 
 @pytest.mark.parametrize("case", range(MUTANTS))
 def test_no_traceback_and_nothing_written_when_refused(case: int, tmp_path: Path, capsys, monkeypatch) -> None:
-    monkeypatch.setattr("playbooks.tasks.deploy.Remote", RefusingRemote)
+    monkeypatch.setattr("kubefab.playbooks.tasks.deploy.Remote", RefusingRemote)
     monkeypatch.chdir(tmp_path)
     rng = random.Random(SEED * 1000 + case)
     text = mutant(rng, FULL if case % 2 else PLAIN, tmp_path)

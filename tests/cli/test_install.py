@@ -3,8 +3,10 @@ runs its commands; and the engine's remote side loads without the PKI writer."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
@@ -29,9 +31,18 @@ def test_the_wheel_runs_in_a_fresh_venv_without_the_test_extra(tmp_path: Path) -
     for task, words in (("lab.up", "--hosts"), ("verify", "--inventory")):
         shown = run(kubefab, "--help", task, cwd=tmp_path)
         assert shown.returncode == 0 and words in shown.stdout, shown.stdout + shown.stderr
-    suite = run(
-        venv / "bin" / "python", "-c", "import playbooks.verify as v; print(v.SUITE.is_dir(), v.SUITE)", cwd=tmp_path
-    )
+    with zipfile.ZipFile(wheel) as z:
+        top = {name.split("/")[0] for name in z.namelist()}
+    assert top == {"kubefab", wheel.name.split("-py")[0] + ".dist-info"}, top  # one distinct top-level name
+    # A real task from the installed package, away from the checkout: templates and data ship with it.
+    (tmp_path / "work").mkdir()
+    shutil.copy(ROOT / "inventory" / "example.yaml", tmp_path / "work" / "cluster.yaml")
+    rendered = run(kubefab, "render", "--inventory", "cluster.yaml", "--out", "out", cwd=tmp_path / "work")
+    assert rendered.returncode == 0, rendered.stdout[-2000:] + rendered.stderr[-2000:]
+    assert (tmp_path / "work" / "out" / "k8s-1" / "etc" / "kubernetes" / "apiserver").is_file()
+    assert (tmp_path / "work" / "clusters" / "book" / "pki" / "ca.crt").is_file()
+    verify = "import kubefab.playbooks.verify as v; print(v.SUITE.is_dir(), v.SUITE)"
+    suite = run(venv / "bin" / "python", "-c", verify, cwd=tmp_path)
     assert suite.stdout.startswith("True ") and "site-packages" in suite.stdout, suite.stdout + suite.stderr
     assert (Path(suite.stdout.split()[1]) / "test_hosts.py").is_file()
     tests = run(venv / "bin" / "python", "-c", "import tests", cwd=tmp_path)
@@ -39,7 +50,7 @@ def test_the_wheel_runs_in_a_fresh_venv_without_the_test_extra(tmp_path: Path) -
 
 
 def test_apply_does_not_load_the_pki_writer() -> None:
-    code = "import sys, playbooks.apply; print(sorted(m for m in sys.modules if m.startswith('pki')))"
+    code = "import sys, kubefab.playbooks.apply; print(sorted(m for m in sys.modules if m.startswith('kubefab.pki')))"
     out = run(sys.executable, "-c", code, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

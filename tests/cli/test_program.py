@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from playbooks import cli
+from kubefab.playbooks import cli
 from tests.conftest import EXAMPLE
 
 

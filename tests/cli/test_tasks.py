@@ -15,17 +15,17 @@ import pytest
 import yaml
 from invoke.exceptions import Exit
 
-from pki.report import check_rows
-from pki.store import ensure
-from playbooks import secrets
-from playbooks.inventory import ENV_VAR, load
-from playbooks.tasks.common import inventory_path
+from kubefab.pki.report import check_rows
+from kubefab.pki.store import ensure
+from kubefab.playbooks import secrets
+from kubefab.playbooks.inventory import ENV_VAR, load
+from kubefab.playbooks.tasks.common import inventory_path
 from tests.conftest import EXAMPLE
 
 
 def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "playbooks.cli", *args],
+        [sys.executable, "-m", "kubefab.playbooks.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -137,8 +137,31 @@ def test_render_twice_gives_byte_identical_trees(inventory: Path, tmp_path: Path
     assert stat.S_IMODE((tmp_path / "one" / "k8s-1" / "etc/kubernetes/pki/ca.key").stat().st_mode) == 0o600
 
 
+def test_render_says_what_it_writes_and_leaves_no_stale_file(inventory: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = cli("render", "--inventory", str(inventory), "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    assert "created kubernetes CA" in first.stdout and "a new cluster identity" in first.stdout
+    assert f"cluster directory {tmp_path / 'cluster'}: wrote" in first.stdout
+    (out / "k8s-1" / "etc" / "stale.conf").write_text("from a render of another inventory\n")
+    again = cli("render", "--inventory", str(inventory), "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert not (out / "k8s-1" / "etc" / "stale.conf").exists()
+    assert "cluster directory" not in again.stdout and "created" not in again.stdout  # nothing new to write
+
+
+def test_render_refuses_a_directory_it_did_not_write(inventory: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me\n")
+    result = cli("render", "--inventory", str(inventory), "--out", str(mine))
+    assert result.returncode == 2 and "was not written by `kubefab render`" in result.stderr
+    assert (mine / "notes.txt").read_text() == "keep me\n"
+    assert not (tmp_path / "cluster").exists()  # refused before the PKI was written
+
+
 def test_help_after_a_task_with_a_positional_argument() -> None:
-    from playbooks.cli import help_first
+    from kubefab.playbooks.cli import help_first
 
     assert help_first(["kubefab", "lab.ssh", "--help"]) == ["kubefab", "--help", "lab.ssh"]
     assert help_first(["kubefab", "import-inventory", "src", "-h"]) == ["kubefab", "--help", "import-inventory"]
@@ -150,7 +173,7 @@ def test_help_after_a_task_with_a_positional_argument() -> None:
 def test_a_stuck_run_prints_its_threads_on_sigusr1() -> None:
     """What `kubefab` registers at start: SIGUSR1 dumps every thread's stack and the run goes on."""
     code = (
-        "import threading, time; from playbooks.cli import dump_stacks_on_usr1; dump_stacks_on_usr1(); "
+        "import threading, time; from kubefab.playbooks.cli import dump_stacks_on_usr1; dump_stacks_on_usr1(); "
         "threading.Thread(target=time.sleep, args=(30,), name='a-worker', daemon=True).start(); "
         "print('ready', flush=True); time.sleep(1.5); print('went on', flush=True)"
     )
@@ -167,7 +190,7 @@ def test_the_command_starts_without_the_test_tools() -> None:
     entry module must import with all three blocked."""
     code = (
         "import sys\nfor name in ('pytest', 'testinfra', 'hypothesis'):\n    sys.modules[name] = None\n"
-        "import playbooks.cli\n"
+        "import kubefab.playbooks.cli\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -175,7 +198,7 @@ def test_the_command_starts_without_the_test_tools() -> None:
 
 def test_fab_audit_passes_on_the_example() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "playbooks.cli", "audit", "--inventory", "inventory/example.yaml"],
+        [sys.executable, "-m", "kubefab.playbooks.cli", "audit", "--inventory", "inventory/example.yaml"],
         capture_output=True,
         text=True,
         timeout=120,

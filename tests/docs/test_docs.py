@@ -2,7 +2,7 @@
 every `kubefab` command and mention names a real task and real options, its YAML examples are valid inventories
 and the messages troubleshooting.md quotes are the ones the code prints.
 
-The offline commands run here for real, as `python -m playbooks.cli` (the `kubefab` console script is the same
+The offline commands run here for real, as `python -m kubefab.playbooks.cli` (the `kubefab` console script is the same
 program), in a scratch directory holding copies of inventory/ and the Vagrantfile; the ones that need the internet
 or a hypervisor run the stand-ins named in tests/docs_commands.py. Commands that need hosts are run by
 tests/lab/test_deploy_docs.py. Traffic goes to loopback only."""
@@ -45,13 +45,13 @@ from docs_commands import (
 )
 from invoke.parser import ParseError, Parser, ParserContext
 
-from pki import certs, keys
-from playbooks.components import releases as required
-from playbooks.inputs import stack_of
-from playbooks.inventory import load, validate_text
-from playbooks.tasks import deploy as deploy_tasks
-from playbooks.tasks import ns
-from playbooks.versions import cni_release
+from kubefab.pki import certs, keys
+from kubefab.playbooks.components import releases as required
+from kubefab.playbooks.inputs import stack_of
+from kubefab.playbooks.inventory import load, validate_text
+from kubefab.playbooks.tasks import deploy as deploy_tasks
+from kubefab.playbooks.tasks import ns
+from kubefab.playbooks.versions import cni_release
 
 COMMANDS = commands()
 UNIT = unique(COMMANDS, "unit")
@@ -158,7 +158,7 @@ class Workspace:
         self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess:
         if argv[0] == "kubefab":
-            argv = [sys.executable, "-m", "playbooks.cli", *argv[1:]]
+            argv = [sys.executable, "-m", "kubefab.playbooks.cli", *argv[1:]]
         return subprocess.run(
             argv, cwd=self.root, capture_output=True, text=True, timeout=timeout, env={**self.env, **(env or {})}
         )

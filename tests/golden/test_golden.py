@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from playbooks import tree
-from playbooks.clusterdir import ensure_inputs
-from playbooks.components import host_plans
-from playbooks.components.addons import manifests
-from playbooks.inventory import load
-from playbooks.versions import cni_release
+from kubefab.playbooks import tree
+from kubefab.playbooks.clusterdir import ensure_inputs
+from kubefab.playbooks.components import host_plans
+from kubefab.playbooks.components.addons import manifests
+from kubefab.playbooks.inventory import load
+from kubefab.playbooks.versions import cni_release
 
 HERE = Path(__file__).parent
 EXPECTED = HERE / "example"
@@ -54,7 +54,7 @@ def files(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and not generated(str(p.relative_to(root)))
+        if p.is_file() and p.name != tree.MARKER and not generated(str(p.relative_to(root)))
     }
 
 

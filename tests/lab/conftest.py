@@ -19,14 +19,14 @@ import pytest
 from fabric import Connection
 from labkit import FIGURES, TIMINGS, Kubectl, Lab, cli
 
-from playbooks.inventory import load
-from playbooks.lab import lifecycle
-from playbooks.lab.access import connect
-from playbooks.lab.bundle import lab_stack, machine_arch
-from playbooks.lab.image import ensure_image
-from playbooks.lab.settings import lab_paths
-from playbooks.model import Cluster
-from playbooks.versions import release
+from kubefab.playbooks.inventory import load
+from kubefab.playbooks.lab import lifecycle
+from kubefab.playbooks.lab.access import connect
+from kubefab.playbooks.lab.bundle import lab_stack, machine_arch
+from kubefab.playbooks.lab.image import ensure_image
+from kubefab.playbooks.lab.settings import lab_paths
+from kubefab.playbooks.model import Cluster
+from kubefab.playbooks.versions import release
 
 TEARDOWN_MODULE = "test_lab_teardown.py"
 

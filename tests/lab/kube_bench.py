@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from playbooks.components.etcd import DATA_DIR
-from playbooks.source import CACHE_ENV, DEFAULT_CACHE
+from kubefab.playbooks.components.etcd import DATA_DIR
+from kubefab.playbooks.source import CACHE_ENV, DEFAULT_CACHE
 
 MODULE = "github.com/aquasecurity/kube-bench"
 VERSION = "v0.15.6"  # pinned: the module proxy here does not list its versions

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from fabric import Connection
 
-from playbooks.lab.settings import LabPaths
-from playbooks.lab.state import LabState
+from kubefab.playbooks.lab.settings import LabPaths
+from kubefab.playbooks.lab.state import LabState
 
 Kubectl = Callable[..., subprocess.CompletedProcess]
 
@@ -72,7 +72,7 @@ def cli(*args: str, timeout: float = 600) -> tuple[subprocess.CompletedProcess, 
     """Run a kubefab task as an operator would (`kubefab deploy ...`); returns the result and seconds."""
     start = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "playbooks.cli", *args],
+        [sys.executable, "-m", "kubefab.playbooks.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from labkit import TIMINGS, Etcd, Lab, cli
 
-from playbooks import identity
-from playbooks.inventory import load
-from playbooks.model import Cluster
+from kubefab.playbooks import identity
+from kubefab.playbooks.inventory import load
+from kubefab.playbooks.model import Cluster
 
 pytestmark = pytest.mark.lab
 SERVICES = (

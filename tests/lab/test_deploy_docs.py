@@ -23,10 +23,10 @@ from docs_commands import CLUSTER_DIRS, INVENTORIES, LAB_INVENTORY, ROOT, Comman
 from invoke.parser import Parser, ParserContext
 from labkit import TIMINGS, Lab, cli
 
-from playbooks.inventory import load
-from playbooks.lab import tasks as lab_tasks
-from playbooks.lab.settings import DEFAULT_DIR
-from playbooks.tasks import ns
+from kubefab.playbooks.inventory import load
+from kubefab.playbooks.lab import tasks as lab_tasks
+from kubefab.playbooks.lab.settings import DEFAULT_DIR
+from kubefab.playbooks.tasks import ns
 
 pytestmark = pytest.mark.lab
 LAB = unique(commands(), "lab")

@@ -14,8 +14,8 @@ import time
 import pytest
 from labkit import TIMINGS, Etcd, Lab, cli, set_link
 
-from playbooks.inventory import load
-from playbooks.model import Cluster
+from kubefab.playbooks.inventory import load
+from kubefab.playbooks.model import Cluster
 
 pytestmark = pytest.mark.lab
 
@@ -77,7 +77,7 @@ def test_unreachable_host_mid_deploy_stops_the_phase_and_a_rerun_completes(lab: 
         [
             sys.executable,
             "-m",
-            "playbooks.cli",
+            "kubefab.playbooks.cli",
             "deploy",
             "--inventory",
             str(lab.paths.inventory),

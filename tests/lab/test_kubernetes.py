@@ -19,11 +19,11 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from labkit import TIMINGS, Etcd, Kubectl, Lab
 
-from pki.certs import Authority, Request, issue, new_ca
-from pki.keys import key_pem, new_key
-from playbooks import flagref, reference
-from playbooks.lab.bundle import lab_stack
-from playbooks.model import Cluster
+from kubefab.pki.certs import Authority, Request, issue, new_ca
+from kubefab.pki.keys import key_pem, new_key
+from kubefab.playbooks import flagref, reference
+from kubefab.playbooks.lab.bundle import lab_stack
+from kubefab.playbooks.model import Cluster
 
 pytestmark = pytest.mark.lab
 COMPONENT_UNITS = (

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from labkit import FIGURES, Lab, cli
 
-from playbooks import secrets
-from playbooks.inventory import load
-from playbooks.model import Cluster
+from kubefab.playbooks import secrets
+from kubefab.playbooks.inventory import load
+from kubefab.playbooks.model import Cluster
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from labkit import TIMINGS, Kubectl, Lab, cli
 
-from playbooks import oci
-from playbooks.components.images import CTR
-from playbooks.lab import lifecycle
-from playbooks.lab.access import connect
-from playbooks.lab.bundle import machine_arch
-from playbooks.model import Cluster
+from kubefab.playbooks import oci
+from kubefab.playbooks.components.images import CTR
+from kubefab.playbooks.lab import lifecycle
+from kubefab.playbooks.lab.access import connect
+from kubefab.playbooks.lab.bundle import machine_arch
+from kubefab.playbooks.model import Cluster
 
 pytestmark = pytest.mark.lab
 APP_IMAGE = "docker.io/kubefab/labapp:1"

@@ -25,13 +25,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from labkit import Kubectl, Lab, cli
 
-from pki.certs import Authority, Request, issue
-from pki.keys import key_pem, load_key, new_key
-from playbooks import bundle, oci
-from playbooks.inventory import load
-from playbooks.lab.bundle import lab_stack, machine_arch
-from playbooks.model import Cluster
-from playbooks.registry import mirror_ref
+from kubefab.pki.certs import Authority, Request, issue
+from kubefab.pki.keys import key_pem, load_key, new_key
+from kubefab.playbooks import bundle, oci
+from kubefab.playbooks.inventory import load
+from kubefab.playbooks.lab.bundle import lab_stack, machine_arch
+from kubefab.playbooks.model import Cluster
+from kubefab.playbooks.registry import mirror_ref
 
 pytestmark = pytest.mark.lab
 PORT = 5000

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from labkit import Lab
 
-from playbooks.lab import lifecycle
-from playbooks.lab.cgroups import legacy
-from playbooks.lab.mounts import MOUNTS
+from kubefab.playbooks.lab import lifecycle
+from kubefab.playbooks.lab.cgroups import legacy
+from kubefab.playbooks.lab.mounts import MOUNTS
 
 pytestmark = pytest.mark.lab
 

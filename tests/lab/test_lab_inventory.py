@@ -11,11 +11,11 @@ import pytest
 import yaml
 from labkit import Lab
 
-from playbooks import components, oci, source
-from playbooks.bundle import image_path
-from playbooks.inventory import load
-from playbooks.lab import lifecycle
-from playbooks.lab.bundle import ensure_bundle, lab_images, lab_stack, machine_arch
+from kubefab.playbooks import components, oci, source
+from kubefab.playbooks.bundle import image_path
+from kubefab.playbooks.inventory import load
+from kubefab.playbooks.lab import lifecycle
+from kubefab.playbooks.lab.bundle import ensure_bundle, lab_images, lab_stack, machine_arch
 
 pytestmark = pytest.mark.lab
 

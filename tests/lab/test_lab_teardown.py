@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from labkit import TIMINGS, Lab
 
-from playbooks.lab import lifecycle
-from playbooks.lab.cgroups import lab_groups
-from playbooks.lab.mounts import MOUNTS, mounts_under
-from playbooks.lab.network import VETH_PREFIX, links
+from kubefab.playbooks.lab import lifecycle
+from kubefab.playbooks.lab.cgroups import lab_groups
+from kubefab.playbooks.lab.mounts import MOUNTS, mounts_under
+from kubefab.playbooks.lab.network import VETH_PREFIX, links
 
 pytestmark = pytest.mark.lab
 

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from playbooks.archive import tar_gz
-from playbooks.lab.aptsource import AptSource, parse_deb822, parse_one_line, pick_source
-from playbooks.lab.cgroups import enter_then_exec, hierarchies, legacy, make_group, remove_group, v1_controllers
-from playbooks.lab.hosts import host_files, passwd_ids
-from playbooks.lab.image import PACKAGES, image_key
-from playbooks.lab.inventory import lab_inventory, roles
-from playbooks.lab.keys import known_hosts, new_ed25519, new_host_keys
-from playbooks.lab.mounts import mounts_under
-from playbooks.lab.network import check_subnet, gateway, host_ip, machine_networks, vip
-from playbooks.lab.settings import lab_dir
-from playbooks.lab.state import LabHost, LabState, from_json, to_json
+from kubefab.playbooks.archive import tar_gz
+from kubefab.playbooks.lab.aptsource import AptSource, parse_deb822, parse_one_line, pick_source
+from kubefab.playbooks.lab.cgroups import enter_then_exec, hierarchies, legacy, make_group, remove_group, v1_controllers
+from kubefab.playbooks.lab.hosts import host_files, passwd_ids
+from kubefab.playbooks.lab.image import PACKAGES, image_key
+from kubefab.playbooks.lab.inventory import lab_inventory, roles
+from kubefab.playbooks.lab.keys import known_hosts, new_ed25519, new_host_keys
+from kubefab.playbooks.lab.mounts import mounts_under
+from kubefab.playbooks.lab.network import check_subnet, gateway, host_ip, machine_networks, vip
+from kubefab.playbooks.lab.settings import lab_dir
+from kubefab.playbooks.lab.state import LabHost, LabState, from_json, to_json
 
 SOURCES = """Types: deb
 # a comment

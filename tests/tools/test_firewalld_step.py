@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from playbooks.model import Cluster
+from kubefab.playbooks.model import Cluster
 from tests.unit.test_prepare_os import cluster, facts, only, plan
 
 pytestmark = pytest.mark.tools

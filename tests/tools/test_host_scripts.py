@@ -14,10 +14,10 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from playbooks import facts
-from playbooks.apply import _Upload, install_script, parse_state, state_script
-from playbooks.plan import Binary, Block, Directory, File, Plan, Step
-from playbooks.remote import AcceptNew
+from kubefab.playbooks import facts
+from kubefab.playbooks.apply import _Upload, install_script, parse_state, state_script
+from kubefab.playbooks.plan import Binary, Block, Directory, File, Plan, Step
+from kubefab.playbooks.remote import AcceptNew
 
 pytestmark = pytest.mark.tools
 

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from tooling import need
 
-from pki.profiles import identities
-from pki.store import ensure, kubeconfig_dir, pki_dir
-from playbooks.inventory import load
+from kubefab.pki.profiles import identities
+from kubefab.pki.store import ensure, kubeconfig_dir, pki_dir
+from kubefab.playbooks.inventory import load
 
 pytestmark = pytest.mark.tools
 EXAMPLE = Path(__file__).parents[2] / "inventory" / "example.yaml"

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from tooling import need
 
-from playbooks import tree
+from kubefab.playbooks import tree
 
 pytestmark = pytest.mark.tools
 # keepalived -t wants the VRRP interface to exist and not be loopback: a bridge with no ports stands in.
@@ -22,8 +22,8 @@ CHECK_IFACE = "kfcheck0"
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory):
-    from playbooks.clusterdir import ensure_inputs
-    from playbooks.model import Cluster
+    from kubefab.playbooks.clusterdir import ensure_inputs
+    from kubefab.playbooks.model import Cluster
     from tests.conftest import Rendered
 
     tmp = tmp_path_factory.mktemp("rendered")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from playbooks import vagrant
+from kubefab.playbooks import vagrant
 
 pytestmark = pytest.mark.tools
 ROOT = Path(__file__).parents[2]

@@ -7,10 +7,10 @@ import shlex
 import pytest
 from invoke.exceptions import Exit
 
-from playbooks.apply import with_block
-from playbooks.plan import Block
-from playbooks.remote import Remote
-from playbooks.tasks.deploy import select
+from kubefab.playbooks.apply import with_block
+from kubefab.playbooks.plan import Block
+from kubefab.playbooks.remote import Remote
+from kubefab.playbooks.tasks.deploy import select
 
 
 def test_block_is_appended_replaced_and_stable() -> None:

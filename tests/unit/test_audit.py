@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from playbooks import audit
-from playbooks.clusterdir import ensure_inputs
-from playbooks.inventory import load
-from playbooks.plan import File
+from kubefab.playbooks import audit
+from kubefab.playbooks.clusterdir import ensure_inputs
+from kubefab.playbooks.inventory import load
+from kubefab.playbooks.plan import File
 from tests.conftest import EXAMPLE
 
 CP = "/etc/kubernetes/apiserver"

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from playbooks import bundle, components
-from playbooks.inventory import load
-from playbooks.plan import Binary
-from playbooks.versions import stack
+from kubefab.playbooks import bundle, components
+from kubefab.playbooks.inventory import load
+from kubefab.playbooks.plan import Binary
+from kubefab.playbooks.versions import stack
 from tests.conftest import EXAMPLE
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from playbooks import component, components
-from playbooks.inventory import load
-from playbooks.versions import stack
+from kubefab.playbooks import component, components
+from kubefab.playbooks.inventory import load
+from kubefab.playbooks.versions import stack
 from tests.conftest import EXAMPLE
 
 DOC = Path(__file__).parents[2] / "docs" / "architecture.md"

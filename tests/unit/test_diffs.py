@@ -6,8 +6,8 @@ import datetime as dt
 
 from cryptography.hazmat.primitives import serialization
 
-from pki import certs, keys
-from playbooks.diffs import file_diff
+from kubefab.pki import certs, keys
+from kubefab.playbooks.diffs import file_diff
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 

@@ -10,10 +10,10 @@ import tomllib
 import pytest
 import yaml
 
-from playbooks import escape, paths
-from playbooks.components import host_plans
-from playbooks.components.node import registry_hosts
-from playbooks.render import RenderError, render
+from kubefab.playbooks import escape, paths
+from kubefab.playbooks.components import host_plans
+from kubefab.playbooks.components.node import registry_hosts
+from kubefab.playbooks.render import RenderError, render
 
 HOSTILE = ['x"\nExecStartPre=/bin/evil', "a b", "x#y", "$(reboot)", "50%n", "a\\b", "x;y", "{{x}}"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from playbooks import facts
+from kubefab.playbooks import facts
 from tests.facts_samples import CENTOS7, DEBIAN
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from playbooks import versions
-from playbooks.audit import args_of
-from playbooks.clusterdir import ensure_inputs
-from playbooks.flagref import config_fields, field_paths, valid_flags
-from playbooks.inventory import load
+from kubefab.playbooks import versions
+from kubefab.playbooks.audit import args_of
+from kubefab.playbooks.clusterdir import ensure_inputs
+from kubefab.playbooks.flagref import config_fields, field_paths, valid_flags
+from kubefab.playbooks.inventory import load
 from tests.conftest import EXAMPLE, Rendered
 
 ENV_FILES = {

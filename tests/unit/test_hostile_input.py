@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from playbooks.inventory import validate_text
-from playbooks.problems import Problem
+from kubefab.playbooks.inventory import validate_text
+from kubefab.playbooks.problems import Problem
 
 EXAMPLE = Path(__file__).parents[2] / "inventory" / "example.yaml"
 BASE = yaml.safe_load(EXAMPLE.read_text())

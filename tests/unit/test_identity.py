@@ -11,11 +11,11 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from playbooks import identity, local_checks
-from playbooks.clusterdir import prepare
-from playbooks.facts import TRUST_FILES, parse
-from playbooks.inventory import load
-from playbooks.model import Cluster
+from kubefab.playbooks import identity, local_checks
+from kubefab.playbooks.clusterdir import prepare
+from kubefab.playbooks.facts import TRUST_FILES, parse
+from kubefab.playbooks.inventory import load
+from kubefab.playbooks.model import Cluster
 from tests.conftest import EXAMPLE
 
 

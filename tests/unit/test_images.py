@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from playbooks import bundle, oci
-from playbooks.bundle import BUILT, IMAGE, Entry, Manifest, image_path, manifest_images, sandbox_image
-from playbooks.components import images, node
-from playbooks.components.addons import AddonError, patch_flannel
-from playbooks.images import shared_libraries
-from playbooks.inputs import Inputs, stack_of
-from playbooks.inventory import validate_text
-from playbooks.model import Cluster
-from playbooks.registry import mirror_ref
-from playbooks.render import render
+from kubefab.playbooks import bundle, oci
+from kubefab.playbooks.bundle import BUILT, IMAGE, Entry, Manifest, image_path, manifest_images, sandbox_image
+from kubefab.playbooks.components import images, node
+from kubefab.playbooks.components.addons import AddonError, patch_flannel
+from kubefab.playbooks.images import shared_libraries
+from kubefab.playbooks.inputs import Inputs, stack_of
+from kubefab.playbooks.inventory import validate_text
+from kubefab.playbooks.model import Cluster
+from kubefab.playbooks.registry import mirror_ref
+from kubefab.playbooks.render import render
 
 EXAMPLE = Path(__file__).parents[2] / "inventory" / "example.yaml"
 

@@ -11,12 +11,12 @@ import yaml
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from playbooks import versions
-from playbooks.importers import SourceError, convert, document
-from playbooks.importers.ansible import read
-from playbooks.importers.common import Candidate, Draft, add_hosts, valid_name
-from playbooks.inventory import validate, validate_text
-from playbooks.tasks.imports import import_inventory
+from kubefab.playbooks import versions
+from kubefab.playbooks.importers import SourceError, convert, document
+from kubefab.playbooks.importers.ansible import read
+from kubefab.playbooks.importers.common import Candidate, Draft, add_hosts, valid_name
+from kubefab.playbooks.inventory import validate, validate_text
+from kubefab.playbooks.tasks.imports import import_inventory
 
 F = Path(__file__).parent / "fixtures" / "import"
 KUBEASZ = F / "kubeasz" / "k8s-prod" / "hosts"

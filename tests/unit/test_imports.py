@@ -14,7 +14,7 @@ def module_graph() -> dict[str, set[str]]:
     modules: dict[str, Path] = {}
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
-            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            name = ".".join(("kubefab", *path.relative_to(ROOT).with_suffix("").parts)).removesuffix(".__init__")
             modules[name] = path
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
@@ -26,7 +26,7 @@ def module_graph() -> dict[str, set[str]]:
                 targets = [a.name for a in node.names]
             else:
                 continue
-            # `from playbooks.components import x` needs the package itself, not `x` when x is a name in it.
+            # `from kubefab.playbooks.components import x` needs the package itself, not `x` when x is a name in it.
             deps |= {t for t in targets if t in modules and t != name and not name.startswith(t + ".")}
         graph[name] = deps
     return graph

@@ -12,9 +12,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from playbooks import versions
-from playbooks.inventory import load, validate, validate_text
-from playbooks.problems import InventoryError, Problem
+from kubefab.playbooks import versions
+from kubefab.playbooks.inventory import load, validate, validate_text
+from kubefab.playbooks.problems import InventoryError, Problem
 
 EXAMPLE = Path(__file__).parents[2] / "inventory" / "example.yaml"
 BASE = yaml.safe_load(EXAMPLE.read_text())

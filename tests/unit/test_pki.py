@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from pki import certs, keys
-from pki.profiles import authorities, identities
-from pki.store import PKIError, ensure, pki_dir
-from playbooks.inventory import load
+from kubefab.pki import certs, keys
+from kubefab.pki.profiles import authorities, identities
+from kubefab.pki.store import PKIError, ensure, pki_dir
+from kubefab.playbooks.inventory import load
 
 EXAMPLE = Path(__file__).parents[2] / "inventory" / "example.yaml"
 

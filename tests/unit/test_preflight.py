@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from playbooks import facts, preflight
-from playbooks.inventory import load
+from kubefab.playbooks import facts, preflight
+from kubefab.playbooks.inventory import load
 from tests.conftest import EXAMPLE
 from tests.facts_samples import CENTOS7, DEBIAN
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from playbooks import components
-from playbooks.facts import Facts, parse
-from playbooks.inputs import Inputs, stack_of
-from playbooks.inventory import validate_text
-from playbooks.model import Cluster
-from playbooks.plan import Plan, Step
-from playbooks.secrets import generate
+from kubefab.playbooks import components
+from kubefab.playbooks.facts import Facts, parse
+from kubefab.playbooks.inputs import Inputs, stack_of
+from kubefab.playbooks.inventory import validate_text
+from kubefab.playbooks.model import Cluster
+from kubefab.playbooks.plan import Plan, Step
+from kubefab.playbooks.secrets import generate
 from tests.conftest import EXAMPLE
 
 COMMON = (

@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from playbooks.apply import PENDING_RESTARTS
-from playbooks.clusterdir import ensure_inputs
-from playbooks.component import Component
-from playbooks.inputs import Inputs
-from playbooks.inventory import load
-from playbooks.model import Cluster, Host
-from playbooks.plan import Check, File, Plan, Step
-from playbooks.remote import Output, StepFailed
-from playbooks.runner import Actions, DeployFailed, Runner, decide
+from kubefab.playbooks.apply import PENDING_RESTARTS
+from kubefab.playbooks.clusterdir import ensure_inputs
+from kubefab.playbooks.component import Component
+from kubefab.playbooks.inputs import Inputs
+from kubefab.playbooks.inventory import load
+from kubefab.playbooks.model import Cluster, Host
+from kubefab.playbooks.plan import Check, File, Plan, Step
+from kubefab.playbooks.remote import Output, StepFailed
+from kubefab.playbooks.runner import Actions, DeployFailed, Runner, decide
 from tests.conftest import EXAMPLE
 
 OK, FAIL = Output("", "", 0), Output("", "failed", 1)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from playbooks import components, reference, source, versions
-from playbooks.archive import tar_gz
+from kubefab.playbooks import components, reference, source, versions
+from kubefab.playbooks.archive import tar_gz
 
 K8S_GOMOD = """module k8s.io/kubernetes
 

@@ -13,9 +13,9 @@ from invoke.context import MockContext
 from invoke.exceptions import Exit
 from invoke.runners import Result
 
-from playbooks import vagrant
-from playbooks.inventory import load
-from playbooks.tasks.vagrant import inventory as inventory_task
+from kubefab.playbooks import vagrant
+from kubefab.playbooks.inventory import load
+from kubefab.playbooks.tasks.vagrant import inventory as inventory_task
 
 ROOT = Path(__file__).parents[2]
 VAGRANTFILE = ROOT / "Vagrantfile"
