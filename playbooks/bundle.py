@@ -14,14 +14,13 @@ import subprocess
 import tarfile
 import tempfile
 import threading
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from kubefab.playbooks import oci
+from kubefab.playbooks import fetch, oci
 from kubefab.playbooks.model import Cluster
 from kubefab.playbooks.plan import Binary
 from kubefab.playbooks.versions import Release, Stack, cni_release
@@ -285,9 +284,9 @@ def mirrored(url: str, mirror: str | None) -> str:
 def download(
     c: Cluster, releases: list[Release], stack: Stack, arch: str, log=print, mirror: str | None = None
 ) -> list[str]:
-    """`fab bundle`: fetch every missing file of `releases` and the CNI manifest (from `mirror` when given),
-    verify it against the versions table, and record it in the manifest. Returns the problems (a file that
-    fails verification is not kept)."""
+    """`kubefab bundle`: fetch every missing file of `releases` and the CNI manifest (from `mirror` when given),
+    several at once, verify each against the versions table, and record it in the manifest. Returns the problems:
+    files that could not be fetched as one summary, then each file that failed verification (not kept)."""
     bundle = c.bundle_dir
     bundle.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(bundle) or Manifest(arch, {})
@@ -295,29 +294,25 @@ def download(
         return [f"{bundle}: holds a bundle for {manifest.arch}; use another bundle directory"]
     problems = []
     files = dict(manifest.files)
+    wanted: list[Release] = []
     for r in [*releases, cni_release(c.cni, stack)]:
-        path = bundle / r.bundle_path
         if r.digest is None and r.component not in RECORDED:
             problems.append(
                 f"{r.url}: the versions table pins no checksum for {r.component} {r.version}; "
                 "not fetched (use a pinned version, or build it: kubefab bundle --from-source)"
             )
+        elif not (r.bundle_path in files and files[r.bundle_path].built):  # built here: kept (delete to fetch)
+            wanted.append(r)
+    missing = [r for r in wanted if not (bundle / r.bundle_path).exists()]
+    results = fetch.fetch_all([(mirrored(r.url, mirror), bundle / r.bundle_path) for r in missing], log)
+    failed = [f for f in results if f.error]
+    if failed:
+        problems.append(_unfetched(failed, len(results), mirror))
+    lost = {f.path for f in failed}
+    for r in wanted:
+        path = bundle / r.bundle_path
+        if path in lost:
             continue
-        if r.bundle_path in files and files[r.bundle_path].built:
-            continue  # built here from the same version: kept (delete it to fetch the official file)
-        if not path.exists():
-            url = mirrored(r.url, mirror)
-            log(f"fetching {url}")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(path.name + ".part")
-            try:
-                with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
-                    shutil.copyfileobj(response, out, 1 << 20)
-            except OSError as exc:
-                partial.unlink(missing_ok=True)
-                problems.append(f"{url}: {exc}")
-                continue
-            partial.rename(path)
         if r.digest is not None and file_digest(path, r.digest[0]) != r.digest[1]:
             problems.append(f"{r.url}: {r.digest[0]} mismatch (expected {r.digest[1]}); file removed")
             path.unlink()
@@ -331,7 +326,10 @@ def download(
             problems.append(f"{path}: differs from the SHA-256 recorded when it was fetched; delete it to fetch again")
             continue
         files[r.bundle_path] = Entry(r.component, r.version, r.bundle_path, file_digest(path, "sha256"), r.url)
-    write_manifest(bundle, Manifest(arch, files))
+    if files != manifest.files:  # nothing fetched, nothing written: no empty manifest
+        write_manifest(bundle, Manifest(arch, files))
+    if results and len(failed) == len(results) and all(f.network for f in failed):
+        return [*problems, "images: not tried, the network is unreachable from here (see above)"]
     for ref in required_images(c, stack):
         rel = image_path(ref, arch)
         if rel in files and (bundle / rel).is_file():
@@ -346,6 +344,23 @@ def download(
         files[rel] = Entry(IMAGE, ref, rel, file_digest(bundle / rel, "sha256"), f"docker://{ref}", DOWNLOADED, digest)
         write_manifest(bundle, Manifest(arch, files))
     return problems
+
+
+def _unfetched(failed: list[fetch.Fetched], tried: int, mirror: str | None) -> str:
+    """One summary of the files that could not be fetched, and what to do when the way there is the cause."""
+    head = (
+        f"no file could be fetched ({tried} tried)"
+        if len(failed) == tried
+        else f"{len(failed)} of {tried} file(s) could not be fetched"
+    )
+    lines = [f"{head}:", *(f"  {f.url}: {f.error}" for f in failed)]
+    if any(f.network for f in failed):
+        where = f"the mirror {mirror}" if mirror else "the release sites"
+        lines.append(
+            f"{where} cannot be reached from here: set HTTPS_PROXY (and NO_PROXY) for a proxy, or use --mirror URL "
+            "for a mirror laid out by host name (docs/operations.md); partial downloads are kept and resumed"
+        )
+    return "\n".join(lines)
 
 
 class ImageSaveError(Exception):

@@ -70,6 +70,18 @@ def _roles(c: Cluster) -> Iterator[Finding]:
     if not c.control_plane:
         yield problem(("hosts",), "no host with role control_plane", "at least one control_plane host")
     lbs = len(c.lb_hosts)
+    if c.api.external:
+        if c.api.vip is None:
+            yield problem(
+                ("api", "vip"), "api.external without api.vip", "the external load balancer's address as api.vip"
+            )
+        if lbs:
+            yield problem(
+                ("hosts",),
+                f"{lbs} host(s) with role lb although api.external is set",
+                "no lb role: the external load balancer stands in front of the apiservers, not HAProxy",
+            )
+        return
     if c.api.vip is None and lbs:
         yield problem(
             ("api", "vip"), f"no VIP but {lbs} host(s) with role lb", "a VIP for the lb hosts to hold (or no lb role)"
@@ -84,7 +96,7 @@ def _roles(c: Cluster) -> Iterator[Finding]:
         yield problem(
             ("hosts",),
             "no host with role lb although api.vip is set",
-            "the lb role on two or more hosts to hold the VIP",
+            "the lb role on two or more hosts to hold the VIP (or api.external: true for a load balancer of yours)",
         )
     elif c.api.vip is not None and lbs == 1:
         yield problem(
@@ -196,7 +208,7 @@ def _endpoint(c: Cluster) -> Iterator[Finding]:
         if vip in (subnet.network_address, subnet.broadcast_address) and subnet.prefixlen < 31:
             yield problem(("api", "vip"), f"{vip}, an address no host can hold in {subnet}", "a host address")
             break
-    if not any(vip in _subnet(c, h.ip) for h in c.lb_hosts or c.hosts):
+    if not c.api.external and not any(vip in _subnet(c, h.ip) for h in c.lb_hosts or c.hosts):
         yield problem(
             ("api", "vip"),
             f"{vip}, outside every lb host's subnet",

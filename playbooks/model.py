@@ -112,6 +112,9 @@ class Api(Strict):
     interface: Interface = "eth0"
     virtual_router_id: Annotated[Int, Field(ge=1, le=255)] = 51
     unicast: Bool = False
+    # An external load balancer (a cloud's, an F5) answers at api.vip:api.port: kubefab installs no HAProxy and
+    # no keepalived, and no host has the lb role. Point its health check at https://<control plane>:6443/readyz.
+    external: Bool = False
     extra_sans: Annotated[tuple[San, ...], Field(max_length=MAX_SANS)] = ()
     stats: Stats = Stats()
     # The book's static token file (2.3.6), opt-in: each user named here gets a generated random bearer token
@@ -122,20 +125,34 @@ class Api(Strict):
     always_pull_images: Bool = False
 
 
+class Bastion(Strict):
+    """A jump host (OpenSSH's ProxyJump): kubefab connects to it and on from there to each host."""
+
+    host: San
+    user: User | None = None  # default: the host's ssh.user
+    port: Port = 22
+    key: LocalPath | None = None  # default: the host's ssh.key
+
+
 class SSH(Strict):
     user: User = "root"
     port: Port = 22
     key: LocalPath | None = None
     sudo: Bool | None = None  # None: use sudo unless the user is root
     known_hosts: LocalPath | None = None  # set: only host keys recorded there are accepted (strict checking)
+    bastion: Bastion | None = None
 
 
 class HostSSH(Strict):
+    # Where SSH connects (a name or another address, as Ansible's ansible_host), when it is not the host's ip,
+    # the address the cluster uses. Seen from the bastion when there is one.
+    host: San | None = None
     user: User | None = None
     port: Port | None = None
     key: LocalPath | None = None
     sudo: Bool | None = None
     known_hosts: LocalPath | None = None
+    bastion: Bastion | None = None
 
 
 class Host(Strict):
@@ -302,11 +319,20 @@ class Cluster(Strict):
         return self.path(self.bundle)
 
     def ssh_for(self, host: Host) -> SSH:
-        """The host's effective SSH settings: its overrides on top of the cluster's defaults."""
-        merged = self.ssh.model_dump() | host.ssh.model_dump(exclude_none=True)
+        """The host's effective SSH settings: its overrides on top of the cluster's defaults. A bastion takes the
+        host's user and key unless it names its own."""
+        merged = self.ssh.model_dump() | host.ssh.model_dump(exclude_none=True, exclude={"host"})
         if merged["sudo"] is None:
             merged["sudo"] = merged["user"] != "root"
+        if merged["bastion"] is not None:
+            merged["bastion"] = {"user": merged["user"], "key": merged["key"]} | {
+                k: v for k, v in merged["bastion"].items() if v is not None
+            }
         return SSH(**merged)
+
+    def ssh_address(self, host: Host) -> str:
+        """Where SSH connects to reach `host`: its ssh.host, or its ip."""
+        return host.ssh.host or str(host.address)
 
     def interface_of(self, host: Host) -> str:
         return host.interface or self.api.interface

@@ -18,6 +18,7 @@ from kubefab.playbooks.model import Cluster, Host
 
 TAIL = 12  # lines of stderr kept in a failure message
 COMMAND_SHOWN = 300  # characters of the command shown with it
+WATCHDOG_GRACE = 10  # seconds past a command's timeout before its connection is dropped
 
 
 class StepFailed(Exception):
@@ -74,6 +75,41 @@ def _gcm_first(*args: object, **kwargs: object) -> paramiko.Transport:
     return transport
 
 
+def _connection(
+    address: str,
+    user: str,
+    port: int,
+    key: Path | None,
+    known_hosts: Path | None,
+    connect_timeout: int,
+    timeout: int,
+    gateway: Connection | None = None,
+) -> Connection:
+    kwargs: dict[str, object] = {
+        "look_for_keys": key is None,
+        "allow_agent": key is None,
+        # A new channel (a command, SFTP) must open within the timeout, not
+        # paramiko's default hour: a host that drops off fails the step instead.
+        "channel_timeout": timeout,
+        "transport_factory": _gcm_first,
+    }
+    if key is not None:
+        kwargs["key_filename"] = str(key)
+    conn = Connection(
+        address, user=user, port=port, connect_timeout=connect_timeout, connect_kwargs=kwargs, gateway=gateway
+    )
+    if known_hosts is not None:
+        # Strict: only the keys recorded for these hosts are accepted.
+        conn.client.load_host_keys(str(known_hosts))
+        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    else:
+        # OpenSSH's accept-new: a known host must present its recorded key; a new one is recorded.
+        if USER_KNOWN_HOSTS.exists():
+            conn.client.get_host_keys().load(str(USER_KNOWN_HOSTS))
+        conn.client.set_missing_host_key_policy(AcceptNew(USER_KNOWN_HOSTS))
+    return conn
+
+
 class Remote:
     """Commands on one host as root, with a name for every step so failures say what was being done."""
 
@@ -89,29 +125,17 @@ class Remote:
         self.name = host.name
         self.sudo = bool(ssh.sudo)
         self.log = log
-        kwargs: dict[str, object] = {
-            "look_for_keys": ssh.key is None,
-            "allow_agent": ssh.key is None,
-            # A new channel (a command, SFTP) must open within the timeout, not
-            # paramiko's default hour: a host that drops off fails the step instead.
-            "channel_timeout": timeout,
-            "transport_factory": _gcm_first,
-        }
-        if ssh.key is not None:
-            kwargs["key_filename"] = str(cluster.path(ssh.key))
-        self.conn = Connection(
-            str(host.address), user=ssh.user, port=ssh.port, connect_timeout=connect_timeout, connect_kwargs=kwargs
+        known = cluster.path(ssh.known_hosts) if ssh.known_hosts is not None else None
+        gateway = None
+        if ssh.bastion is not None:
+            b = ssh.bastion
+            key = cluster.path(b.key) if b.key is not None else None
+            gateway = _connection(b.host, b.user or ssh.user, b.port, key, known, connect_timeout, timeout)
+        key = cluster.path(ssh.key) if ssh.key is not None else None
+        self.conn = _connection(
+            cluster.ssh_address(host), ssh.user, ssh.port, key, known, connect_timeout, timeout, gateway
         )
         self.timeout = timeout
-        if ssh.known_hosts is not None:
-            # Strict: only the keys recorded for these hosts are accepted.
-            self.conn.client.load_host_keys(str(cluster.path(ssh.known_hosts)))
-            self.conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        else:
-            # OpenSSH's accept-new: a known host must present its recorded key; a new one is recorded.
-            if USER_KNOWN_HOSTS.exists():
-                self.conn.client.get_host_keys().load(str(USER_KNOWN_HOSTS))
-            self.conn.client.set_missing_host_key_policy(AcceptNew(USER_KNOWN_HOSTS))
         self._lock = threading.Lock()
 
     def wrap(self, command: str) -> str:
@@ -124,12 +148,19 @@ class Remote:
         With `check`, a non-zero exit raises StepFailed."""
         if self.log:
             self.log(self.name, f"$ {command}")
+        limit = timeout or self.timeout
+        # invoke's own timer starts only once the command has started, and paramiko waits without a limit for
+        # the reply to its exec request: a host that drops off in between would hang the run. Past the
+        # timeout and a grace period the connection is torn down, which ends every wait on it.
+        watchdog = threading.Timer(limit + WATCHDOG_GRACE, self._drop)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             result = self.conn.run(
                 self.wrap(command) if as_root else command,
                 hide=True,
                 warn=True,
-                timeout=timeout or self.timeout,
+                timeout=limit,
                 in_stream=False,
             )
         except CommandTimedOut as exc:
@@ -138,6 +169,8 @@ class Remote:
             raise StepFailed(
                 self.name, step, command, f"cannot reach the host over SSH: {exc or 'connection lost'}"
             ) from None
+        finally:
+            watchdog.cancel()
         out = Output(result.stdout, result.stderr, result.exited)
         if check and not out.ok:
             if "a password is required" in out.stderr or "a terminal is required" in out.stderr:
@@ -163,5 +196,12 @@ class Remote:
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise StepFailed(self.name, step, f"sftp put {remote}", str(exc) or "connection lost") from None
 
+    def _drop(self) -> None:
+        transport = self.conn.transport
+        if transport is not None:
+            transport.close()
+
     def close(self) -> None:
         self.conn.close()
+        if isinstance(self.conn.gateway, Connection):
+            self.conn.gateway.close()

@@ -80,6 +80,7 @@ _DNS_WHAT = (
     "with '-'), as Kubernetes node names and certificate SANs require"
 )
 DnsName = Annotated[str, *shape(DNS_NAME, _DNS_WHAT)]
+# A certificate's SAN, or where SSH connects: an address or a name.
 San = Annotated[str, *shape(rf"{IPV4}|{DNS_NAME}", "an IPv4 address or " + _DNS_WHAT)]
 HostName = Annotated[DnsName, AfterValidator(_not_localhost)]
 Interface = Annotated[str, *shape(INTERFACE, "a network interface name (1-15 of A-Z a-z 0-9 _ . -)", 15)]

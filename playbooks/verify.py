@@ -11,29 +11,40 @@ SUITE = Path(__file__).resolve().parent / "hostsuite"
 
 
 def ssh_config(c: Cluster, control_dir: Path) -> str:
-    """One Host block per inventory host; strict host key checking when the inventory names known_hosts."""
-    blocks = []
+    """One Host block per inventory host, by name (HostName: where SSH connects), and one per bastion; strict
+    host key checking when the inventory names known_hosts."""
+    blocks: list[list[str]] = []
+    bastions: dict[tuple, str] = {}
     for h in c.hosts:
         ssh = c.ssh_for(h)
-        lines = [
-            f"Host {h.address}",
-            f"  User {ssh.user}",
-            f"  Port {ssh.port}",
-            "  BatchMode yes",
-            f"  ControlPath {control_dir}/%C",
-        ]
-        if ssh.key:
-            lines += [f"  IdentityFile {c.path(ssh.key)}", "  IdentitiesOnly yes"]
-        if ssh.known_hosts:
-            lines += [f"  UserKnownHostsFile {c.path(ssh.known_hosts)}", "  StrictHostKeyChecking yes"]
-        else:
-            lines += ["  StrictHostKeyChecking accept-new"]
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks) + "\n"
+        lines = [f"Host {h.name}", f"  HostName {c.ssh_address(h)}", *_login(c, ssh.user, ssh.port, ssh.key)]
+        if ssh.bastion is not None:
+            b = ssh.bastion
+            login = (b.host, b.user or ssh.user, b.port, b.key, ssh.known_hosts)  # ssh_for filled user and key
+            jump = bastions.setdefault(login, f"kubefab-bastion-{len(bastions) + 1}")
+            lines.append(f"  ProxyJump {jump}")
+        blocks.append([*lines, *_checking(c, ssh.known_hosts, control_dir)])
+    for (address, user, port, key, known), jump in bastions.items():
+        blocks.append(
+            [f"Host {jump}", f"  HostName {address}", *_login(c, user, port, key), *_checking(c, known, control_dir)]
+        )
+    return "\n\n".join("\n".join(b) for b in blocks) + "\n"
+
+
+def _login(c: Cluster, user: str, port: int, key: str | None) -> list[str]:
+    lines = [f"  User {user}", f"  Port {port}", "  BatchMode yes"]
+    return lines + ([f"  IdentityFile {c.path(key)}", "  IdentitiesOnly yes"] if key else [])
+
+
+def _checking(c: Cluster, known_hosts: str | None, control_dir: Path) -> list[str]:
+    lines = [f"  ControlPath {control_dir}/%C"]
+    if known_hosts:
+        return [*lines, f"  UserKnownHostsFile {c.path(known_hosts)}", "  StrictHostKeyChecking yes"]
+    return [*lines, "  StrictHostKeyChecking accept-new"]
 
 
 def pytest_args(c: Cluster, config: Path, inventory: Path, extra: list[str]) -> list[str]:
-    hosts = ",".join(f"ssh://{h.address}" for h in c.hosts)
+    hosts = ",".join(f"ssh://{h.name}" for h in c.hosts)
     sudo = ["--sudo"] if any(c.ssh_for(h).sudo for h in c.hosts) else []
     return [
         str(SUITE),

@@ -69,10 +69,13 @@ def enter_then_exec(groups: list[Path], argv: list[str]) -> list[str]:
 def pids(group: Path) -> set[int]:
     """Every process in the group and its descendants."""
     found: set[int] = set()
-    for procs in group.rglob("cgroup.procs"):
+    # os.walk, not Path.rglob: a child group removed while walking is skipped, where rglob raises.
+    for directory, _, names in os.walk(group):
+        if "cgroup.procs" not in names:
+            continue
         try:
-            found |= {int(p) for p in procs.read_text().split()}
-        except FileNotFoundError:  # a child group removed while walking
+            found |= {int(p) for p in (Path(directory) / "cgroup.procs").read_text().split()}
+        except FileNotFoundError:
             continue
     return found
 

@@ -27,7 +27,8 @@ def check(ctx: Context, inventory: str | None = None) -> None:
 
 def _login(cluster: Cluster, host: Host) -> str:
     ssh = cluster.ssh_for(host)
-    return f"{ssh.user}@{host.address}:{ssh.port}" + (" (sudo)" if ssh.sudo else "")
+    via = f" via {ssh.bastion.user}@{ssh.bastion.host}:{ssh.bastion.port}" if ssh.bastion else ""
+    return f"{ssh.user}@{cluster.ssh_address(host)}:{ssh.port}{via}" + (" (sudo)" if ssh.sudo else "")
 
 
 ns = Collection("inventory")

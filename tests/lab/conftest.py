@@ -41,6 +41,11 @@ def missing_requirement() -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unmarked = sorted(
+        {i.path.name for i in items if "lab" in getattr(i, "fixturenames", ()) and not i.get_closest_marker("lab")}
+    )
+    if unmarked:  # `-m "not lab"` would bring a lab up for them
+        raise pytest.UsageError(f"{', '.join(unmarked)}: use the lab fixture without pytest.mark.lab")
     reason = missing_requirement()
     for item in items:
         if reason and item.get_closest_marker("lab"):

@@ -8,6 +8,7 @@ import csv
 import http.client
 import io
 import ssl
+import subprocess
 import time
 from pathlib import Path
 
@@ -119,6 +120,30 @@ def test_readyz_through_the_vip_with_ca_and_admin_certificate(deployed: Cluster)
 
 def test_verify_task_passes(lab: Lab, deployed: Cluster) -> None:
     result, _ = cli("verify", "--inventory", str(lab.paths.inventory))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "every check passed" in result.stdout
+
+
+def test_plan_and_verify_through_a_bastion_to_names_only_it_resolves(
+    lab: Lab, deployed: Cluster, tmp_path: Path
+) -> None:
+    """lab-1 is the bastion (ProxyJump) and every host's ssh.host is its name, which only the lab hosts resolve
+    (their /etc/hosts): plan and verify can only have reached them through the bastion."""
+    jump = str(deployed.hosts[0].address)
+    assert subprocess.run(["getent", "hosts", deployed.hosts[1].name], capture_output=True).returncode != 0
+
+    def through_bastion(d: dict) -> None:
+        d["ssh"]["bastion"] = {"host": jump}
+        for h in d["hosts"]:
+            h["ssh"] = {"host": h["name"]}
+
+    routed = variant(lab, tmp_path, "bastion.yaml", through_bastion)
+    result, _ = cli("inventory.check", "--inventory", str(routed))
+    assert f"kubefab@{deployed.hosts[1].name}:22 via kubefab@{jump}:22" in result.stdout, result.stdout[-2000:]
+    result, _ = cli("plan", "--exit-code", "--inventory", str(routed))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "no changes" in result.stdout
+    result, _ = cli("verify", "--inventory", str(routed))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "every check passed" in result.stdout
 

@@ -18,6 +18,8 @@ from kubefab.playbooks import secrets
 from kubefab.playbooks.inventory import load
 from kubefab.playbooks.model import Cluster
 
+pytestmark = pytest.mark.lab
+
 
 @pytest.fixture(scope="module")
 def bench(lab: Lab) -> Path:

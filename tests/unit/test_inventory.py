@@ -341,6 +341,58 @@ def test_host_ssh_overrides() -> None:
     assert (ssh.user, ssh.port, ssh.sudo) == ("ops", 2222, True)
 
 
+def _no_lb(d: dict) -> None:
+    for h in d["hosts"]:
+        h["roles"] = [r for r in h["roles"] if r != "lb"]
+
+
+def test_external_load_balancer_takes_no_lb_hosts_and_any_vip() -> None:
+    def external(d: dict) -> None:
+        _no_lb(d)
+        d["api"].update(external=True, vip="203.0.113.10", port=443)
+
+    data = copy.deepcopy(BASE)
+    external(data)
+    cluster = validate_text(yaml.safe_dump(data), FILE).cluster
+    assert cluster is not None and not cluster.lb_hosts
+    assert (str(cluster.endpoint_ip), cluster.endpoint_port) == ("203.0.113.10", 443)
+    only(lambda d: (external(d), d["api"].pop("vip")), "api.vip", "api.external without api.vip")
+    only(lambda d: d["api"].update(external=True), "hosts", "role lb although api.external")
+
+
+def test_bastion_takes_the_host_login_unless_it_names_its_own() -> None:
+    data = copy.deepcopy(BASE)
+    data["ssh"] = {"user": "ops", "key": "keys/ops", "bastion": {"host": "jump.example.internal"}}
+    data["hosts"][1]["ssh"] = {"host": "k8s-2.internal", "bastion": {"host": "10.0.0.5", "user": "jump", "port": 2200}}
+    cluster = validate_text(yaml.safe_dump(data), FILE).cluster
+    assert cluster is not None
+    first, second = cluster.ssh_for(cluster.hosts[0]), cluster.ssh_for(cluster.hosts[1])
+    assert first.bastion is not None and second.bastion is not None
+    assert (first.bastion.host, first.bastion.user, first.bastion.port, first.bastion.key) == (
+        "jump.example.internal",
+        "ops",
+        22,
+        "keys/ops",
+    )
+    assert (second.bastion.host, second.bastion.user, second.bastion.port) == ("10.0.0.5", "jump", 2200)
+    assert cluster.ssh_address(cluster.hosts[0]) == "192.168.10.11"
+    assert cluster.ssh_address(cluster.hosts[1]) == "k8s-2.internal"
+    assert str(cluster.hosts[1].address) == "192.168.10.12"  # the cluster address is unchanged
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda d: d["hosts"][0].update(ssh={"host": "bad host"}), "hosts[0].ssh.host"),
+        (lambda d: d.update(ssh={"bastion": {"user": "x"}}), "ssh.bastion.host"),
+        (lambda d: d.update(ssh={"bastion": {"host": "j", "port": 0}}), "ssh.bastion.port"),
+        (lambda d: d.update(ssh={"bastion": {"host": "j", "proxy": "x"}}), "ssh.bastion.proxy"),
+    ],
+)
+def test_bad_ssh_addresses_name_their_field(mutate: Callable, field: str) -> None:
+    assert field in [p.field for p in problems(mutate)]
+
+
 # Any document at all gives a verdict, never a traceback.
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
 documents = st.recursive(
