@@ -70,8 +70,15 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     # -- on the operator's machine, offline: run for real by tests/unit/test_docs.py ------------------------
     Rule(("kubefab", "--list"), "list", "unit", "run"),
+    Rule(
+        ("kubefab", "--print-completion-script"),
+        "completion",
+        "unit",
+        "run; asserts the script registers a completion function for kubefab",
+    ),
     Rule(("cp",), "cp", "unit", "run in the scratch directory (then `name: mycluster` is set, as the docs say)"),
     Rule(("kubefab", "inventory.check"), "inventory.check", "unit", "run"),
+    Rule(("kubefab", "init"), "init", "unit", "run in the scratch directory; asserts it wrote the file"),
     Rule(("kubefab", "pki"), "pki", "unit", "run"),
     Rule(("kubefab", "certs.check"), "certs.check", "unit", "run after `kubefab pki`"),
     Rule(("kubefab", "render"), "render", "unit", "run"),

@@ -120,14 +120,36 @@ def parse_ini(text: str, path: Path) -> Inventory:
                 raise SourceError(file, number, f"expected name=value, found {line!r}")
             section.vars[key.strip()] = Var(_ini_value(value, file, number), f"{file}:{number}")
         else:
-            inv.add_host(_host_name(words[0], file, number), section, _host_vars(words[1:], file, number))
+            for name in host_range(words[0], file, number):
+                inv.add_host(name, section, _host_vars(words[1:], file, number))
     return inv
 
 
-def _host_name(word: str, file: str, number: int) -> str:
-    if "[" in word:
-        raise SourceError(file, number, f"host range {word!r} is not supported: list the hosts one per line")
-    return word
+_RANGE = re.compile(r"\[([^\[\]:]*):([^\[\]:]*)(?::(\d+))?\]")
+
+
+def host_range(pattern: str, file: str, number: int | None) -> list[str]:
+    """Ansible's host patterns: `node[1:3]` -> node1 node2 node3, `db[01:10:2]` keeps the leading zeros and steps
+    by 2, `[a:c]` counts letters; several ranges in one name multiply."""
+    match = _RANGE.search(pattern)
+    if match is None:
+        if "[" in pattern or "]" in pattern:
+            raise SourceError(
+                file, number, f"malformed host range {pattern!r}: expected name[START:END] or [START:END:STEP]"
+            )
+        return [pattern]
+    first, last, step = match.group(1), match.group(2), int(match.group(3) or 1)
+    if first.isdigit() and last.isdigit() and int(first) <= int(last) and step > 0:
+        width = len(first) if first.startswith("0") else 0
+        values = [str(n).zfill(width) for n in range(int(first), int(last) + 1, step)]
+    elif len(first) == len(last) == 1 and first.isalpha() and last.isalpha() and first <= last and step > 0:
+        values = [chr(c) for c in range(ord(first), ord(last) + 1, step)]
+    else:
+        raise SourceError(
+            file, number, f"host range {match.group(0)!r} in {pattern!r}: expected [1:3], [01:10:2] or [a:c]"
+        )
+    head, tail = pattern[: match.start()], pattern[match.end() :]
+    return [head + v + rest for v in values for rest in host_range(tail, file, number)]
 
 
 def _host_vars(words: list[str], file: str, number: int) -> dict[str, Var]:
@@ -187,7 +209,8 @@ def _yaml_group(inv: Inventory, name: str, body: Any, loc: Loc, file: str, lines
                         lines.get((*at, host)),
                         f"host {host}: expected a mapping of variables, found {host_vars!r}",
                     )
-                inv.add_host(str(host), group, _vars(host_vars or {}, (*at, host), file, lines))
+                for name in host_range(str(host), file, lines.get((*at, host))):
+                    inv.add_host(name, group, _vars(host_vars or {}, (*at, host), file, lines))
         else:
             for child, child_body in value.items():
                 inv.add_child(group, str(child))

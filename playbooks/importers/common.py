@@ -23,6 +23,14 @@ class Unsupported(ValueError):
 
 
 @dataclass(frozen=True)
+class Noted:
+    """A converted value with what the report should say about it."""
+
+    value: Any
+    note: str
+
+
+@dataclass(frozen=True)
 class Rule:
     target: str
     convert: Callable[[Any], Any] = str
@@ -92,7 +100,11 @@ def apply_rules(
         else:
             rule = rules[key]
             try:
-                draft.set(rule.target, rule.convert(value), where(var, key))
+                converted = rule.convert(value)
+                if isinstance(converted, Noted):
+                    draft.set(rule.target, converted.value, where(var, key), note=converted.note)
+                else:
+                    draft.set(rule.target, converted, where(var, key))
             except Unsupported as exc:
                 draft.report.add(
                     "unsupported",
@@ -124,7 +136,9 @@ def choice(allowed: Iterable[str], what: str) -> Callable[[Any], str]:
     return convert
 
 
-def kubernetes_version(value: Any) -> str:
+def kubernetes_version(value: Any) -> str | Noted:
+    """The source's version; a patch release other than the pinned one becomes its minor (the pinned patch), as
+    only the pinned one has checksums `kubefab bundle` can verify."""
     text = str(value).removeprefix("v")
     supported = versions.supported_minors()
     try:
@@ -133,7 +147,14 @@ def kubernetes_version(value: Any) -> str:
         raise Unsupported("not a Kubernetes version") from None
     if minor not in supported:
         raise Unsupported(f"kubefab supports Kubernetes {', '.join(supported)}")
-    return text
+    pinned = versions.stack(minor).kubernetes
+    if text in (minor, pinned):
+        return text
+    return Noted(
+        minor,
+        f"{minor}, which is {pinned}: {text} has no pinned checksums to fetch it with (to keep it, set "
+        f"kubernetes_version: {text!r} and build it: kubefab bundle --from-source)",
+    )
 
 
 def domain(value: Any) -> str:
@@ -180,7 +201,7 @@ CONNECTION_REASONS = {
     ),
     **dict.fromkeys(
         ("ansible_ssh_common_args", "ansible_ssh_extra_args"),
-        "kubefab connects to each host directly, without SSH options or jump hosts",
+        "kubefab takes no SSH options (a jump host is ssh.bastion)",
     ),
     **dict.fromkeys(("ansible_become_user", "ansible_become_method"), "kubefab always uses sudo to root"),
     "ansible_connection": "kubefab always connects with SSH",
@@ -198,32 +219,38 @@ class Candidate:
     roles: tuple[Role, ...]
     source: str  # where the IP came from
     name_source: str = "its inventory name"
+    ssh_host: tuple[str, str] | None = None  # where SSH connects when that is not the ip: (address, where)
 
 
 def pick_address(
     draft: Draft, key: str, variables: Mapping[str, Var], order: tuple[str, ...]
-) -> tuple[str | None, str]:
-    """The host's IP: the first of `order` set, else its Ansible name when that is an IP. The others, when they
-    differ, are reported: kubefab has one address per host."""
+) -> tuple[str | None, str, tuple[str, str] | None]:
+    """The host's IP: the first of `order` set, else its Ansible name when that is an IP; and where SSH connects
+    when an SSH address (ansible_host) differs from that IP (hosts[].ssh.host). Other addresses that differ are
+    reported as ignored: kubefab has one cluster address per host."""
     given = [(k, str(variables[k].value), variables[k]) for k in order if k in variables]
-    if given:
-        chosen, value, var = given[0]
-        same = [other for other, other_value, _ in given[1:] if other_value == value]
-        for other, other_value, other_var in given[1:]:
-            if other_value != value:
-                draft.report.add(
-                    "ignored",
-                    where(other_var, other),
-                    "-",
-                    f"{other_value}: kubefab uses one address "
-                    f"per host, for the cluster and SSH alike: {value} ({chosen}) for {key}",
-                )
-        return value, where(var, chosen) + (f" (= {', '.join(same)})" if same else "")
-    try:
-        ipaddress.IPv4Address(key)
-    except ValueError:
-        return None, key
-    return key, f"[host] {key}"
+    if not given:
+        try:
+            ipaddress.IPv4Address(key)
+        except ValueError:
+            return None, key, None
+        return key, f"[host] {key}", None
+    chosen, value, var = given[0]
+    same = [other for other, other_value, _ in given[1:] if other_value == value]
+    ssh_host = None
+    for other, other_value, other_var in given[1:]:
+        if other_value == value:
+            continue
+        if other in ADDRESS_VARS and ssh_host is None and chosen not in ADDRESS_VARS:
+            ssh_host = (other_value, where(other_var, other))
+            continue
+        draft.report.add(
+            "ignored",
+            where(other_var, other),
+            "-",
+            f"{other_value}: kubefab has one cluster address per host: {value} ({chosen}) for {key}",
+        )
+    return value, where(var, chosen) + (f" (= {', '.join(same)})" if same else ""), ssh_host
 
 
 def valid_name(name: str) -> str:
@@ -266,6 +293,9 @@ def add_hosts(draft: Draft, candidates: list[Candidate]) -> None:
                 f"hosts[{len(hosts)}]",
                 f"{name} (from {c.name_source}) {c.ip} {' '.join(host['roles'])}",
             )
+        if c.ssh_host is not None:
+            host["ssh"] = {"host": c.ssh_host[0]}
+            draft.report.add("mapped", c.ssh_host[1], f"hosts[{len(hosts)}].ssh.host", f"{c.ssh_host[0]} (SSH only)")
         hosts.append(host)
     draft.data["hosts"] = hosts
 

@@ -45,7 +45,7 @@ def convert(inv: Inventory, name: str | None) -> Draft:
     candidates = []
     for key in keys:
         variables = inv.host_vars(key)
-        ip, source = common.pick_address(draft, key, variables, common.ADDRESS_VARS)
+        ip, source, _ = common.pick_address(draft, key, variables, common.ADDRESS_VARS)
         named = [k for k in ("k8s_nodename", "NODE_NAME") if str(variables.get(k, Var("", "")).value)]
         if named:
             node_name, name_source = str(variables[named[0]].value), named[0]
@@ -71,7 +71,19 @@ def convert(inv: Inventory, name: str | None) -> Draft:
     common.group_report(draft, inv, ROLE_GROUPS, ("all",), HOST_KEYS)
 
     config = inv.path.parent / "config.yml"
-    common.finish(draft, name, inv.path, _config(draft, config) if config.is_file() else None)
+    cluster_name = _config(draft, config) if config.is_file() else None
+    directory = inv.path.resolve().parent.name
+    if cluster_name is not None and common.valid_name(cluster_name[0]) == common.valid_name(directory):
+        draft.report.add("mapped", cluster_name[1], "name", f"{cluster_name[0]}, as its directory")
+    elif cluster_name is not None:
+        draft.report.add(
+            "ignored",
+            cluster_name[1],
+            "name",
+            f"{cluster_name[0]}: kubeasz's CLUSTER_NAME is cluster1 unless changed, the same for every cluster; "
+            f"the name is its directory's ({directory}), so two clusters never share a cluster directory and CA",
+        )
+    common.finish(draft, name, inv.path)
     return draft
 
 

@@ -3,6 +3,7 @@ k8s_cluster, and the group_vars/ beside it (k8s_cluster/k8s-cluster.yml, all/all
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from kubefab.playbooks.importers import common
@@ -59,8 +60,10 @@ def convert(inv: Inventory, name: str | None) -> Draft:
     balancer = {
         k: variables.pop(k) for k in ("loadbalancer_apiserver", "apiserver_loadbalancer_domain_name") if k in variables
     }
+    jump_args = variables.pop("ansible_ssh_common_args", None)
     common.apply_rules(draft, variables, RULES, {**REASONS, **HOST_REASONS})
     _load_balancer(draft, balancer)
+    bastions = _bastion(draft, inv, jump_args)
     if draft.get("network.service_cidr") is not None and draft.get("network.dns_ip") is None:
         common.service_address(draft, 3, "where kubespray puts CoreDNS: skydns_server")
 
@@ -68,14 +71,15 @@ def convert(inv: Inventory, name: str | None) -> Draft:
     keys = [h for h in inv.hosts if any(h in m for m in members.values())]
     candidates = []
     for key in keys:
-        ip, source = common.pick_address(draft, key, inv.host_vars(key), ADDRESS_ORDER)
+        ip, source, ssh_host = common.pick_address(draft, key, inv.host_vars(key), ADDRESS_ORDER)
         roles = tuple(role for group, role in ROLE_GROUPS.items() if key in members[group])
-        candidates.append(Candidate(key, key, ip, roles, source))
+        candidates.append(Candidate(key, key, ip, roles, source, ssh_host=ssh_host))
     common.add_hosts(draft, candidates)
     common.ssh_settings(draft, inv, keys)
-    common.lb_shape(draft)
-    common.host_vars_report(draft, inv, keys, HOST_KEYS, HOST_REASONS)
-    common.group_report(draft, inv, ROLE_GROUPS, CLUSTER_GROUPS, HOST_KEYS, HOST_REASONS)
+    if not draft.get("api.external"):
+        common.lb_shape(draft)
+    common.host_vars_report(draft, inv, [*keys, *bastions], HOST_KEYS, HOST_REASONS)
+    common.group_report(draft, inv, [*ROLE_GROUPS, "bastion"], CLUSTER_GROUPS, HOST_KEYS, HOST_REASONS)
     common.finish(draft, name, inv.path)
     return draft
 
@@ -115,11 +119,14 @@ def _load_balancer(draft: Draft, variables: dict[str, Var]) -> None:
         )
     elif var is not None:
         draft.set(
+            "api.external", True, common.where(var, "loadbalancer_apiserver"), note="true: the load balancer stays"
+        )
+        draft.set(
             "api.vip",
             str(value["address"]),
             common.where(var, "loadbalancer_apiserver.address"),
-            note=f"{value['address']}: kubefab's keepalived will hold this address on the lb hosts; "
-            "the old load balancer must release it",
+            note=f"{value['address']}: the external load balancer's address; kubefab installs no HAProxy or "
+            "keepalived (point its health check at https://<control plane>:6443/readyz)",
         )
         if "port" in value:
             try:
@@ -134,3 +141,39 @@ def _load_balancer(draft: Draft, variables: dict[str, Var]) -> None:
     if name is not None:
         sans = [*(draft.get("api.extra_sans") or []), str(name.value)]
         draft.set("api.extra_sans", sans, common.where(name, "apiserver_loadbalancer_domain_name"))
+
+
+_PROXY_JUMP = re.compile(r"(?:-o\s*ProxyJump=|-J\s*)(?:([^@\s,]+)@)?([^:\s,]+)(?::(\d+))?")
+
+
+def _bastion(draft: Draft, inv: Inventory, args: Var | None) -> list[str]:
+    """kubespray's [bastion] group (its ansible_host, ansible_user, ansible_port), or a ProxyJump in
+    ansible_ssh_common_args: ssh.bastion. Returns the bastion's inventory names."""
+    members = inv.members("bastion")
+    jump = _PROXY_JUMP.search(str(args.value)) if args is not None else None
+    if members:
+        v = inv.host_vars(members[0])
+        bastion: dict[str, Any] = {"host": str(v["ansible_host"].value) if "ansible_host" in v else members[0]}
+        if "ansible_user" in v:
+            bastion["user"] = str(v["ansible_user"].value)
+        if "ansible_port" in v and str(v["ansible_port"].value).isdigit():
+            bastion["port"] = int(v["ansible_port"].value)
+        read_from = [k for k in ("ansible_host", "ansible_user", "ansible_port") if k in v]
+        draft.set("ssh.bastion", bastion, f"[bastion] {members[0]} ({', '.join(read_from) or 'its name'})")
+        for extra in members[1:]:
+            draft.report.add("ignored", f"[bastion] {extra}", "-", f"kubefab jumps through one bastion, {members[0]}")
+    elif jump is not None:
+        bastion = {"host": jump.group(2)} | ({"user": jump.group(1)} if jump.group(1) else {})
+        if jump.group(3):
+            bastion["port"] = int(jump.group(3))
+        draft.set("ssh.bastion", bastion, common.where(args, "ansible_ssh_common_args") if args else "-")
+    if args is not None:
+        why = (
+            "the jump through the bastion: ssh.bastion"
+            if members or jump
+            else common.CONNECTION_REASONS["ansible_ssh_common_args"]
+        )
+        draft.report.add(
+            "mapped" if members or jump else "ignored", common.where(args, "ansible_ssh_common_args"), "-", why
+        )
+    return members

@@ -3,11 +3,12 @@
 from invoke.collection import Collection
 
 from kubefab.playbooks.lab.tasks import lab
-from kubefab.playbooks.tasks import audit, deploy, imports, inventory, pki, render, verify
+from kubefab.playbooks.tasks import audit, deploy, imports, init, inventory, pki, render, verify
 from kubefab.playbooks.tasks.images import images
 from kubefab.playbooks.tasks.vagrant import vagrant
 
 ns = Collection()
+ns.add_task(init.init)
 ns.add_collection(inventory.ns)
 ns.add_task(pki.pki)
 ns.add_collection(pki.certs)

@@ -95,6 +95,8 @@ def test_every_rule_has_a_handler_in_its_module() -> None:
 def parse_task(argv: list[str], strict: bool = True) -> dict[str, object]:
     """The task's arguments as `kubefab` would parse `argv` (without `kubefab`); raises on an unknown task or
     option. Not strict: only names are checked (prose may elide values)."""
+    if argv[0] in ("--print-completion-script", "--complete"):  # invoke's completion options, kept by kubefab
+        return {}
     if argv[0] in ("--help", "-h", "--list", "-l"):
         assert len(argv) == 1 or argv[1] in ns.task_names, f"no task {argv[1]!r}"
         return {}
@@ -311,6 +313,8 @@ HANDLERS: dict[str, tuple[int, Callable[[Workspace, Command], Outcome]]] = {
     # key: (stage, handler); stages run in order, the commands of one stage in parallel
     "cp": (0, run_cp),
     "list": (1, run_kubefab("deploy", "lab.up", "import-inventory")),
+    "completion": (1, run_kubefab("complete -F _complete_kubefab", "kubefab --complete")),
+    "init": (1, run_kubefab("wrote inventory/starter.yaml: 3 hosts")),
     "vagrant.up": (1, run_vagrant_up),
     "vagrant.inventory": (1, run_vagrant_inventory),
     "import-inventory": (1, run_import),

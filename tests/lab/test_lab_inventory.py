@@ -36,6 +36,7 @@ def test_inventory_is_valid_and_describes_the_running_lab(lab: Lab) -> None:
         "key": str(lab.paths.key),
         "sudo": True,
         "known_hosts": str(lab.paths.known_hosts),
+        "bastion": None,  # each lab host is reached directly
     }
     assert cluster.bundle_dir == lab.paths.bundle and cluster.dir == lab.paths.cluster
     # No overrides: the lab runs the versions the default minor pins.

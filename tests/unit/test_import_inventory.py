@@ -13,7 +13,7 @@ from invoke.exceptions import Exit
 
 from kubefab.playbooks import versions
 from kubefab.playbooks.importers import SourceError, convert, document
-from kubefab.playbooks.importers.ansible import read
+from kubefab.playbooks.importers.ansible import host_range, read
 from kubefab.playbooks.importers.common import Candidate, Draft, add_hosts, valid_name
 from kubefab.playbooks.inventory import validate, validate_text
 from kubefab.playbooks.tasks.imports import import_inventory
@@ -42,7 +42,9 @@ def test_kubeasz(tmp_path: Path) -> None:
     imp = convert(KUBEASZ)
     d = imp.data
     assert imp.format == "kubeasz"
-    assert d["name"] == "k8s-prod" and d["kubernetes_version"] == "1.36.1"  # CLUSTER_NAME, K8S_VER of config.yml
+    # The directory's name (CLUSTER_NAME agrees); K8S_VER v1.36.1 of config.yml, unpinned: the minor, 1.36.x pinned
+    assert d["name"] == "k8s-prod" and d["kubernetes_version"] == "1.36"
+    assert mentions(imp, "K8S_VER", f"which is {versions.stack('1.36').kubernetes}", "1.36.1", "--from-source")
     assert d["network"] == {
         "service_cidr": "10.68.0.0/16",
         "pod_cidr": "172.20.0.0/16",
@@ -102,20 +104,23 @@ def test_kubespray_yaml_with_group_vars(tmp_path: Path) -> None:
         "domain": "cluster.local",  # dns_domain: "{{ cluster_name }}", resolved
         "dns_ip": "10.233.0.3",
     }  # skydns_server is Jinja: kubespray's default, the third
-    assert d["api"]["vip"] == "10.3.0.100" and d["api"]["port"] == 8443
+    # loadbalancer_apiserver: an external load balancer, kept (no HAProxy or keepalived, no lb hosts)
+    assert d["api"]["external"] is True and d["api"]["vip"] == "10.3.0.100" and d["api"]["port"] == 8443
     assert d["api"]["extra_sans"] == ["10.3.0.100", "k8s.example.internal", "api.mycluster.example"]
     assert d["ssh"] == {"user": "ubuntu", "sudo": True}  # all:vars, with node-3's own user as an override
     hosts = {h["name"]: h for h in d["hosts"]}
-    assert hosts["node1"]["ip"] == "10.3.0.1"  # ip (where kubespray binds) wins over ansible_host
+    assert hosts["node1"]["ip"] == "10.3.0.1"  # ip (where kubespray binds) is the cluster address
+    assert hosts["node1"]["ssh"] == {"host": "203.0.113.11"}  # ansible_host: where SSH connects
+    assert "ssh" not in hosts["node2"]  # its ansible_host is its ip
     assert hosts["node-3"] == {
         "name": "node-3",
         "ip": "10.3.0.3",
         "roles": ["etcd", "control_plane", "lb"][:2],
         "ssh": {"user": "admin"},
     }
-    assert [h for h in hosts if "lb" in hosts[h]["roles"]] == ["node1", "node2"]
+    assert [h for h in hosts if "lb" in hosts[h]["roles"]] == []
     assert hosts["node4"]["ssh"] == {"port": 2200}  # host_vars/node4.yml
-    assert mentions(imp, "ansible_host", "203.0.113.11", "10.3.0.1 (ip)")
+    assert mentions(imp, "ansible_host", "hosts[0].ssh.host", "203.0.113.11")
     assert mentions(imp, "etcd_member_name", "kubefab names etcd members after their hosts")
     assert mentions(imp, "node_labels", "host node4")
     assert mentions(imp, "etcd.yml", "etcd_deployment_type")
@@ -128,13 +133,13 @@ def test_kubespray_ini_incomplete(tmp_path: Path) -> None:
     imp = convert(KUBESPRAY_INI)
     d = imp.data
     hosts = {h["name"]: h for h in d["hosts"]}
-    assert "jump" not in hosts and mentions(imp, "[bastion]", "jump")
-    assert mentions(imp, "jump", "a host in no group kubefab uses", "ansible_host, ansible_user")
+    assert "jump" not in hosts and mentions(imp, "[bastion] jump", "ssh.bastion")
+    assert d["ssh"]["bastion"] == {"host": "198.51.100.7", "user": "jumper"}
     assert hosts["cp1"]["ip"] == "10.5.0.11"  # `# ip=10.5.0.111` is a comment
     assert hosts["cp1"]["roles"] == ["etcd", "control_plane", "lb"]  # etcd through [etcd:children]
     assert hosts["cp2"]["ssh"] == {"port": 2222}
     assert "ip" not in hosts["worker2"]
-    assert mentions(imp, "ansible_ssh_common_args", "jump hosts")
+    assert mentions(imp, "ansible_ssh_common_args", "the jump through the bastion")
     assert d["network"] == {"pod_cidr": "10.5.128.0/17"}
     assert {e.target for e in imp.report.of("missing")} == {"hosts[4].ip", "api.vip"}
     assert mentions(imp, "network.service_cidr", "10.96.0.0/12")
@@ -170,7 +175,7 @@ def test_not_valid_header_lines_match_the_written_file(tmp_path: Path) -> None:
         ("section.ini", 4, "malformed section header '[kube_master'"),
         ("hostvar.ini", 3, "expected name=value after the host name, found 'ansible_host'"),
         ("quote.ini", 2, "No closing quotation"),
-        ("range.ini", 2, "host range 'master[01:03].example.com' is not supported"),
+        ("range.ini", 2, "malformed host range 'master[01-03].example.com'"),
         ("syntax.yaml", 5, "invalid YAML"),
         ("hosts-list.yaml", 4, "group kube_control_plane: hosts must be a mapping, found a list"),
         ("unknown-key.yaml", 4, "group kube_node: unknown key 'host' (expected hosts, children or vars)"),
@@ -259,3 +264,43 @@ def test_task_writes_nothing_for_a_malformed_source(tmp_path: Path) -> None:
     assert not out.exists()
     with pytest.raises(Exit, match="--out FILE is required"):
         import_inventory(Context(), str(KUBEASZ))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "names"),
+    [
+        ("node[1:3]", ["node1", "node2", "node3"]),
+        ("db[01:10:4].example.com", ["db01.example.com", "db05.example.com", "db09.example.com"]),
+        ("rack[a:b]-[1:2]", ["racka-1", "racka-2", "rackb-1", "rackb-2"]),
+        ("10.0.0.[7:8]", ["10.0.0.7", "10.0.0.8"]),
+        ("plain", ["plain"]),
+    ],
+)
+def test_host_ranges_expand_as_ansible_does(pattern: str, names: list[str]) -> None:
+    assert host_range(pattern, "f", 1) == names
+
+
+def test_ranges_in_a_kubespray_ini_become_hosts(tmp_path: Path) -> None:
+    src = tmp_path / "inventory.ini"
+    src.write_text(
+        "[kube_control_plane]\ncp[1:3] ansible_user=ops\n[etcd:children]\nkube_control_plane\n"
+        "[kube_node]\n10.0.0.[21:22]\n[k8s_cluster:children]\nkube_control_plane\nkube_node\n"
+        "[k8s_cluster:vars]\nansible_ssh_common_args='-o ProxyJump=ops@10.0.0.5:2222'\n"
+    )
+    d = convert(src, "kubespray").data
+    assert [h["name"] for h in d["hosts"]] == ["cp1", "cp2", "cp3", "node-10-0-0-21", "node-10-0-0-22"]
+    assert d["ssh"]["bastion"] == {"host": "10.0.0.5", "user": "ops", "port": 2222}  # from the ProxyJump
+
+
+def test_kubeasz_name_is_the_directory_not_the_default_cluster_name(tmp_path: Path) -> None:
+    for cluster in ("prod-a", "prod-b"):
+        target = tmp_path / "clusters" / cluster
+        target.mkdir(parents=True)
+        (target / "hosts").write_text(KUBEASZ.read_text())
+        config = (
+            (KUBEASZ.parent / "config.yml").read_text().replace('CLUSTER_NAME: "k8s-prod"', 'CLUSTER_NAME: "cluster1"')
+        )
+        (target / "config.yml").write_text(config)
+        imp = convert(target / "hosts")
+        assert imp.data["name"] == cluster
+        assert mentions(imp, "CLUSTER_NAME", "cluster1", "the same for every cluster", cluster)
