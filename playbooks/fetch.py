@@ -28,9 +28,7 @@ class Fetched:
     path: Path
     error: str | None = None  # None: the file is complete at `path`
     network: bool = False  # the error is the way there (DNS, connection, proxy), not the server's answer
-    size: int = 0
     resumed_from: int = 0
-    seconds: float = 0.0
 
 
 def part_of(path: Path) -> Path:
@@ -75,12 +73,18 @@ def fetch(
     if total is not None and written != total:
         return Fetched(url, path, f"connection closed at {written} of {total} bytes", network=True)
     partial.rename(path)
-    seconds = time.monotonic() - start
-    log(f"fetched {path.name}: {written / MIB:.1f} MiB in {seconds:.1f} s")
-    return Fetched(url, path, size=written, resumed_from=offset, seconds=seconds)
+    log(f"fetched {path.name}: {written / MIB:.1f} MiB in {time.monotonic() - start:.1f} s")
+    return Fetched(url, path, resumed_from=offset)
 
 
-def _copy(response: http.client.HTTPResponse, partial: Path, offset: int, total: int | None, name: str, log) -> int:
+def _copy(
+    response: http.client.HTTPResponse,
+    partial: Path,
+    offset: int,
+    total: int | None,
+    name: str,
+    log: Callable[[str], None],
+) -> int:
     """Append (from `offset`) or write the body to `partial`; returns the part's size afterwards."""
     written = offset
     quarter = 1 + 4 * offset // total if total and total >= PROGRESS_FROM else 4

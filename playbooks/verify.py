@@ -20,7 +20,7 @@ def ssh_config(c: Cluster, control_dir: Path) -> str:
         lines = [f"Host {h.name}", f"  HostName {c.ssh_address(h)}", *_login(c, ssh.user, ssh.port, ssh.key)]
         if ssh.bastion is not None:
             b = ssh.bastion
-            login = (b.host, b.user or ssh.user, b.port, b.key, ssh.known_hosts)  # ssh_for filled user and key
+            login = (b.host, b.user or ssh.user, b.port, b.key, ssh.known_hosts)
             jump = bastions.setdefault(login, f"kubefab-bastion-{len(bastions) + 1}")
             lines.append(f"  ProxyJump {jump}")
         blocks.append([*lines, *_checking(c, ssh.known_hosts, control_dir)])

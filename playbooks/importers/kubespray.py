@@ -151,6 +151,7 @@ def _bastion(draft: Draft, inv: Inventory, args: Var | None) -> list[str]:
     ansible_ssh_common_args: ssh.bastion. Returns the bastion's inventory names."""
     members = inv.members("bastion")
     jump = _PROXY_JUMP.search(str(args.value)) if args is not None else None
+    given = common.where(args, "ansible_ssh_common_args") if args is not None else "-"
     if members:
         v = inv.host_vars(members[0])
         bastion: dict[str, Any] = {"host": str(v["ansible_host"].value) if "ansible_host" in v else members[0]}
@@ -166,14 +167,9 @@ def _bastion(draft: Draft, inv: Inventory, args: Var | None) -> list[str]:
         bastion = {"host": jump.group(2)} | ({"user": jump.group(1)} if jump.group(1) else {})
         if jump.group(3):
             bastion["port"] = int(jump.group(3))
-        draft.set("ssh.bastion", bastion, common.where(args, "ansible_ssh_common_args") if args else "-")
-    if args is not None:
-        why = (
-            "the jump through the bastion: ssh.bastion"
-            if members or jump
-            else common.CONNECTION_REASONS["ansible_ssh_common_args"]
-        )
-        draft.report.add(
-            "mapped" if members or jump else "ignored", common.where(args, "ansible_ssh_common_args"), "-", why
-        )
+        draft.set("ssh.bastion", bastion, given)
+    if args is not None and (members or jump):
+        draft.report.add("mapped", given, "-", "the jump through the bastion: ssh.bastion")
+    elif args is not None:
+        draft.report.add("ignored", given, "-", common.CONNECTION_REASONS["ansible_ssh_common_args"])
     return members
