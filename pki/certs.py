@@ -59,8 +59,8 @@ def new_ca(common_name: str, key: PrivateKey, days: int, now: dt.datetime) -> x5
     )
 
 
-def issue(ca: Authority, request: Request, key: PrivateKey, days: int, now: dt.datetime) -> x509.Certificate:
-    """A leaf for `request`, valid `days` but never beyond its CA."""
+def issue(ca: Authority, request: Request, key: PrivateKey, days: float, now: dt.datetime) -> x509.Certificate:
+    """A leaf for `request`, valid `days` (a fraction for hours) but never beyond its CA."""
     not_after = min(now + dt.timedelta(days=days), ca.cert.not_valid_after_utc)
     builder = (
         x509.CertificateBuilder()

@@ -7,13 +7,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from kubefab.pki.profiles import ETCD_PKI, authorities
 from kubefab.playbooks.facts import Facts
 from kubefab.playbooks.findings import Finding
 from kubefab.playbooks.inputs import REMOTE_PKI
-from kubefab.playbooks.model import Cluster
+from kubefab.playbooks.model import Cluster, Host
 
 CHECK = "cluster identity"
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL)
@@ -44,10 +44,12 @@ def expected(c: Cluster, credentials: Mapping[str, bytes]) -> dict[str, tuple[st
     return out
 
 
-def check(c: Cluster, credentials: Mapping[str, bytes], facts: Mapping[str, Facts]) -> list[Finding]:
+def check(
+    c: Cluster, credentials: Mapping[str, bytes], facts: Mapping[str, Facts], hosts: Sequence[Host] | None = None
+) -> list[Finding]:
     want = expected(c, credentials)
     out = []
-    for host in c.hosts:
+    for host in c.hosts if hosts is None else hosts:
         trusted = {path: content for path, content in facts[host.name].trust.items() if path in want}
         wrong = []
         for path, content in sorted(trusted.items()):

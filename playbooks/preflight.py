@@ -4,6 +4,7 @@ Pure: the inventory and each host's facts in, findings out."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 from kubefab.playbooks.components import required_ports
 from kubefab.playbooks.facts import SUPPORTED_OS, Facts
@@ -13,11 +14,16 @@ from kubefab.playbooks.model import Cluster, Host
 MAX_SKEW = 30  # seconds; certificates and etcd leases need clocks that agree
 
 
-def check(c: Cluster, facts: dict[str, Facts], bundle_arch: str, now: float) -> list[Finding]:
+def check(
+    c: Cluster, facts: dict[str, Facts], bundle_arch: str, now: float, hosts: Sequence[Host] | None = None
+) -> list[Finding]:
+    """Findings for `hosts` (default: all; fewer under `--limit`, whose facts are the only ones read)."""
+    hosts = c.hosts if hosts is None else hosts
+    limited = len(hosts) < len(c.hosts)
     out: list[Finding] = []
     hostnames = Counter(f.hostname for f in facts.values())
-    etcd_with_data = [h.name for h in c.etcd_hosts if facts[h.name].etcd_member]
-    for host in c.hosts:
+    etcd_with_data = [h.name for h in c.etcd_hosts if h.name in facts and facts[h.name].etcd_member]
+    for host in hosts:
         f = facts[host.name]
 
         def add(name: str, status: Status, detail: str, host: Host = host) -> None:
@@ -101,7 +107,16 @@ def check(c: Cluster, facts: dict[str, Facts], bundle_arch: str, now: float) -> 
                 "firewalld, so the next boot would block them; start it and re-run, or set firewall: disable",
             )
         if host.has("etcd"):
-            if f.etcd_member and len(etcd_with_data) == len(c.etcd_hosts):
+            if limited and not f.etcd_member:
+                add(
+                    "etcd data",
+                    "fail",
+                    "none: this host would form or join the etcd cluster, a membership change that needs every "
+                    "member; run without --limit",
+                )
+            elif limited:
+                add("etcd data", "ok", "existing member data: kept")
+            elif f.etcd_member and len(etcd_with_data) == len(c.etcd_hosts):
                 add("etcd data", "ok", "existing member data: kept, the cluster is not re-initialised")
             elif etcd_with_data and not f.etcd_member:
                 add(

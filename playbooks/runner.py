@@ -128,8 +128,12 @@ class Runner:
         connect: Callable[[Host], Remote],
         report: Callable[[str, str], None],
         timeout: int = 300,
+        limit: Sequence[Host] | None = None,
     ) -> None:
         self.cluster = cluster
+        # The hosts this run reads and changes (`--limit`); plans are still rendered from the whole inventory.
+        self.hosts: tuple[Host, ...] = tuple(limit) if limit is not None else tuple(cluster.hosts)
+        self.limited = len(self.hosts) < len(cluster.hosts)
         self.inputs = inputs
         self.connect = connect
         self.report = report
@@ -204,7 +208,7 @@ class Runner:
         inputs = self.with_facts()
         try:
             self._plans[key] = {
-                h.name: p for h in self.cluster.hosts if (p := components.combined_plan(inputs, h, phase, comps))
+                h.name: p for h in self.hosts if (p := components.combined_plan(inputs, h, phase, comps))
             }
         except AddonError as exc:
             raise DeployFailed(phase, [StepFailed("(operator)", "add-on manifests", "render", str(exc))]) from None
@@ -219,7 +223,7 @@ class Runner:
                 plans = self.plans(p, components.of_phase(p))
             except DeployFailed:  # the add-ons' manifests: their phase reports why when it runs
                 continue
-            for h in self.cluster.hosts:
+            for h in self.hosts:
                 if h.name in plans and plans[h.name].binaries:
                     wanted.setdefault(h, []).extend(plans[h.name].binaries)
         self.prefetch = Prefetch(self.remote, self.bundle, self.stop)
@@ -252,20 +256,20 @@ class Runner:
     # -- preflight ------------------------------------------------------------------------------------------
 
     def gather(self) -> dict[str, Facts]:
-        facts = self.each("preflight", self.cluster.hosts, lambda h: parse(self.run(h, "gather facts", COMMAND).stdout))
+        facts = self.each("preflight", self.hosts, lambda h: parse(self.run(h, "gather facts", COMMAND).stdout))
         self.facts = facts
         self._plans.clear()  # plans depend on the facts
         return facts
 
     def identity(self) -> list[Finding]:
         """Whether every host's CA certificates are the cluster directory's (playbooks.identity)."""
-        return identity.check(self.cluster, self.inputs.credentials, self.facts or self.gather())
+        return identity.check(self.cluster, self.inputs.credentials, self.facts or self.gather(), self.hosts)
 
     def preflight(self) -> list[Finding]:
         facts = self.gather()
         manifest = bundles.read_manifest(self.bundle)
         arch = manifest.arch if manifest else self.inputs.arch
-        return self.identity() + check(self.cluster, facts, arch, time.time())
+        return self.identity() + check(self.cluster, facts, arch, time.time(), self.hosts)
 
     # -- the decision, shared by deploy and plan ------------------------------------------------------------
 
@@ -287,7 +291,7 @@ class Runner:
     def preview(self, phase: str, comps: Sequence[Component] | None = None) -> dict[str, Preview]:
         """What `phase` (or `comps`) would change on each host, changing nothing."""
         plans = self.plans(phase, components.of_phase(phase) if comps is None else comps)
-        hosts = [h for h in self.cluster.hosts if h.name in plans]
+        hosts = [h for h in self.hosts if h.name in plans]
         found = self.each(phase, hosts, lambda h: assess(self.remote(h), plans[h.name], self.bundle))
         for name, f in found.items():
             self.owe(name, f, notified(f))
@@ -348,7 +352,7 @@ class Runner:
             return found, outcome
 
         try:
-            done = self.each(phase, (h for h in self.cluster.hosts if h.name in plans), apply_host)
+            done = self.each(phase, (h for h in self.hosts if h.name in plans), apply_host)
         except DeployFailed as exc:
             self.tally(exc.done, result)  # what did change is owed its restarts by the next run
             raise
@@ -402,7 +406,7 @@ class Runner:
                         if c.scope == "each":
                             self.wait(host, c)
 
-        hosts = [h for h in self.cluster.hosts if h.name in actions]
+        hosts = [h for h in self.hosts if h.name in actions]
         self.each(phase, hosts, start)
         if any(rolling & set(actions[h.name].restart) for h in hosts):
             for host in hosts:
@@ -433,12 +437,12 @@ class Runner:
                 result.hosts[host.name].changed.append(f"step {step.name}")
                 self.report(host.name, f"{phase}: {step.name}")
 
-        self.each(phase, (h for h in self.cluster.hosts if h.name in plans and plans[h.name].final_steps), run)
+        self.each(phase, (h for h in self.hosts if h.name in plans and plans[h.name].final_steps), run)
 
     def verify(self, phase: str, plans: dict[str, Plan]) -> None:
         """The phase's checks: every host's own ("each") in parallel, then those that need exactly one host
         to pass, then those for the whole cluster ("once")."""
-        hosts = [h for h in self.cluster.hosts if h.name in plans]
+        hosts = [h for h in self.hosts if h.name in plans]
 
         def own(host: Host) -> None:
             for c in plans[host.name].checks:
@@ -452,6 +456,9 @@ class Runner:
                 if c.scope == "exactly-one":
                     groups.setdefault(c, []).append(h)
         for c, members in groups.items():
+            if self.limited:  # the one host that should pass may be outside the limit
+                self.report(members[0].name, f"{phase}: {c.name}: not checked under --limit")
+                continue
             self.exactly_one(phase, c, members)
         once: dict[Check, Host] = {}
         for h in hosts:

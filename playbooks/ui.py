@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -37,3 +40,26 @@ def problems(items: Iterable[Problem]) -> None:
 
 def date(value: dt.datetime | None) -> str:
     return value.strftime("%Y-%m-%d") if value else "-"
+
+
+JSON_HELP = "print the result as one JSON document on stdout instead of tables (errors still go to stderr)"
+
+
+def emit_json(document: object) -> None:
+    """A task's result for scripts (--json): one document on stdout; dataclasses as objects, dates in ISO 8601."""
+    sys.stdout.write(json.dumps(document, indent=2, default=_plain) + "\n")
+    sys.stdout.flush()
+
+
+def _plain(value: object) -> object:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def problem_json(p: Problem) -> dict[str, object]:
+    return {**dataclasses.asdict(p), "message": str(p)}

@@ -143,6 +143,6 @@ def inventory(s: Mapping[str, str], ssh: Mapping[str, SSHEntry] | None = None) -
 def render(data: Mapping[str, Any]) -> str:
     return (
         "# The VMs of the Vagrantfile (its settings block: IPs, VIP, interface). Rewritten by\n"
-        "# `fab vagrant.inventory` from `vagrant ssh-config`; edit the Vagrantfile or its KUBEFAB_* variables.\n"
+        "# `kubefab vagrant.inventory` from `vagrant ssh-config`; edit the Vagrantfile or its KUBEFAB_* variables.\n"
         + yaml.safe_dump(dict(data), sort_keys=False, default_flow_style=None, width=110)
     )

@@ -3,9 +3,10 @@ inventory's hosts, over the same SSH settings a deploy uses (an OpenSSH config w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from kubefab.playbooks.model import Cluster
+from kubefab.playbooks.model import Cluster, Host
 
 SUITE = Path(__file__).resolve().parent / "hostsuite"
 
@@ -43,12 +44,14 @@ def _checking(c: Cluster, known_hosts: str | None, control_dir: Path) -> list[st
     return [*lines, "  StrictHostKeyChecking accept-new"]
 
 
-def pytest_args(c: Cluster, config: Path, inventory: Path, extra: list[str]) -> list[str]:
-    hosts = ",".join(f"ssh://{h.name}" for h in c.hosts)
-    sudo = ["--sudo"] if any(c.ssh_for(h).sudo for h in c.hosts) else []
+def pytest_args(
+    c: Cluster, config: Path, inventory: Path, extra: list[str], hosts: Sequence[Host] | None = None
+) -> list[str]:
+    chosen = c.hosts if hosts is None else hosts
+    sudo = ["--sudo"] if any(c.ssh_for(h).sudo for h in chosen) else []
     return [
         str(SUITE),
-        f"--hosts={hosts}",
+        "--hosts=" + ",".join(f"ssh://{h.name}" for h in chosen),
         f"--ssh-config={config}",
         *sudo,
         f"--inventory={inventory}",

@@ -5,7 +5,7 @@ Every line of a ```bash block in docs/*.md and README.md (except README's first 
 fails tests/unit/test_docs.py, so a new command in the docs needs a way to be exercised first.
 
 Rules say where a command runs:
-- "unit": tests/unit/test_docs.py runs it for real (`kubefab` as `python -m kubefab.playbooks.cli`, the same program)
+- "unit": tests/docs/test_docs.py runs it for real (`kubefab` as `python -m kubefab.playbooks.cli`, the same program)
   in a scratch directory holding copies of inventory/ and the Vagrantfile, or runs the stand-in named in `how`
   when the real thing needs the internet or a hypervisor;
 - "lab": tests/lab/test_deploy_docs.py runs it against the session's lab hosts (the lab inventory stands for
@@ -81,6 +81,12 @@ RULES: tuple[Rule, ...] = (
     Rule(("kubefab", "init"), "init", "unit", "run in the scratch directory; asserts it wrote the file"),
     Rule(("kubefab", "pki"), "pki", "unit", "run"),
     Rule(("kubefab", "certs.check"), "certs.check", "unit", "run after `kubefab pki`"),
+    Rule(
+        ("kubefab", "kubeconfig"),
+        "kubeconfig",
+        "unit",
+        "run after `kubefab pki`; asserts the file it names was written 0600 and holds a kubeconfig",
+    ),
     Rule(("kubefab", "render"), "render", "unit", "run"),
     Rule(("kubefab", "audit"), "audit", "unit", "run"),
     Rule(
@@ -141,6 +147,13 @@ RULES: tuple[Rule, ...] = (
     Rule(("kubefab", "deploy"), "deploy", "lab", "run with the lab inventory"),
     Rule(("kubefab", "plan"), "plan", "lab", "run with the lab inventory"),
     Rule(("kubefab", "verify"), "verify", "lab", "run with the lab inventory"),
+    Rule(
+        ("kubefab", "certs.check"),
+        "certs.check.hosts",
+        "lab",
+        "run with the lab inventory; asserts every certificate on the lab hosts is ok",
+        pattern=r"kubefab certs\.check .*--hosts.*",
+    ),
     Rule(
         ("kubectl",),
         "kubectl.raw",

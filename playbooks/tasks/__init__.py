@@ -3,7 +3,7 @@
 from invoke.collection import Collection
 
 from kubefab.playbooks.lab.tasks import lab
-from kubefab.playbooks.tasks import audit, deploy, imports, init, inventory, pki, render, verify
+from kubefab.playbooks.tasks import audit, deploy, imports, init, inventory, kubeconfig, pki, render, verify
 from kubefab.playbooks.tasks.images import images
 from kubefab.playbooks.tasks.vagrant import vagrant
 
@@ -20,5 +20,6 @@ ns.add_task(deploy.plan)
 ns.add_task(deploy.fetch_bundle)
 ns.add_collection(images)
 ns.add_task(verify.verify)
+ns.add_task(kubeconfig.kubeconfig)
 ns.add_task(imports.import_inventory)
 ns.add_collection(vagrant)

@@ -4,6 +4,7 @@ playbooks.runner / playbooks.apply; these tasks only wire it to the command line
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from invoke.context import Context
 from invoke.exceptions import Exit
@@ -11,6 +12,7 @@ from invoke.tasks import task
 
 from kubefab.pki.store import kubeconfig_dir
 from kubefab.playbooks import bundle, components, images, secrets, source, ui
+from kubefab.playbooks import limit as limits
 from kubefab.playbooks.clusterdir import Prepared
 from kubefab.playbooks.components.addons import AddonError
 from kubefab.playbooks.diffs import file_diff
@@ -23,6 +25,10 @@ from kubefab.playbooks.tasks.common import committed, load_cluster, prepare_or_e
 from kubefab.playbooks.versions import cni_release
 
 INVENTORY_HELP = "cluster YAML file (default: $KUBEFAB_INVENTORY)"
+LIMIT_HELP = (
+    "only these hosts (comma-separated names); refused for etcd membership changes, certificate rotation and "
+    "the cluster-wide add-ons phase"
+)
 
 
 def select(only: str | None, skip: str | None) -> list[str]:
@@ -39,12 +45,28 @@ def select(only: str | None, skip: str | None) -> list[str]:
     return [p for p in PHASES if p != "preflight" and (not wanted or p in wanted) and p not in skipped]
 
 
-def prepared(inventory: str | None, phases: list[str]) -> tuple[Cluster, Prepared]:
-    """Everything checked on this machine before any host is touched: inventory, PKI, secrets (decided in memory,
-    nothing written), and every bundle file the phases will read (with the add-ons phase: the CNI manifest and
-    the images it imports)."""
+@dataclass(frozen=True)
+class Ready:
+    """What a deploy or plan goes ahead with, all decided on this machine before any host is touched."""
+
+    cluster: Cluster
+    prep: Prepared
+    hosts: list[Host] | None  # --limit's hosts, or None for all
+    phases: list[str]
+
+
+def prepared(inventory: str | None, phases: list[str], limit: str | None = None, only: str | None = None) -> Ready:
+    """Everything checked on this machine before any host is touched: inventory, `--limit`, PKI, secrets
+    (decided in memory, nothing written), and every bundle file the phases will read (with the add-ons phase:
+    the CNI manifest and the images it imports)."""
     cluster = load_cluster(inventory)
+    try:
+        hosts = limits.limited_hosts(cluster, limit)
+    except limits.LimitError as exc:
+        raise Exit(str(exc), code=2) from None
     prep = prepare_or_exit(cluster)
+    if hosts is not None:
+        phases = limited_phases(hosts, prep, only, phases)
     inputs = prep.inputs
     addons = "addons" in phases and bool(cluster.addons)
     problems = bundle.verify(
@@ -52,7 +74,21 @@ def prepared(inventory: str | None, phases: list[str]) -> tuple[Cluster, Prepare
     )
     if problems:
         raise Exit("the bundle is not ready; no host was touched:\n" + "\n".join(problems), code=1)
-    return cluster, prep
+    return Ready(cluster, prep, hosts, phases)
+
+
+def limited_phases(hosts: list[Host], prep: Prepared, only: str | None, phases: list[str]) -> list[str]:
+    """The phases a limited run keeps (the cluster-wide ones are left out, saying so), or exit 2 with every
+    reason the limited run is refused."""
+    explicit = [n.strip() for n in (only or "").split(",")]
+    reasons = limits.refusals(phases, explicit, prep.pki.rows, prep.secrets.write is not None)
+    if reasons:
+        raise Exit("--limit refused; no host was touched:\n" + "\n".join(f"  {r}" for r in reasons), code=2)
+    kept = limits.without_cluster_wide(phases)
+    if kept != phases:
+        left = ", ".join(p for p in phases if p not in kept)
+        ui.err.print(f"--limit {','.join(h.name for h in hosts)}: phase {left} is cluster-wide and is left out")
+    return kept
 
 
 def show_preflight(findings: list[Finding]) -> None:
@@ -64,24 +100,31 @@ def show_preflight(findings: list[Finding]) -> None:
 
 
 def runner(
-    cluster: Cluster, inputs: Inputs, report=lambda host, text: None, verbose: bool = False, command_timeout: int = 300
+    cluster: Cluster,
+    inputs: Inputs,
+    report=lambda host, text: None,
+    verbose: bool = False,
+    command_timeout: int = 300,
+    limit: list[Host] | None = None,
 ) -> Runner:
     def connect(host: Host) -> Remote:
         return Remote(cluster, host, report if verbose else None, timeout=command_timeout)
 
-    return Runner(cluster, inputs, connect, report, command_timeout)
+    return Runner(cluster, inputs, connect, report, command_timeout, limit)
 
 
-def run_preflight(r: Runner) -> None:
+def run_preflight(r: Runner, show: bool = True) -> list[Finding]:
     try:
         findings = r.preflight()
     except DeployFailed as exc:
         raise Exit(f"preflight: {exc}", code=1) from None
-    show_preflight(findings)
+    if show:
+        show_preflight(findings)
     failed = [f for f in findings if f.status == "fail"]
     if failed:
         lines = "".join(f"\n  {f.host}: {f.check}: {f.detail}" for f in failed)
         raise Exit(f"preflight: {len(failed)} problem(s); nothing was changed:{lines}", code=1)
+    return findings
 
 
 def summary(results: list[PhaseResult], cluster: Cluster) -> None:
@@ -118,6 +161,7 @@ def summary(results: list[PhaseResult], cluster: Cluster) -> None:
         "verbose": "show every command run on the hosts",
         "command_timeout": "seconds before a command on a host counts as failed (default 300)",
         "dry_run": "show what would change and change nothing: the same as `kubefab plan`",
+        "limit": LIMIT_HELP,
     },
 )
 def deploy(
@@ -128,18 +172,19 @@ def deploy(
     verbose: bool = False,
     command_timeout: int = 300,
     dry_run: bool = False,
+    limit: str | None = None,
 ) -> None:
     """Take the inventory's hosts to a running HA cluster; a second run changes nothing."""
     if dry_run:
-        plan(ctx, inventory, only, skip)
+        plan(ctx, inventory, only, skip, limit=limit)
         return
-    phases = select(only, skip)
-    cluster, prep = prepared(inventory, phases)
+    ready = prepared(inventory, select(only, skip), limit, only)
+    cluster, prep, phases = ready.cluster, ready.prep, ready.phases
 
     def report(host: str, text: str) -> None:
         ui.out.print(f"  {host:<14} {text}")
 
-    r = runner(cluster, prep.inputs, report, verbose, command_timeout)
+    r = runner(cluster, prep.inputs, report, verbose, command_timeout, ready.hosts)
     started = time.monotonic()
     try:
         run_preflight(r)
@@ -173,6 +218,8 @@ CHANGES_PENDING = 3  # `plan --exit-code`: 0 and 1 keep their meaning, 2 is a us
         "only": "phases to show (comma-separated)",
         "skip": "phases to leave out",
         "exit_code": f"exit {CHANGES_PENDING} when changes are pending, 0 when there are none",
+        "limit": LIMIT_HELP,
+        "json": ui.JSON_HELP,
     },
 )
 def plan(
@@ -181,33 +228,51 @@ def plan(
     only: str | None = None,
     skip: str | None = None,
     exit_code: bool = False,
+    limit: str | None = None,
+    json_: bool = False,
 ) -> None:
     """Show, per host, what deploy would change (unified diffs, steps, services); change nothing anywhere."""
-    phases = select(only, skip)
-    cluster, prep = prepared(inventory, phases)
-    r = runner(cluster, prep.inputs)
+    ready = prepared(inventory, select(only, skip), limit, only)
+    cluster, prep, phases = ready.cluster, ready.prep, ready.phases
+    r = runner(cluster, prep.inputs, limit=ready.hosts)
+    changes: list[dict[str, str]] = []
+
+    def change(where: str, phase: str | None, text: str) -> None:
+        changes.append({"host": where, "phase": phase or "", "change": text})
+        if not json_:
+            ui.out.print(f"{where} {phase}: {text}" if phase else f"{where} {text}")
+
     try:
-        run_preflight(r)
-        total = 0
+        findings = run_preflight(r, show=not json_)
         for row in prep.pki.rows:
             if row.action != "kept":
-                total += 1
-                ui.out.print(f"local {row.file}: {row.action}")
+                change("local", None, f"{row.file}: {row.action}")
         if prep.secrets.write is not None:
-            total += 1
-            ui.out.print(f"local {secrets.FILE}: new secrets generated (not shown)")
+            change("local", None, f"{secrets.FILE}: new secrets generated (not shown)")
         for name in phases:
             for host, preview in r.preview(name).items():
-                lines = describe_changes(r, cluster.host(host), preview)
-                total += len(lines)
-                for line in lines:
-                    ui.out.print(f"{host} {name}: {line}")
+                for line in describe_changes(r, cluster.host(host), preview):
+                    change(host, name, line)
     except (StepFailed, DeployFailed) as exc:
         raise Exit(str(exc), code=1) from None
     finally:
         r.close(record=False)
-    ui.out.print(f"{total} change(s) would be made" if total else "no changes: the hosts match the inventory")
-    if exit_code and total:
+    if json_:
+        ui.emit_json(
+            {
+                "cluster": cluster.name,
+                "hosts": [h.name for h in r.hosts],
+                "phases": phases,
+                "preflight": findings,
+                "pending": len(changes),
+                "changes": changes,
+            }
+        )
+    else:
+        ui.out.print(
+            f"{len(changes)} change(s) would be made" if changes else "no changes: the hosts match the inventory"
+        )
+    if exit_code and changes:
         raise Exit(code=CHANGES_PENDING)
 
 

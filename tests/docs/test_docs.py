@@ -15,10 +15,12 @@ import datetime as dt
 import functools
 import http.server
 import inspect
+import json
 import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -190,6 +192,31 @@ def run_kubefab(*needles: str) -> Callable[[Workspace, Command], Outcome]:
     return lambda ws, cmd: expect(ws.run(cmd.argv), *needles)
 
 
+def or_json(handler: Callable[[Workspace, Command], Outcome]) -> Callable[[Workspace, Command], Outcome]:
+    """With --json the same command prints one document whose verdict is `ok`: that is what is checked."""
+
+    def run(ws: Workspace, cmd: Command) -> Outcome:
+        if "--json" not in cmd.argv:
+            return handler(ws, cmd)
+        result = ws.run(cmd.argv)
+        try:
+            ok = result.returncode == 0 and json.loads(result.stdout)["ok"] is True
+        except (ValueError, KeyError):
+            ok = False
+        return Outcome(ok, "" if ok else shown(result))
+
+    return run
+
+
+def run_kubeconfig(ws: Workspace, cmd: Command) -> Outcome:
+    result = ws.run(cmd.argv)
+    out = ws.root / cmd.argv[cmd.argv.index("--out") + 1]
+    outcome = expect(result, "(0600)")
+    if outcome.ok and not (stat.S_IMODE(out.stat().st_mode) == 0o600 and yaml.safe_load(out.read_text())["users"]):
+        return Outcome(False, f"{out}: not a 0600 kubeconfig")
+    return outcome
+
+
 def run_inventory_check(ws: Workspace, cmd: Command) -> Outcome:
     """The example's layout gives the line docs/README.md quotes."""
     example = cmd.argv[-1] == "inventory/mycluster.yaml"
@@ -321,10 +348,11 @@ HANDLERS: dict[str, tuple[int, Callable[[Workspace, Command], Outcome]]] = {
     "pki": (1, run_pki),
     "bundle": (2, run_bundle),
     "bundle.source": (2, run_bundle_from_source),
-    "inventory.check": (2, run_inventory_check),
-    "certs.check": (2, run_kubefab("certificates ok")),
+    "inventory.check": (2, or_json(run_inventory_check)),
+    "certs.check": (2, or_json(run_kubefab("certificates ok"))),
+    "kubeconfig": (2, run_kubeconfig),
     "render": (2, run_kubefab("files written")),
-    "audit": (2, run_kubefab("checks passed")),
+    "audit": (2, or_json(run_kubefab("checks passed"))),
     "openssl": (2, run_tool),
     "grep": (2, run_tool),
     "cat": (3, run_tool),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import http.client
 import io
+import json
 import ssl
 import subprocess
 import time
@@ -277,3 +278,69 @@ def test_plan_shows_a_diff_and_changes_nothing(lab: Lab, deployed: Cluster) -> N
         result, _ = cli("deploy", "--inventory", str(lab.paths.inventory), "--only", "control-plane")
         assert result.returncode == 0, result.stdout[-3000:]
         assert "restarted" in result.stdout and "kube-apiserver" in result.stdout
+
+
+def test_limit_plans_and_deploys_only_its_host_and_refuses_a_rotation(
+    lab: Lab, deployed: Cluster, tmp_path: Path
+) -> None:
+    second, third = deployed.hosts[1].name, deployed.hosts[2].name
+    for host in (second, third):
+        lab.run(host, "sudo sed -i 's/--v=2/--v=4/' /etc/kubernetes/apiserver")
+    try:
+        result, _ = cli("plan", "--json", "--exit-code", "--limit", third, "--inventory", str(lab.paths.inventory))
+        assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-2000:]
+        doc = json.loads(result.stdout)
+        assert doc["hosts"] == [third] and {f["host"] for f in doc["preflight"]} == {third}
+        assert "addons" not in doc["phases"] and "cluster-wide" in result.stderr
+        changes = {(c["host"], c["phase"], c["change"].splitlines()[0]) for c in doc["changes"]}
+        assert changes == {
+            (third, "control-plane", "~ /etc/kubernetes/apiserver"),
+            (third, "control-plane", "> restart kube-apiserver"),
+        }, doc["changes"]
+        before = start_times(lab, deployed)
+        result, _ = cli("deploy", "--limit", third, "--inventory", str(lab.paths.inventory))
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+        after = start_times(lab, deployed)
+        assert {k for k in before if before[k] != after[k]} == {f"{third}/kube-apiserver.service"}
+        assert "--v=4" in lab.run(second, "sudo cat /etc/kubernetes/apiserver"), "--limit changed another host"
+        result, _ = cli("plan", "--exit-code", "--inventory", str(lab.paths.inventory))
+        assert result.returncode == 3 and f"{second} control-plane: > restart kube-apiserver" in result.stdout
+        assert f"{third} control-plane" not in result.stdout, result.stdout[-3000:]
+        # A certificate reissue is for every host that holds it: refused under --limit, nothing written.
+        wider = variant(lab, tmp_path, "wider.yaml", lambda d: d["api"].setdefault("extra_sans", []).append("x.test"))
+        files = cluster_files(deployed)
+        result, _ = cli("deploy", "--limit", third, "--inventory", str(wider))
+        assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+        assert "--limit refused" in result.stderr and "apiserver (reissued" in result.stderr, result.stderr
+        assert cluster_files(deployed) == files and start_times(lab, deployed) == after
+    finally:
+        result, _ = cli("deploy", "--inventory", str(lab.paths.inventory), "--only", "control-plane")
+        assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_certs_check_reads_the_hosts_certificates_and_names_a_missing_one(lab: Lab, deployed: Cluster) -> None:
+    result, _ = cli("certs.check", "--hosts", "--json", "--inventory", str(lab.paths.inventory))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    rows = json.loads(result.stdout)["certificates"]
+    assert {r["host"] for r in rows} == {h.name for h in deployed.hosts} and {r["status"] for r in rows} == {"ok"}
+    third = deployed.hosts[2].name
+    apiserver = next(r for r in rows if r["host"] == third and r["file"] == "/etc/kubernetes/pki/apiserver.crt")
+    assert apiserver["subject"] == "CN=kube-apiserver" and apiserver["days_left"] >= 364
+    kubelet = next(r for r in rows if r["host"] == third and r["file"] == "/etc/kubernetes/kubelet.conf")
+    assert kubelet["subject"] == f"CN=system:node:{third},O=system:nodes"
+    before = start_times(lab, deployed)
+    lab.run(third, "sudo mv /etc/kubernetes/kube-proxy.conf /root/kube-proxy.conf.moved")
+    try:
+        result, _ = cli("certs.check", "--hosts", "--inventory", str(lab.paths.inventory))
+        assert result.returncode == 1 and "need attention" in result.stderr, result.stdout[-2000:]
+        missing = [line for line in result.stdout.splitlines() if " missing " in f" {line} "]
+        assert len(missing) == 1 and "/etc/kubernetes/kube-proxy.conf" in missing[0] and third in missing[0]
+    finally:
+        result, _ = cli(
+            "deploy", "--limit", third, "--only", "certificates,nodes", "--inventory", str(lab.paths.inventory)
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    after = start_times(lab, deployed)
+    assert {k for k in before if before[k] != after[k]} == {f"{third}/kube-proxy.service"}
+    result, _ = cli("certs.check", "--hosts", "--inventory", str(lab.paths.inventory))
+    assert result.returncode == 0, result.stdout[-3000:]

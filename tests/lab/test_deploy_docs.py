@@ -190,6 +190,7 @@ HANDLERS: dict[str, Callable[[Lab, str], Outcome]] = {
     "deploy": run_deploy,
     "plan": run_plan,
     "verify": run_verify,
+    "certs.check.hosts": lambda lab, text: run_kubefab(lab, text, "certificates ok"),
     "lab.status": run_status,
     "lab.ssh": run_ssh,
     "host": run_host,

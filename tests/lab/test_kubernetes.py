@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
-from labkit import TIMINGS, Etcd, Kubectl, Lab
+from labkit import TIMINGS, Etcd, Kubectl, Lab, cli
 
 from kubefab.pki.certs import Authority, Request, issue, new_ca
 from kubefab.pki.keys import key_pem, new_key
@@ -110,6 +110,35 @@ def test_client_certificate_from_a_foreign_ca_is_refused(cluster: Cluster, tmp_p
     # The same request with the cluster's own admin certificate is allowed: the refusal is about the CA.
     pki = cluster.dir / "pki"
     assert raw_get(cluster, "/api/v1/namespaces", (pki / "admin.crt", pki / "admin.key"))[0] == 200
+
+
+def test_kubeconfig_for_a_user_authenticates_as_that_user_with_no_rights_until_granted(
+    lab: Lab, cluster: Cluster, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    out = tmp_path / "alice.conf"
+    made, _ = cli(
+        "kubeconfig",
+        "--user",
+        "alice",
+        "--group",
+        "kubefab:testers",
+        "--hours",
+        "1",
+        "--out",
+        str(out),
+        "--inventory",
+        str(lab.paths.inventory),
+    )
+    assert made.returncode == 0, made.stderr
+    who = json.loads(kubectl("auth", "whoami", "-o", "json", kubeconfig=str(out)).stdout)["status"]["userInfo"]
+    assert who["username"] == "alice" and "kubefab:testers" in who["groups"], who
+    denied = kubectl("get", "nodes", kubeconfig=str(out), check=False)
+    assert denied.returncode != 0 and 'User "alice" cannot list resource "nodes"' in denied.stderr, denied.stderr
+    admin = tmp_path / "admin.conf"
+    made, _ = cli("kubeconfig", "--out", str(admin), "--inventory", str(lab.paths.inventory))
+    assert made.returncode == 0, made.stderr
+    nodes = kubectl("get", "nodes", "-o", "name", kubeconfig=str(admin)).stdout.split()
+    assert sorted(nodes) == sorted(f"node/{h.name}" for h in cluster.workers)
 
 
 def test_a_kubelet_cannot_modify_another_node(cluster: Cluster, kubectl: Kubectl) -> None:

@@ -48,7 +48,7 @@ def test_bundle_missing_files_are_one_error_with_the_fetch_command(tmp_path: Pat
     (problem,) = bundle.verify(c, components.releases(c, s, "amd64"), s, "amd64")
     assert "6 release file(s) missing" in problem
     assert "kubernetes-server-linux-amd64.tar.gz" in problem and "crictl" in problem
-    assert f"fab bundle --inventory {c.source}" in problem
+    assert f"kubefab bundle --inventory {c.source}" in problem
     assert f"kubefab bundle --from-source --inventory {c.source}" in problem
 
 

@@ -8,6 +8,7 @@ between restarts, a failing check stopping the roll and leaving the rest owed, t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import shlex
@@ -180,9 +181,14 @@ class Fleet:
         self.events: list[tuple[str, str]] = []
         lock = threading.Lock()
         self.hosts = {h.name: FakeHost(h.name, self.events, lock) for h in cluster.hosts}
+        self.connected: list[str] = []
 
-    def runner(self, inputs: Inputs) -> Runner:
-        return Runner(inputs.cluster, inputs, lambda h: self.hosts[h.name], lambda host, text: None)  # type: ignore[arg-type,return-value]
+    def runner(self, inputs: Inputs, limit: list[Host] | None = None) -> Runner:
+        def connect(host: Host) -> FakeHost:
+            self.connected.append(host.name)
+            return self.hosts[host.name]
+
+        return Runner(inputs.cluster, inputs, connect, lambda host, text: None, limit=limit)  # type: ignore[arg-type]
 
     def done(self, verb: str) -> list[str]:
         return [host for host, what in self.events if what.startswith(f"{verb} ")]
@@ -319,6 +325,18 @@ def test_exactly_one_check_fails_when_two_hosts_pass(inputs: Inputs) -> None:
     for name in list(fleet.hosts)[1:]:
         fleet.hosts[name].failing.add("holds-vip")
     fleet.runner(inputs).phase("test", (comp,))  # one holder: passes
+
+
+def test_a_limited_run_reaches_only_its_hosts_and_leaves_the_exactly_one_check(inputs: Inputs) -> None:
+    fleet, second = Fleet(inputs.cluster), inputs.cluster.hosts[1]
+    vip = Check("holds the VIP", "holds-vip", 0.05, 0.01, scope="exactly-one")
+    comp = dataclasses.replace(daemon("alpha"), checks=lambda c, h: (*ready("alpha")(c, h), vip))
+    fleet.hosts[second.name].failing.add("holds-vip")  # the VIP is held outside the limit
+    result = fleet.runner(inputs, limit=[second]).phase("test", (comp,))
+    assert set(fleet.connected) == {second.name}
+    assert fleet.done("start") == [second.name] and list(result.hosts) == [second.name]
+    with pytest.raises(DeployFailed, match="passed on: no host"):  # the same check, unlimited, is made
+        fleet.runner(inputs, limit=[second]).exactly_one("test", vip, [second])
 
 
 @pytest.mark.parametrize("state", ["activating", "failed", "stopped", "owed", "changed", "disabled", "clean"])
