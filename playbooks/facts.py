@@ -17,6 +17,17 @@ TRUST_FILES = (
     "/etc/etcd/pki/ca.crt",
 )
 
+# The services whose running version `upgrade` and deploy's version check read (from the process's own executable,
+# which is the version running even when the file on disk was replaced since).
+VERSIONED_SERVICES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+)
+
 # Each line is `key=value`. Commands that may be missing on a host print nothing for their key.
 COMMAND = r"""
 . /etc/os-release 2>/dev/null
@@ -41,9 +52,15 @@ stub=no; grep -qs '^nameserver 127\.0\.0\.53' /etc/resolv.conf && test -s /run/s
 echo "resolv_stub=$stub"
 trust=; for f in TRUST_FILES; do test -f "$f" && trust="$trust $f|$(base64 -w0 "$f")"; done
 echo "trust=$trust"
+running=; for s in RUNNING_SERVICES; do
+  pid=$(systemctl show -p MainPID --value "$s" 2>/dev/null); [ "${pid:-0}" -gt 0 ] 2>/dev/null || continue
+  v=$(/proc/"$pid"/exe --version 2>/dev/null | grep -o '[0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*' | head -n 1)
+  [ -n "$v" ] && running="$running $s|$v"
+done
+echo "running=$running"
 bnd=$(awk '/^CapBnd/ {print $2}' /proc/self/status 2>/dev/null)
 echo "cap_sys_resource=$(( (0x${bnd:-ffffffffff} >> 24) & 1 ))"
-""".replace("TRUST_FILES", " ".join(TRUST_FILES))
+""".replace("TRUST_FILES", " ".join(TRUST_FILES)).replace("RUNNING_SERVICES", " ".join(VERSIONED_SERVICES))
 
 Family = Literal["rhel", "debian", "unknown"]
 ARCH = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64", "amd64": "amd64"}
@@ -85,6 +102,7 @@ class Facts:
     # (nspawn, LXC), where containerd must keep pods' scores at or above its own.
     cap_sys_resource: bool = True
     trust: dict[str, bytes] = field(default_factory=dict)  # CA certificate files found: path -> content
+    running: dict[str, str] = field(default_factory=dict)  # service -> version its process runs ("1.37.2")
 
     @property
     def family(self) -> Family:
@@ -133,6 +151,7 @@ def parse(text: str) -> Facts:
         resolved_stub=values.get("resolv_stub") == "yes",
         cap_sys_resource=values.get("cap_sys_resource", "1") != "0",
         trust=parse_trust(values.get("trust", "")),
+        running=dict(item.split("|", 1) for item in values.get("running", "").split() if "|" in item),
     )
 
 

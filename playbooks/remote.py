@@ -196,6 +196,15 @@ class Remote:
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise StepFailed(self.name, step, f"sftp put {remote}", str(exc) or "connection lost") from None
 
+    def download(self, step: str, remote: str, local: str) -> None:
+        """Copy `remote` (readable by the SSH user) to the local path `local`."""
+        try:
+            with self._lock:
+                self.conn.sftp().get_channel().settimeout(self.timeout)
+                self.conn.get(remote, local)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise StepFailed(self.name, step, f"sftp get {remote}", str(exc) or "connection lost") from None
+
     def _drop(self) -> None:
         transport = self.conn.transport
         if transport is not None:

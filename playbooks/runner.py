@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from kubefab.playbooks import bundle as bundles
-from kubefab.playbooks import components, identity
+from kubefab.playbooks import components, identity, upgrade
 from kubefab.playbooks.apply import PENDING_RESTARTS, Assessment, Outcome, assess, execute
 from kubefab.playbooks.component import Component
 from kubefab.playbooks.components.addons import AddonError
@@ -265,11 +265,18 @@ class Runner:
         """Whether every host's CA certificates are the cluster directory's (playbooks.identity)."""
         return identity.check(self.cluster, self.inputs.credentials, self.facts or self.gather(), self.hosts)
 
-    def preflight(self) -> list[Finding]:
+    def preflight(self, upgrading: bool = False) -> list[Finding]:
+        """Facts, identity and preflight's checks; unless `upgrading`, a cluster running other versions than the
+        inventory's is refused (that is `kubefab upgrade`'s work)."""
         facts = self.gather()
         manifest = bundles.read_manifest(self.bundle)
         arch = manifest.arch if manifest else self.inputs.arch
-        return self.identity() + check(self.cluster, facts, arch, time.time(), self.hosts)
+        found = self.identity() + check(self.cluster, facts, arch, time.time(), self.hosts)
+        inventory = str(self.cluster.source)
+        refusal = None if upgrading else upgrade.deploy_refusal(self.cluster, facts, self.inputs.stack, inventory)
+        if refusal:
+            found.append(Finding("(cluster)", "versions", "fail", refusal))
+        return found
 
     # -- the decision, shared by deploy and plan ------------------------------------------------------------
 

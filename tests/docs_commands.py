@@ -148,6 +148,13 @@ RULES: tuple[Rule, ...] = (
     Rule(("kubefab", "plan"), "plan", "lab", "run with the lab inventory"),
     Rule(("kubefab", "verify"), "verify", "lab", "run with the lab inventory"),
     Rule(
+        ("kubefab", "upgrade"),
+        "upgrade",
+        "lab",
+        "run with the lab inventory, which the lab runs already: asserts `nothing to upgrade` (the upgrade itself "
+        "is tests/lab/test_upgrade.py, from the previous minor)",
+    ),
+    Rule(
         ("kubefab", "certs.check"),
         "certs.check.hosts",
         "lab",

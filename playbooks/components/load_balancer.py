@@ -9,6 +9,15 @@ from kubefab.playbooks.plan import Check, File, Plan
 from kubefab.playbooks.render import render
 
 HEALTHCHECK_PEM = "/etc/haproxy/kubefab-healthcheck.pem"
+ADMIN_SOCKET_DIR = "haproxy-kubefab"  # under /run, made by systemd for haproxy.service
+ADMIN_SOCKET = f"/run/{ADMIN_SOCKET_DIR}/admin.sock"
+BACKEND = "kube-apiserver"
+
+
+def set_server(server: str, state: str) -> str:
+    """The command (run as root on an lb host) that puts `server` of the apiserver backend in `state` (drain:
+    no new connections; ready: back in rotation) through HAProxy's runtime API."""
+    return f"echo 'set server {BACKEND}/{server} state {state}' | socat stdio unix-connect:{ADMIN_SOCKET}"
 
 
 def priorities(lb_hosts: tuple[Host, ...]) -> dict[str, int]:
@@ -28,6 +37,7 @@ def context(inputs: Inputs, host: Host) -> dict[str, object]:
     return inputs.context(
         host,
         healthcheck_pem=HEALTHCHECK_PEM,
+        admin_socket=ADMIN_SOCKET,
         priority=prio[host.name],
         max_priority=max(prio.values()),
         interface=c.interface_of(host),
@@ -49,7 +59,7 @@ def haproxy_plan(inputs: Inputs, host: Host) -> Plan:
             ),
             File(
                 "/etc/systemd/system/haproxy.service.d/kubefab.conf",
-                render("haproxy/kubefab.conf.j2"),
+                render("haproxy/kubefab.conf.j2", admin_socket_dir=ADMIN_SOCKET_DIR),
                 notifies=("haproxy",),
             ),
         ),
@@ -99,7 +109,7 @@ HAPROXY = Component(
     plan=haproxy_plan,
     services=("haproxy",),
     ports=lambda c: (Port(c.api.port), Port(c.api.stats.port, bind=(str(c.api.stats.bind),), public=False)),
-    packages=lambda c: ("haproxy",),
+    packages=lambda c: ("haproxy", "socat"),  # socat: the runtime API
     reads=(HEALTHCHECK_PEM,),
 )
 

@@ -25,6 +25,26 @@ def lab_stack() -> Stack:
     return versions.stack(versions.default_minor())
 
 
+# What the lab's upgrade test starts from: the minor before the default one, its Kubernetes release with the
+# default minor's other components (so the one build it adds to the lab bundle is Kubernetes').
+UPGRADE_OVERRIDES = ("etcd", "containerd", "runc", "cni_plugins", "crictl", "coredns")
+
+
+def upgrade_from_minor() -> str:
+    major, minor = versions.default_minor().split(".")
+    return f"{major}.{int(minor) - 1}"
+
+
+def upgrade_from_stack() -> Stack:
+    return versions.stack(upgrade_from_minor(), upgrade_from_overrides())
+
+
+def upgrade_from_overrides() -> dict[str, str | None]:
+    """The inventory's `versions:` for the upgrade test's starting cluster."""
+    target = lab_stack()
+    return {name: getattr(target, name) for name in UPGRADE_OVERRIDES}
+
+
 def official(bundle: Path, manifest: Manifest | None, r: Release) -> bool:
     """The bundle holds the upstream file itself, with its published checksum."""
     entry = manifest.files.get(r.bundle_path) if manifest else None
@@ -54,5 +74,7 @@ def ensure_bundle(
     wanted = [r for r in releases if not official(dest, manifest, r)]
     if wanted:
         source.fill_bundle(dest, wanted, cache, log=log)
-    images.fill_images(dest, lab_images(stack, dest), arch, cache, stack.kubernetes, log=log)
+    # Images from the default minor's source whatever `stack` is: the upgrade test's older stack names the same
+    # images, which must stay one build (a pause image of the same tag built twice would differ).
+    images.fill_images(dest, lab_images(stack, dest), arch, cache, lab_stack().kubernetes, log=log)
     return releases

@@ -83,3 +83,12 @@ def usage(path: Path) -> str:
         "  kubefab lab.ssh lab-1 --command 'sudo systemctl status'\n"
         "  kubefab lab.down"
     )
+
+
+def set_versions(path: Path, kubernetes_version: str, overrides: dict[str, str | None] | None = None) -> None:
+    """Rewrite the lab inventory at `path` for another Kubernetes version (the upgrade test and benchmark)."""
+    data = yaml.safe_load(path.read_text())
+    data["kubernetes_version"] = kubernetes_version
+    if overrides is not None:
+        data["versions"] = overrides
+    path.write_text(yaml.safe_dump(data))

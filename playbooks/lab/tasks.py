@@ -13,7 +13,7 @@ from invoke.tasks import task
 from kubefab.playbooks import source, ui
 from kubefab.playbooks.lab import lifecycle, network
 from kubefab.playbooks.lab.access import connect
-from kubefab.playbooks.lab.bundle import ensure_bundle
+from kubefab.playbooks.lab.bundle import ensure_bundle, upgrade_from_stack
 from kubefab.playbooks.lab.inventory import usage
 from kubefab.playbooks.lab.settings import ENV_DIR, LabPaths, lab_paths
 from kubefab.playbooks.lab.state import load
@@ -60,14 +60,17 @@ def up(
 
 @task
 def bundle(ctx: Context) -> None:
-    """Fill the lab's bundle (built from source where no verified official file is there); `lab.up` does it too."""
+    """Fill the lab's bundle (built from source where no verified official file is there), with the previous
+    minor's Kubernetes for the upgrade test; `lab.up` fills the default minor's part too."""
     _root()
     paths = _paths()
     try:
         releases = ensure_bundle(paths.bundle, source.cache_dir(), log=ui.out.print)
+        releases += ensure_bundle(paths.bundle, source.cache_dir(), upgrade_from_stack(), log=ui.out.print)
     except source.BuildError as exc:
         raise Exit(f"lab.bundle: {exc}", code=1) from None
-    ui.out.print(f"lab bundle ready in {paths.bundle}: " + ", ".join(f"{r.component} {r.version}" for r in releases))
+    built = dict.fromkeys(f"{r.component} {r.version}" for r in releases)
+    ui.out.print(f"lab bundle ready in {paths.bundle}: " + ", ".join(built))
 
 
 @task

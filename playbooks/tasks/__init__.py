@@ -3,7 +3,7 @@
 from invoke.collection import Collection
 
 from kubefab.playbooks.lab.tasks import lab
-from kubefab.playbooks.tasks import audit, deploy, imports, init, inventory, kubeconfig, pki, render, verify
+from kubefab.playbooks.tasks import audit, deploy, imports, init, inventory, kubeconfig, pki, render, upgrade, verify
 from kubefab.playbooks.tasks.images import images
 from kubefab.playbooks.tasks.vagrant import vagrant
 
@@ -17,6 +17,7 @@ ns.add_task(audit.audit)
 ns.add_collection(lab)
 ns.add_task(deploy.deploy)
 ns.add_task(deploy.plan)
+ns.add_task(upgrade.upgrade_task, name="upgrade")
 ns.add_task(deploy.fetch_bundle)
 ns.add_collection(images)
 ns.add_task(verify.verify)

@@ -113,9 +113,9 @@ def runner(
     return Runner(cluster, inputs, connect, report, command_timeout, limit)
 
 
-def run_preflight(r: Runner, show: bool = True) -> list[Finding]:
+def run_preflight(r: Runner, show: bool = True, upgrading: bool = False) -> list[Finding]:
     try:
-        findings = r.preflight()
+        findings = r.preflight(upgrading)
     except DeployFailed as exc:
         raise Exit(f"preflight: {exc}", code=1) from None
     if show:

@@ -313,6 +313,9 @@ def test_limit_plans_and_deploys_only_its_host_and_refuses_a_rotation(
         assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
         assert "--limit refused" in result.stderr and "apiserver (reissued" in result.stderr, result.stderr
         assert cluster_files(deployed) == files and start_times(lab, deployed) == after
+        result, _ = cli("verify", "--limit", third, "--inventory", str(lab.paths.inventory))
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+        assert f"--hosts=ssh://{third} " in result.stdout and "every check passed on 1 hosts" in result.stdout
     finally:
         result, _ = cli("deploy", "--inventory", str(lab.paths.inventory), "--only", "control-plane")
         assert result.returncode == 0, result.stdout[-3000:]

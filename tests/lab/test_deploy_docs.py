@@ -191,6 +191,7 @@ HANDLERS: dict[str, Callable[[Lab, str], Outcome]] = {
     "plan": run_plan,
     "verify": run_verify,
     "certs.check.hosts": lambda lab, text: run_kubefab(lab, text, "certificates ok"),
+    "upgrade": lambda lab, text: run_kubefab(lab, text, "nothing to upgrade"),
     "lab.status": run_status,
     "lab.ssh": run_ssh,
     "host": run_host,
