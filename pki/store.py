@@ -101,14 +101,15 @@ class Decision:
         return self.rows
 
 
-def assess(c: Cluster, now: dt.datetime | None = None) -> Decision:
+def assess(c: Cluster, now: dt.datetime | None = None, renew_all: bool = False) -> Decision:
     """What bringing the cluster's PKI in line with the inventory takes, decided in memory: new keys and
-    certificates are generated here but nothing is written. Raises PKIError when a file on disk is unusable."""
+    certificates are generated here but nothing is written. With `renew_all` every leaf is reissued (its key
+    kept). Raises PKIError when a file on disk is unusable."""
     run = _Run(c.dir, now or dt.datetime.now(dt.UTC))
     cas = _authorities(c, run)
     if not run.problems:
         for ident in identities(c):
-            _leaf(c, run, ident, cas[ident.authority])
+            _leaf(c, run, ident, cas[ident.authority], renew_all)
         _service_account(c, run)
     if run.problems:
         raise PKIError(run.problems)
@@ -248,7 +249,7 @@ def _imported(c: Cluster, run: _Run, spec: CA, cert_file: str, key_file: str) ->
     return certs.Authority(cert, private)
 
 
-def _leaf(c: Cluster, run: _Run, ident: Identity, ca: certs.Authority) -> None:
+def _leaf(c: Cluster, run: _Run, ident: Identity, ca: certs.Authority, renew_all: bool = False) -> None:
     crt, key = pair_files(pki_dir(c) / ident.file)
     existing = _read_pair(run, pki_dir(c) / ident.file)
     if existing is None:
@@ -265,6 +266,8 @@ def _leaf(c: Cluster, run: _Run, ident: Identity, ca: certs.Authority) -> None:
     days_left = (cert.not_valid_after_utc - run.now).days
     if days_left < c.certificates.renew_within_days:
         reasons.append(f"expires in {days_left} days")
+    elif renew_all:
+        reasons.append("renewed (--all)")
     if reasons:
         _issue(run, ident, ca, crt, key, private, "reissued: " + "; ".join(reasons))
     else:

@@ -33,10 +33,13 @@ class Prepared:
         return rows
 
 
-def prepare(c: Cluster, facts: Mapping[str, Facts] | None = None, arch: str | None = None) -> Prepared:
-    """Inputs for `c`: its PKI and secrets as they would be after this run (decided in memory, nothing written),
-    its versions, and the architecture of its bundle (amd64 when there is no bundle yet)."""
-    pki = assess(c)
+def prepare(
+    c: Cluster, facts: Mapping[str, Facts] | None = None, arch: str | None = None, renew_all: bool = False
+) -> Prepared:
+    """Inputs for `c`: its PKI and secrets as they would be after this run (decided in memory, nothing written;
+    every leaf reissued with `renew_all`), its versions, and the architecture of its bundle (amd64 when there is
+    no bundle yet)."""
+    pki = assess(c, renew_all=renew_all)
     stored = secrets.assess(c)
     manifest = bundle.read_manifest(c.bundle_dir)
     inputs = Inputs(

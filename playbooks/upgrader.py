@@ -9,17 +9,12 @@ drain, nodes it cordoned) once they run the target version."""
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import json
-import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from kubefab.playbooks import upgrade
-from kubefab.playbooks.components.binaries import KUBE_BIN
 from kubefab.playbooks.components.control_plane import APISERVER, CONTROLLER_MANAGER, SCHEDULER, kubectl
 from kubefab.playbooks.components.etcd import ETCD, endpoint, etcdctl
 from kubefab.playbooks.components.load_balancer import set_server
@@ -104,37 +99,6 @@ class Upgrader:
                     f"{status.get('desiredHealthy')} required): draining a node would wait on it"
                 )
         return problems
-
-    def snapshot(self, directory: Path, target: str) -> tuple[Path, dict]:
-        """An etcd snapshot from the first member, checked with etcdutl, kept in `directory` with its SHA-256."""
-        host = self.c.etcd_hosts[0]
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        remote = f"/var/lib/kubefab/snapshots/etcd-{stamp}.db"
-        user = self.c.ssh_for(host).user
-        self.r.run(
-            host,
-            "upgrade: etcd snapshot",
-            f"mkdir -p -m 0700 /var/lib/kubefab/snapshots && {etcdctl(endpoint(host), f'snapshot save {remote}')}"
-            f" >/dev/null && chmod 0600 {remote}",
-            timeout=300,
-        )
-        status = json.loads(
-            self.r.run(
-                host, "upgrade: check the snapshot", f"{KUBE_BIN}/etcdutl snapshot status {remote} -w json"
-            ).stdout
-        )
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        local = directory / f"etcd-{stamp}-before-{target}.db"
-        staged = f"/tmp/kubefab-{stamp}.db"
-        self.r.run(host, "upgrade: stage the snapshot", f"install -m 0600 -o {shlex.quote(user)} {remote} {staged}")
-        try:
-            self.r.remote(host).download("upgrade: fetch the snapshot", staged, str(local))
-        finally:
-            self.r.run(host, "upgrade: remove the staged snapshot", f"rm -f {staged}", check=False)
-        local.chmod(0o600)
-        digest = hashlib.sha256(local.read_bytes()).hexdigest()
-        (directory / f"{local.name}.sha256").write_text(f"{digest}  {local.name}\n")
-        return local, {"revision": status.get("revision"), "keys": status.get("totalKey"), "sha256": digest}
 
     # -- putting back what an interrupted run left out -------------------------------------------------------
 

@@ -147,6 +147,14 @@ RULES: tuple[Rule, ...] = (
     Rule(("kubefab", "deploy"), "deploy", "lab", "run with the lab inventory"),
     Rule(("kubefab", "plan"), "plan", "lab", "run with the lab inventory"),
     Rule(("kubefab", "verify"), "verify", "lab", "run with the lab inventory"),
+    Rule(("kubefab", "etcd.backup"), "etcd.backup", "lab", "run with the lab inventory"),
+    Rule(
+        ("kubefab", "etcd.restore"),
+        "etcd.restore.check",
+        "lab",
+        "run with the lab inventory on the newest snapshot in the lab's backups/ (taken first if there is none)",
+        pattern=r"kubefab etcd\.restore .*--check.*",
+    ),
     Rule(
         ("kubefab", "upgrade"),
         "upgrade",

@@ -3,7 +3,19 @@
 from invoke.collection import Collection
 
 from kubefab.playbooks.lab.tasks import lab
-from kubefab.playbooks.tasks import audit, deploy, imports, init, inventory, kubeconfig, pki, render, upgrade, verify
+from kubefab.playbooks.tasks import (
+    audit,
+    deploy,
+    etcd,
+    imports,
+    init,
+    inventory,
+    kubeconfig,
+    pki,
+    render,
+    upgrade,
+    verify,
+)
 from kubefab.playbooks.tasks.images import images
 from kubefab.playbooks.tasks.vagrant import vagrant
 
@@ -21,6 +33,7 @@ ns.add_task(upgrade.upgrade_task, name="upgrade")
 ns.add_task(deploy.fetch_bundle)
 ns.add_collection(images)
 ns.add_task(verify.verify)
+ns.add_collection(etcd.etcd)
 ns.add_task(kubeconfig.kubeconfig)
 ns.add_task(imports.import_inventory)
 ns.add_collection(vagrant)

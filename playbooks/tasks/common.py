@@ -34,11 +34,11 @@ def load_cluster(inventory: str | None) -> Cluster:
     return verdict.cluster
 
 
-def prepare_or_exit(cluster: Cluster) -> Prepared:
+def prepare_or_exit(cluster: Cluster, renew_all: bool = False) -> Prepared:
     """The plan inputs decided in memory (nothing written), or exit naming the file when the PKI or the secrets
     on disk are unusable."""
     try:
-        return prepare(cluster)
+        return prepare(cluster, renew_all=renew_all)
     except (PKIError, SecretsError) as exc:
         raise Exit(str(exc), code=1) from None
 

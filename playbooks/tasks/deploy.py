@@ -55,7 +55,13 @@ class Ready:
     phases: list[str]
 
 
-def prepared(inventory: str | None, phases: list[str], limit: str | None = None, only: str | None = None) -> Ready:
+def prepared(
+    inventory: str | None,
+    phases: list[str],
+    limit: str | None = None,
+    only: str | None = None,
+    renew_all: bool = False,
+) -> Ready:
     """Everything checked on this machine before any host is touched: inventory, `--limit`, PKI, secrets
     (decided in memory, nothing written), and every bundle file the phases will read (with the add-ons phase:
     the CNI manifest and the images it imports)."""
@@ -64,7 +70,7 @@ def prepared(inventory: str | None, phases: list[str], limit: str | None = None,
         hosts = limits.limited_hosts(cluster, limit)
     except limits.LimitError as exc:
         raise Exit(str(exc), code=2) from None
-    prep = prepare_or_exit(cluster)
+    prep = prepare_or_exit(cluster, renew_all)
     if hosts is not None:
         phases = limited_phases(hosts, prep, only, phases)
     inputs = prep.inputs

@@ -3,6 +3,7 @@
 hosts hold)."""
 
 import datetime as dt
+import time
 
 from invoke.collection import Collection
 from invoke.context import Context
@@ -13,11 +14,13 @@ from kubefab.pki import host_report
 from kubefab.pki.host_report import HostRow
 from kubefab.pki.report import check_rows
 from kubefab.pki.store import PKIError, ensure
-from kubefab.playbooks import ui
+from kubefab.playbooks import renewal, ui
 from kubefab.playbooks.model import Cluster, Host
-from kubefab.playbooks.runner import DeployFailed
-from kubefab.playbooks.tasks.common import load_cluster, prepare_or_exit
-from kubefab.playbooks.tasks.deploy import runner
+from kubefab.playbooks.remote import StepFailed
+from kubefab.playbooks.runner import PHASES, DeployFailed
+from kubefab.playbooks.tasks.common import committed, load_cluster, prepare_or_exit
+from kubefab.playbooks.tasks.deploy import prepared, run_preflight, runner
+from kubefab.playbooks.upgrader import Upgrader
 
 HELP = {"inventory": "cluster YAML file (default: $KUBEFAB_INVENTORY)"}
 
@@ -98,5 +101,45 @@ def on_hosts(cluster: Cluster) -> list[HostRow]:
     return [row for h in cluster.hosts for row in found[h.name]]
 
 
+@task(
+    auto_shortflags=False,
+    help={
+        **HELP,
+        "all": "reissue every leaf, not only those expiring within certificates.renew_within_days",
+        "command_timeout": "seconds before a command on a host counts as failed (default 300)",
+    },
+)
+def renew(ctx: Context, inventory: str | None = None, all_: bool = False, command_timeout: int = 300) -> None:
+    """Reissue expiring leaves (every leaf with --all; keys and CAs kept) and roll them out host by host, the API
+    answering throughout."""
+    phases = [p for p in PHASES if p != "preflight"]
+    ready = prepared(inventory, phases, renew_all=all_)
+    cluster, prep = ready.cluster, ready.prep
+    renewed = [row for row in prep.pki.rows if row.action.startswith("reissued")]
+    if not renewed:
+        ui.out.print(f"nothing to renew: no leaf expires within {cluster.certificates.renew_within_days} days")
+        return
+
+    def report(host: str, text: str) -> None:
+        ui.out.print(f"  {host:<14} {text}")
+
+    r = runner(cluster, prep.inputs, report, command_timeout=command_timeout)
+    started = time.monotonic()
+    try:
+        run_preflight(r)
+        committed(prep)
+        for row in renewed:
+            ui.out.print(f"{row.file}: {row.action}")
+        renewal.roll_out(r, Upgrader(r, report))
+    except (DeployFailed, StepFailed) as exc:
+        raise Exit(
+            f"certs.renew stopped: {exc}\nrun it again, or `kubefab deploy`: both deliver what is left", code=1
+        ) from None
+    finally:
+        r.close()
+    ui.out.print(f"renewed {len(renewed)} certificate(s) in {time.monotonic() - started:.1f} s")
+
+
 certs = Collection("certs")
 certs.add_task(check)
+certs.add_task(renew)

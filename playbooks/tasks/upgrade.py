@@ -10,13 +10,12 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from kubefab.playbooks import ui, upgrade
+from kubefab.playbooks import etcd_backup, ui, upgrade
+from kubefab.playbooks.remote import StepFailed
 from kubefab.playbooks.runner import PHASES, DeployFailed
 from kubefab.playbooks.tasks.common import committed, inventory_path
 from kubefab.playbooks.tasks.deploy import INVENTORY_HELP, prepared, run_preflight, runner, summary
 from kubefab.playbooks.upgrader import UpgradeFailed, Upgrader
-
-BACKUPS = "backups"  # under the cluster directory: the etcd snapshots taken before each upgrade
 
 
 @task(
@@ -80,15 +79,15 @@ def upgrade_task(
                 + "\n".join(f"  {p}" for p in problems),
                 code=1,
             )
-        snap, info = u.snapshot(cluster.dir / BACKUPS, stack.kubernetes)
-        ui.out.print(f"etcd snapshot {snap}: revision {info['revision']}, {info['keys']} keys, sha256 {info['sha256']}")
+        snap = etcd_backup.snapshot(r, etcd_backup.backups_dir(cluster), f"before-{stack.kubernetes}")
+        ui.out.print(f"etcd snapshot {snap.path}: revision {snap.revision}, {snap.keys} keys, sha256 {snap.sha256}")
         for i, stage in enumerate(stages, 1):
             ui.out.print(f"== {i}/{len(stages)} {stage.title} ({time.strftime('%H:%M:%S')})", style="bold")
             u.run(stage)
         ui.out.print("== converge: every phase, as deploy", style="bold")
         for name in phases:
             r.phase(name)
-    except UpgradeFailed as exc:
+    except (UpgradeFailed, etcd_backup.BackupError, StepFailed) as exc:
         raise Exit(
             f"upgrade stopped: {exc}\nfix the cause and run `kubefab upgrade --inventory {source}` again: it "
             "continues from the versions the cluster runs",

@@ -123,6 +123,20 @@ def on_host(lab: Lab, host: str, command: str) -> tuple[int, str, str]:
     return result.exited, result.stdout, result.stderr
 
 
+def run_restore_check(lab: Lab, text: str) -> Outcome:
+    """The docs' snapshot name is an example: the newest snapshot of the lab's cluster stands for it."""
+    backups = load(lab.paths.inventory).dir / "backups"
+    if not sorted(backups.glob("etcd-*.db")):
+        taken, _ = cli("etcd.backup", "--inventory", str(lab.paths.inventory))
+        if taken.returncode != 0:
+            return Outcome(False, shown(taken))
+    newest = sorted(backups.glob("etcd-*.db"))[-1]
+    argv = Command(text, "", 0).argv
+    named = next(a for a in argv if a.endswith(".db"))
+    rewritten = " ".join(str(newest) if a == named else a for a in argv)
+    return run_kubefab(lab, rewritten, "restores to revision", "the cluster was not touched")
+
+
 # What a command typed on a host must print, by what it is.
 HOST_EXPECTS = (
     ("openssl verify", ": OK"),
@@ -192,6 +206,8 @@ HANDLERS: dict[str, Callable[[Lab, str], Outcome]] = {
     "verify": run_verify,
     "certs.check.hosts": lambda lab, text: run_kubefab(lab, text, "certificates ok"),
     "upgrade": lambda lab, text: run_kubefab(lab, text, "nothing to upgrade"),
+    "etcd.backup": lambda lab, text: run_kubefab(lab, text, "etcd snapshot ", " keys, sha256 "),
+    "etcd.restore.check": run_restore_check,
     "lab.status": run_status,
     "lab.ssh": run_ssh,
     "host": run_host,
