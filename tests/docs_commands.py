@@ -149,6 +149,13 @@ RULES: tuple[Rule, ...] = (
     Rule(("kubefab", "verify"), "verify", "lab", "run with the lab inventory"),
     Rule(("kubefab", "etcd.backup"), "etcd.backup", "lab", "run with the lab inventory"),
     Rule(
+        ("kubefab", "certs.renew"),
+        "certs.renew",
+        "lab",
+        "run with the lab inventory: without --all it must find nothing due; with --all it renews every leaf and "
+        "rolls them out (tests/lab/test_kubernetes_certs_renew.py probes the API while it does)",
+    ),
+    Rule(
         ("kubefab", "etcd.restore"),
         "etcd.restore.check",
         "lab",

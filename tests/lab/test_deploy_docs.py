@@ -207,6 +207,7 @@ HANDLERS: dict[str, Callable[[Lab, str], Outcome]] = {
     "certs.check.hosts": lambda lab, text: run_kubefab(lab, text, "certificates ok"),
     "upgrade": lambda lab, text: run_kubefab(lab, text, "nothing to upgrade"),
     "etcd.backup": lambda lab, text: run_kubefab(lab, text, "etcd snapshot ", " keys, sha256 "),
+    "certs.renew": lambda lab, text: run_kubefab(lab, text, "renewed " if "--all" in text else "nothing to renew"),
     "etcd.restore.check": run_restore_check,
     "lab.status": run_status,
     "lab.ssh": run_ssh,
@@ -216,7 +217,7 @@ HANDLERS: dict[str, Callable[[Lab, str], Outcome]] = {
     "lab.up": check_lab_up,
     "lab.down": check_lab_down,
 }
-SEQUENTIAL = ("deploy",)  # changes hosts (when the lab is not deployed yet): one at a time, first
+SEQUENTIAL = ("deploy", "certs.renew")  # change hosts: one at a time, in this order, before the others
 ON_ONE_THREAD = ("host", "kubectl.nodes")  # share lab-1's SSH connection
 
 
@@ -236,7 +237,7 @@ def outcomes(lab: Lab) -> dict[str, Outcome]:
             return text, Outcome(False, f"{type(exc).__name__}: {exc}")
 
     start = time.monotonic()
-    ran.update(one(i) for i in jobs.items() if i[1][0] in SEQUENTIAL)
+    ran.update(one(i) for key in SEQUENTIAL for i in jobs.items() if i[1][0] == key)  # deploys first
     serial = [i for i in jobs.items() if i[1][0] in ON_ONE_THREAD]
     parallel = [i for i in jobs.items() if i[1][0] not in (*SEQUENTIAL, *ON_ONE_THREAD)]
     with ThreadPoolExecutor(max_workers=6) as pool:

@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kubefab.pki import certs, keys
 from kubefab.pki.profiles import authorities, identities
-from kubefab.pki.store import PKIError, ensure, pki_dir
+from kubefab.pki.store import PKIError, assess, ensure, pki_dir
 from kubefab.playbooks.inventory import load
 
 EXAMPLE = Path(__file__).parents[2] / "inventory" / "example.yaml"
@@ -283,3 +283,16 @@ def test_leaf_from_another_ca_is_reissued(cluster) -> None:
 def test_ip_sans_are_ipv4_objects(cluster) -> None:
     ident = next(i for i in identities(cluster) if i.id == "apiserver")
     assert all(isinstance(ip, ipaddress.IPv4Address) for ip in ident.request.ip_addresses)
+
+
+def test_renew_all_reissues_every_leaf_with_its_key_and_keeps_the_cas(cluster) -> None:
+    before = {p: p.read_bytes() for p in pki_dir(cluster).rglob("*") if p.is_file()}
+    decision = assess(cluster, renew_all=True)
+    leaves = [r for r in decision.rows if r.identity in {i.id for i in identities(cluster)} and r.file.endswith(".crt")]
+    assert leaves and {r.action for r in leaves} == {"reissued: renewed (--all)"}
+    assert {r.action for r in decision.rows if r.identity.endswith(" CA")} == {"kept"}
+    written = {p for p in decision.writes if p.suffix in (".crt", ".key")}
+    assert all(p.suffix == ".crt" or decision.writes[p] == before[p] for p in written)  # keys kept
+    assert all(decision.writes[p] != before[p] for p in written if p.suffix == ".crt")
+    assert {r.action for r in decision.rows if r.file.startswith("kubeconfig/")} == {"written"}  # new certs inside
+    assert {r.action for r in assess(cluster).rows} <= {"kept"}  # without --all: nothing is due
