@@ -29,6 +29,10 @@ from kubefab.playbooks.versions import release
 BACKUPS = "backups"  # under the cluster directory
 REMOTE_DIR = "/var/lib/kubefab/snapshots"
 SUFFIX = ".db"
+# A restored cluster's revisions jump ahead of anything a client saw before, and what lies below is marked
+# compacted: every watch and cache (informers in kubelets, kube-proxy, CoreDNS, the apiservers' watch cache)
+# then re-lists instead of waiting for revisions the snapshot never had.
+BUMP_REVISION = 1_000_000_000
 
 
 class BackupError(Exception):
@@ -185,7 +189,7 @@ def restore_command(c: Cluster, host: Host, snapshot_path: str, token: str, asid
     restore = (
         f"{KUBE_BIN}/etcdutl snapshot restore {snapshot_path} --name {host.name} --initial-cluster {cluster} "
         f"--initial-cluster-token {token} --initial-advertise-peer-urls https://{host.address}:{ETCD_PEER} "
-        f"--data-dir {DATA_DIR}"
+        f"--data-dir {DATA_DIR} --bump-revision {BUMP_REVISION} --mark-compacted"
     )
     return (
         f"if [ -e {DATA_DIR} ]; then mv {DATA_DIR} {aside}; fi && {restore} >/dev/null && "

@@ -47,3 +47,12 @@ def render_example(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Re
         return Rendered(cluster, ensure_inputs(cluster))
 
     return run
+
+
+@pytest.fixture(scope="module")
+def example_inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
+    """The example inventory's inputs with its PKI and secrets written to a scratch cluster directory."""
+    tmp = tmp_path_factory.mktemp("example")
+    data = yaml.safe_load(EXAMPLE.read_text()) | {"cluster_dir": str(tmp / "cluster"), "bundle": str(tmp / "b")}
+    (tmp / "inventory.yaml").write_text(yaml.safe_dump(data))
+    return ensure_inputs(load(tmp / "inventory.yaml"))

@@ -22,19 +22,12 @@ from labkit import TIMINGS, Etcd, Kubectl, Lab, cli
 from kubefab.pki.certs import Authority, Request, issue, new_ca
 from kubefab.pki.keys import key_pem, new_key
 from kubefab.playbooks import flagref, reference
+from kubefab.playbooks.facts import VERSIONED_SERVICES
 from kubefab.playbooks.lab.bundle import lab_stack
 from kubefab.playbooks.model import Cluster
 
 pytestmark = pytest.mark.lab
-COMPONENT_UNITS = (
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kubelet",
-    "kube-proxy",
-    "containerd",
-)
+COMPONENT_UNITS = (*VERSIONED_SERVICES, "containerd")
 
 
 def raw_get(cluster: Cluster, path: str, cert: tuple[Path, Path] | None = None) -> tuple[int, str]:

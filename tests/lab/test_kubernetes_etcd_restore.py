@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from labkit import TIMINGS, Etcd, Kubectl, Lab, cli
 
+from kubefab.playbooks import dns
 from kubefab.playbooks.components.etcd import DATA_DIR, etcdctl
 from kubefab.playbooks.lab.bundle import lab_stack
 from kubefab.playbooks.model import Cluster
@@ -92,6 +93,17 @@ def test_backup_rehearsal_and_restore_bring_back_keys_objects_and_pods(
     listed = lab.run(cluster.etcd_hosts[0].name, "sudo " + etcdctl("https://127.0.0.1:2379", "member list -w json"))
     members = json.loads(listed)
     assert len(members["members"]) == len(cluster.etcd_hosts)
-    kubectl("delete", "deployment/restore-me", "secret/restore-secret")
+    # Caches follow the restored cluster: a Service made now is seen by CoreDNS (its informer re-listed).
+    kubectl("create", "service", "clusterip", "after-restore", "--tcp=80")
+    name = f"after-restore.default.svc.{cluster.network.domain}"
+    deadline = time.monotonic() + 60
+    while (
+        not lab.connections[cluster.hosts[0].name]
+        .run(dns.query_command(name, str(cluster.network.dns_ip)), hide=True, warn=True, in_stream=False)
+        .ok
+    ):
+        assert time.monotonic() < deadline, f"CoreDNS does not answer {name} after the restore"
+        time.sleep(2)
+    kubectl("delete", "deployment/restore-me", "secret/restore-secret", "service/after-restore")
     result, _ = cli("deploy", "--inventory", inventory)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

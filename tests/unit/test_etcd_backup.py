@@ -44,4 +44,5 @@ def test_a_member_is_restored_into_a_new_cluster_identity_with_its_data_kept() -
     assert "--name k8s-2 " in command and "--initial-cluster-token etcd-book-restored-1 " in command
     assert "--initial-cluster k8s-1=https://192.168.10.11:2380,k8s-2=https://192.168.10.12:2380," in command
     assert "--initial-advertise-peer-urls https://192.168.10.12:2380 " in command
+    assert "--bump-revision 1000000000 --mark-compacted" in command  # clients' caches re-list
     assert "rm -rf" not in command

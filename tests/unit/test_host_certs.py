@@ -17,20 +17,14 @@ from kubefab.pki import certs, host_report, keys
 from kubefab.pki.host_report import Held
 from kubefab.pki.profiles import identities
 from kubefab.pki.user import problems, user_kubeconfig
-from kubefab.playbooks.clusterdir import ensure_inputs
 from kubefab.playbooks.inputs import Inputs
-from kubefab.playbooks.inventory import load
-from tests.conftest import EXAMPLE
 
 NOW = dt.datetime.now(dt.UTC)
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
-    tmp = tmp_path_factory.mktemp("hostcerts")
-    data = yaml.safe_load(EXAMPLE.read_text()) | {"cluster_dir": str(tmp / "cluster"), "bundle": str(tmp / "b")}
-    (tmp / "inventory.yaml").write_text(yaml.safe_dump(data))
-    return ensure_inputs(load(tmp / "inventory.yaml"))
+def inputs(example_inputs: Inputs) -> Inputs:
+    return example_inputs
 
 
 def lay_out(inputs: Inputs, root: Path, host_name: str) -> list[Held]:

@@ -17,18 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from kubefab.playbooks.apply import PENDING_RESTARTS
-from kubefab.playbooks.clusterdir import ensure_inputs
 from kubefab.playbooks.component import Component
 from kubefab.playbooks.inputs import Inputs
-from kubefab.playbooks.inventory import load
 from kubefab.playbooks.model import Cluster, Host
 from kubefab.playbooks.plan import Check, File, Plan, Step
 from kubefab.playbooks.remote import Output, StepFailed
 from kubefab.playbooks.runner import Actions, DeployFailed, Runner, decide
-from tests.conftest import EXAMPLE
 
 OK, FAIL = Output("", "", 0), Output("", "failed", 1)
 
@@ -167,11 +163,8 @@ def daemon(name: str, restart: str = "together", body: bytes = b"v1\n", step: St
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
-    tmp = tmp_path_factory.mktemp("runner")
-    data = yaml.safe_load(EXAMPLE.read_text()) | {"cluster_dir": str(tmp / "cluster"), "bundle": str(tmp / "b")}
-    (tmp / "inventory.yaml").write_text(yaml.safe_dump(data))
-    return ensure_inputs(load(tmp / "inventory.yaml"))
+def inputs(example_inputs: Inputs) -> Inputs:
+    return example_inputs
 
 
 class Fleet:
