@@ -47,6 +47,11 @@ class Snapshot:
     sha256: str
 
 
+def _stamp() -> str:
+    """Now in UTC, as snapshot and set-aside names carry it."""
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
 def backups_dir(c: Cluster) -> Path:
     return c.dir / BACKUPS
 
@@ -62,7 +67,7 @@ def healthy_member(r: Runner) -> Host:
 def snapshot(r: Runner, directory: Path, label: str = "") -> Snapshot:
     """A snapshot from a healthy member, checked with etcdutl, in `directory` (0600) with a .sha256 beside it."""
     host = healthy_member(r)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = _stamp()
     remote = f"{REMOTE_DIR}/etcd-{stamp}{SUFFIX}"
     r.run(
         host,
@@ -202,7 +207,7 @@ def restore(r: Runner, path: Path, log) -> str:
     moved aside and restored with one new cluster token, etcd started on all members together, then the control
     plane. Returns where each member's former data was kept."""
     c = r.cluster
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = _stamp()
     token, aside = f"etcd-{c.name}-restored-{stamp}", f"{DATA_DIR}.before-restore-{stamp}"
     control = "kube-apiserver kube-controller-manager kube-scheduler"
     staged = f"/tmp/kubefab-restore-{stamp}{SUFFIX}"

@@ -38,6 +38,11 @@ def problems(items: Iterable[Problem]) -> None:
         err.print(Text.assemble((p.severity, style), f": {p}"))
 
 
+def host_line(host: str, text: str) -> None:
+    """A step's progress on one host, as deploy, upgrade and the day-2 tasks report it."""
+    out.print(f"  {host:<14} {text}")
+
+
 def date(value: dt.datetime | None) -> str:
     return value.strftime("%Y-%m-%d") if value else "-"
 

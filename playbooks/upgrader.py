@@ -41,10 +41,6 @@ class Done:
     stage: upgrade.Stage
     seconds: float
 
-    @property
-    def moves(self) -> tuple[upgrade.Move, ...]:
-        return self.stage.moves
-
 
 class Upgrader:
     def __init__(self, r: Runner, log: Callable[[str, str], None], drain_timeout: int = 300) -> None:
@@ -105,9 +101,9 @@ class Upgrader:
     def restore_service(self, target: str) -> list[str]:
         """Every apiserver back in HAProxy rotation, and every node this tool cordoned whose kubelet runs
         `target` uncordoned; returns what it put back."""
+        every = "; ".join(set_server(cp.name, "ready") for cp in self.c.control_plane)
         for lb in self.c.lb_hosts:
-            for cp in self.c.control_plane:
-                self.r.run(lb, "upgrade: apiserver back in rotation", set_server(cp.name, "ready"), check=False)
+            self.r.run(lb, "upgrade: every apiserver back in rotation", every, check=False)
         back = []
         for name, node in self.nodes().items():
             ours = CORDONED in (node["metadata"].get("annotations") or {})

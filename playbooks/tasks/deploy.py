@@ -187,10 +187,7 @@ def deploy(
     ready = prepared(inventory, select(only, skip), limit, only)
     cluster, prep, phases = ready.cluster, ready.prep, ready.phases
 
-    def report(host: str, text: str) -> None:
-        ui.out.print(f"  {host:<14} {text}")
-
-    r = runner(cluster, prep.inputs, report, verbose, command_timeout, ready.hosts)
+    r = runner(cluster, prep.inputs, ui.host_line, verbose, command_timeout, ready.hosts)
     started = time.monotonic()
     try:
         run_preflight(r)

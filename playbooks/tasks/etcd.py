@@ -22,7 +22,7 @@ def connected(inventory: str | None) -> Runner:
     """A runner over the inventory's hosts once they are known to trust the cluster directory's CA."""
     cluster = load_cluster(inventory)
     check_identity(cluster, None)
-    return runner(cluster, prepare_or_exit(cluster).inputs, lambda host, text: ui.out.print(f"  {host:<14} {text}"))
+    return runner(cluster, prepare_or_exit(cluster).inputs, ui.host_line)
 
 
 @task(

@@ -120,17 +120,14 @@ def renew(ctx: Context, inventory: str | None = None, all_: bool = False, comman
         ui.out.print(f"nothing to renew: no leaf expires within {cluster.certificates.renew_within_days} days")
         return
 
-    def report(host: str, text: str) -> None:
-        ui.out.print(f"  {host:<14} {text}")
-
-    r = runner(cluster, prep.inputs, report, command_timeout=command_timeout)
+    r = runner(cluster, prep.inputs, ui.host_line, command_timeout=command_timeout)
     started = time.monotonic()
     try:
         run_preflight(r)
         committed(prep)
         for row in renewed:
             ui.out.print(f"{row.file}: {row.action}")
-        renewal.roll_out(r, Upgrader(r, report))
+        renewal.roll_out(r, Upgrader(r, ui.host_line))
     except (DeployFailed, StepFailed) as exc:
         raise Exit(
             f"certs.renew stopped: {exc}\nrun it again, or `kubefab deploy`: both deliver what is left", code=1

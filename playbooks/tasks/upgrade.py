@@ -46,10 +46,7 @@ def upgrade_task(
     cluster, prep = ready.cluster, ready.prep
     stack, source = prep.inputs.stack, str(inventory_path(inventory))
 
-    def report(host: str, text: str) -> None:
-        ui.out.print(f"  {host:<14} {text}")
-
-    r = runner(cluster, prep.inputs, report, verbose, command_timeout)
+    r = runner(cluster, prep.inputs, ui.host_line, verbose, command_timeout)
     started = time.monotonic()
     try:
         run_preflight(r, upgrading=True)
@@ -66,7 +63,7 @@ def upgrade_task(
             ui.out.print(f"{len(stages)} stage(s) would run" if stages else "nothing to upgrade")
             return
         committed(prep)
-        u = Upgrader(r, report, drain_timeout)
+        u = Upgrader(r, ui.host_line, drain_timeout)
         for name in u.restore_service(stack.kubernetes):
             ui.out.print(f"{name}: uncordoned (left cordoned by an interrupted upgrade)")
         if not stages:
