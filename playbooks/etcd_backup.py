@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+import secrets
 import shlex
 import socket
 import subprocess
@@ -68,7 +69,8 @@ def snapshot(r: Runner, directory: Path, label: str = "") -> Snapshot:
     """A snapshot from a healthy member, checked with etcdutl, in `directory` (0600) with a .sha256 beside it."""
     host = healthy_member(r)
     stamp = _stamp()
-    remote = f"{REMOTE_DIR}/etcd-{stamp}{SUFFIX}"
+    run_id = f"{stamp}-{secrets.token_hex(4)}"  # two backups in the same second (a timer and an operator) stay apart
+    remote = f"{REMOTE_DIR}/etcd-{run_id}{SUFFIX}"
     r.run(
         host,
         "etcd: snapshot",
@@ -78,19 +80,34 @@ def snapshot(r: Runner, directory: Path, label: str = "") -> Snapshot:
     )
     check = f"{KUBE_BIN}/etcdutl snapshot status {remote} -w json"
     status = json.loads(r.run(host, "etcd: check the snapshot", check).stdout)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    local = directory / f"etcd-{stamp}{'-' + label if label else ''}{SUFFIX}"
-    staged = f"/tmp/kubefab-{stamp}{SUFFIX}"
+    local = _reserve(directory, f"etcd-{stamp}{'-' + label if label else ''}")
+    staged = f"/tmp/kubefab-{run_id}{SUFFIX}"
     user = shlex.quote(r.cluster.ssh_for(host).user)
     r.run(host, "etcd: stage the snapshot", f"install -m 0600 -o {user} {remote} {staged} && rm -f {remote}")
     try:
         r.remote(host).download("etcd: fetch the snapshot", staged, str(local))
+    except BaseException:
+        local.unlink(missing_ok=True)
+        raise
     finally:
         r.run(host, "etcd: remove the staged snapshot", f"rm -f {staged}", check=False)
     local.chmod(0o600)
     digest = hashlib.sha256(local.read_bytes()).hexdigest()
     (directory / f"{local.name}.sha256").write_text(f"{digest}  {local.name}\n")
     return Snapshot(local, status.get("revision"), status.get("totalKey"), digest)
+
+
+def _reserve(directory: Path, base: str) -> Path:
+    """A new file named after `base` in `directory`, created exclusively so concurrent backups never share one."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for n in range(100):
+        path = directory / f"{base}{f'.{n}' if n else ''}{SUFFIX}"
+        try:
+            path.touch(mode=0o600, exist_ok=False)
+            return path
+        except FileExistsError:
+            continue
+    raise BackupError(f"{directory}: 100 snapshots named {base}* already")
 
 
 def prune(directory: Path, keep: int) -> list[Path]:

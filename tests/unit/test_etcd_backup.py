@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kubefab.playbooks.etcd_backup import BackupError, prune, restore_command, verify_file
+from kubefab.playbooks.etcd_backup import BackupError, _reserve, prune, restore_command, verify_file
 from kubefab.playbooks.inventory import load
 from tests.conftest import EXAMPLE
 
@@ -24,6 +24,16 @@ def test_keep_removes_the_oldest_snapshots_with_their_checksums(tmp_path: Path) 
         "etcd-20261203T000000Z.db",
         "etcd-20261203T000000Z.db.sha256",
     ]
+
+
+def test_two_backups_in_the_same_second_get_their_own_files(tmp_path: Path) -> None:
+    first, second = (
+        _reserve(tmp_path / "backups", "etcd-20261203T120000Z"),
+        _reserve(tmp_path / "backups", "etcd-20261203T120000Z"),
+    )
+    assert first != second and first.exists() and second.exists()
+    assert oct(first.stat().st_mode & 0o777) == "0o600" and oct(first.parent.stat().st_mode & 0o777) == "0o700"
+    assert len(prune(tmp_path / "backups", 1)) == 1  # both count as snapshots for --keep
 
 
 def test_a_snapshot_that_changed_since_it_was_taken_is_refused(tmp_path: Path) -> None:
