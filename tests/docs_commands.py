@@ -170,6 +170,14 @@ RULES: tuple[Rule, ...] = (
         "is tests/lab/test_upgrade.py, from the previous minor)",
     ),
     Rule(
+        ("kubefab", "reset"),
+        "reset.dry",
+        "lab",
+        "run with the lab inventory, without --yes: asserts it lists what it would remove and exits 2 (the reset "
+        "itself is tests/lab/test_reset.py)",
+        pattern=r"kubefab reset(?!.*--yes).*",
+    ),
+    Rule(
         ("kubefab", "certs.check"),
         "certs.check.hosts",
         "lab",

@@ -35,6 +35,7 @@ NETWORK_SYSCTLS = {
 }
 
 _FSTAB_SWAP = r"^[^#].*[[:space:]]swap[[:space:]]"
+FSTAB_MARK = "#kubefab: "  # before each swap line kubefab turned off, so `reset` can restore it
 
 
 IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack")
@@ -53,7 +54,7 @@ def plan(daemons: Sequence[Component], inputs: Inputs, host: Host) -> Plan:
         Step(
             "swap off, now and at boot",
             unless=f"[ -z \"$(awk 'NR > 1' /proc/swaps)\" ] && ! grep -Eq '{_FSTAB_SWAP}' /etc/fstab",
-            run=f"swapoff -a && sed -ri '/{_FSTAB_SWAP}/s/^/#kubefab: /' /etc/fstab",
+            run=f"swapoff -a && sed -ri '/{_FSTAB_SWAP}/s/^/{FSTAB_MARK}/' /etc/fstab",
         ),
         # Checked by what the modules provide, so kernels with them built in (no modprobe possible) pass.
         Step(

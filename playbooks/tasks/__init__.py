@@ -13,6 +13,7 @@ from kubefab.playbooks.tasks import (
     kubeconfig,
     pki,
     render,
+    reset,
     upgrade,
     verify,
 )
@@ -33,6 +34,7 @@ ns.add_task(upgrade.upgrade_task, name="upgrade")
 ns.add_task(deploy.fetch_bundle)
 ns.add_collection(images)
 ns.add_task(verify.verify)
+ns.add_task(reset.reset)
 ns.add_collection(etcd.etcd)
 ns.add_task(kubeconfig.kubeconfig)
 ns.add_task(imports.import_inventory)

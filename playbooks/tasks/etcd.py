@@ -12,17 +12,10 @@ from invoke.tasks import task
 
 from kubefab.playbooks import etcd_backup, ui
 from kubefab.playbooks.remote import StepFailed
-from kubefab.playbooks.runner import DeployFailed, Runner
+from kubefab.playbooks.runner import DeployFailed
 from kubefab.playbooks.tasks.common import load_cluster, prepare_or_exit
-from kubefab.playbooks.tasks.deploy import INVENTORY_HELP, runner
-from kubefab.playbooks.tasks.verify import check_identity
-
-
-def connected(inventory: str | None) -> Runner:
-    """A runner over the inventory's hosts once they are known to trust the cluster directory's CA."""
-    cluster = load_cluster(inventory)
-    check_identity(cluster, None)
-    return runner(cluster, prepare_or_exit(cluster).inputs, ui.host_line)
+from kubefab.playbooks.tasks.deploy import INVENTORY_HELP
+from kubefab.playbooks.tasks.verify import connected
 
 
 @task(
@@ -37,7 +30,7 @@ def backup(ctx: Context, inventory: str | None = None, out: str | None = None, k
     """Take an etcd snapshot from a healthy member, check it, and keep it with its SHA-256."""
     if keep < 0:
         raise Exit("--keep: 0 (keep all) or more", code=2)
-    r = connected(inventory)
+    r = connected(load_cluster(inventory), "etcd.backup")
     directory = Path(out) if out else etcd_backup.backups_dir(r.cluster)
     try:
         snap = etcd_backup.snapshot(r, directory)
@@ -77,7 +70,7 @@ def restore(ctx: Context, snapshot: str, inventory: str | None = None, check: bo
                 "the cluster was not touched"
             )
             return
-        r = connected(inventory)
+        r = connected(cluster, "etcd.restore")
         try:
             aside = etcd_backup.restore(r, path, lambda text: ui.out.print(f"  {text}"))
             r.phase("control-plane")  # its checks: every apiserver ready again

@@ -10,19 +10,19 @@ from invoke.tasks import task
 from kubefab.playbooks import ui
 from kubefab.playbooks.limit import LimitError, limited_hosts
 from kubefab.playbooks.model import Cluster, Host
-from kubefab.playbooks.runner import DeployFailed
+from kubefab.playbooks.runner import DeployFailed, Runner
 from kubefab.playbooks.tasks.common import inventory_path, load_cluster, prepare_or_exit
 from kubefab.playbooks.tasks.deploy import runner, show_preflight
 from kubefab.playbooks.verify import SUITE, pytest_args, ssh_config
 
 
-def check_identity(cluster: Cluster, hosts: list[Host] | None) -> None:
+def check_identity(cluster: Cluster, hosts: list[Host] | None, task: str = "verify") -> None:
     """Refuse to vouch for hosts that trust another CA than the cluster directory's (nothing is written)."""
     r = runner(cluster, prepare_or_exit(cluster).inputs, limit=hosts)
     try:
         findings = r.identity()
     except DeployFailed as exc:
-        raise Exit(f"verify: {exc}", code=1) from None
+        raise Exit(f"{task}: {exc}", code=1) from None
     finally:
         r.close(record=False)
     wrong = [f for f in findings if f.status == "fail"]
@@ -30,8 +30,14 @@ def check_identity(cluster: Cluster, hosts: list[Host] | None) -> None:
         show_preflight(wrong)
         lines = "".join(f"\n  {f.host}: {f.detail}" for f in wrong)
         raise Exit(
-            f"verify: {len(wrong)} host(s) belong to another cluster directory; nothing was checked:{lines}", code=1
+            f"{task}: {len(wrong)} host(s) belong to another cluster directory; nothing was done:{lines}", code=1
         )
+
+
+def connected(cluster: Cluster, task: str, hosts: list[Host] | None = None) -> Runner:
+    """A runner over `hosts` (all by default) once they are known to trust the cluster directory's CA."""
+    check_identity(cluster, hosts, task)
+    return runner(cluster, prepare_or_exit(cluster).inputs, ui.host_line, limit=hosts)
 
 
 @task(

@@ -30,6 +30,7 @@ from kubefab.playbooks.versions import release
 
 TEARDOWN_MODULE = "test_lab_teardown.py"
 UPGRADE_MODULE = "test_upgrade.py"  # replaces the session's hosts with fresh ones: after the deploy tests
+RESET_MODULE = "test_reset.py"  # resets the upgraded cluster, then replaces its hosts: after the upgrade
 
 
 def missing_requirement() -> str | None:
@@ -51,11 +52,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if reason and item.get_closest_marker("lab"):
             item.add_marker(pytest.mark.skip(reason=reason))
-    # The lab's own tests first (on fresh hosts), then the deploy tests, then the upgrade (on hosts of its own)
-    # and `down` last: it ends the lab.
+    # The lab's own tests first (on fresh hosts), then the deploy tests, then the upgrade (on hosts of its own),
+    # the reset of what it left, and `down` last: it ends the lab.
     items.sort(
         key=lambda item: (
             item.path.name == TEARDOWN_MODULE,
+            item.path.name == RESET_MODULE,
             item.path.name == UPGRADE_MODULE,
             item.path.name.startswith(("test_deploy", "test_kubernetes")),
         )

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from fabric import Connection
 
+from kubefab.playbooks.lab import lifecycle
+from kubefab.playbooks.lab.access import connect
 from kubefab.playbooks.lab.settings import LabPaths
 from kubefab.playbooks.lab.state import LabState
 
@@ -37,6 +39,14 @@ class Lab:
     def run(self, host: str, command: str) -> str:
         """stdout of `command` on `host` as the kubefab user; raises if it fails."""
         return self.connections[host].run(command, hide=True, in_stream=False).stdout.strip()
+
+    def replace_hosts(self) -> None:
+        """Fresh lab hosts in place of the running ones (same names and addresses), connected."""
+        for conn in self.connections.values():
+            conn.close()
+        self.connections.clear()
+        self.state = lifecycle.up(len(self.state.hosts), paths=self.paths)
+        self.connections.update((h.name, connect(self.paths, h)) for h in self.state.hosts)
 
 
 def leader_pid(nspawn_pid: int) -> int:

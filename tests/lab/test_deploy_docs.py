@@ -137,6 +137,14 @@ def run_restore_check(lab: Lab, text: str) -> Outcome:
     return run_kubefab(lab, rewritten, "restores to revision", "the cluster was not touched")
 
 
+def run_reset_dry(lab: Lab, text: str) -> Outcome:
+    result, seconds = cli(*Command(text, "", 0).argv[1:])
+    TIMINGS[f"docs: {text}"] = seconds
+    out = result.stdout + result.stderr
+    ok = result.returncode == 2 and "would: etcd stopped and disabled" in out and "nothing was changed" in out
+    return Outcome(ok, "" if ok else f"expected exit 2 and the list of what reset would remove\n{shown(result)}")
+
+
 # What a command typed on a host must print, by what it is.
 HOST_EXPECTS = (
     ("openssl verify", ": OK"),
@@ -209,6 +217,7 @@ HANDLERS: dict[str, Callable[[Lab, str], Outcome]] = {
     "etcd.backup": lambda lab, text: run_kubefab(lab, text, "etcd snapshot ", " keys, sha256 "),
     "certs.renew": lambda lab, text: run_kubefab(lab, text, "renewed " if "--all" in text else "nothing to renew"),
     "etcd.restore.check": run_restore_check,
+    "reset.dry": run_reset_dry,
     "lab.status": run_status,
     "lab.ssh": run_ssh,
     "host": run_host,

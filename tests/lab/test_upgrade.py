@@ -23,8 +23,6 @@ from test_kubernetes_pods import APP_IMAGE, app_archive  # noqa: F401  (the modu
 from kubefab.playbooks import source
 from kubefab.playbooks.components.images import CTR
 from kubefab.playbooks.inventory import load
-from kubefab.playbooks.lab import lifecycle
-from kubefab.playbooks.lab.access import connect
 from kubefab.playbooks.lab.bundle import (
     ensure_bundle,
     lab_stack,
@@ -85,11 +83,7 @@ spec:
 @pytest.fixture(scope="module")
 def old(lab: Lab) -> Iterator[Cluster]:
     """Fresh lab hosts (the session's are replaced) deployed with the previous minor."""
-    for conn in lab.connections.values():
-        conn.close()
-    lab.connections.clear()
-    lab.state = lifecycle.up(3, paths=lab.paths)
-    lab.connections.update((h.name, connect(lab.paths, h)) for h in lab.state.hosts)
+    lab.replace_hosts()
     ensure_bundle(lab.paths.bundle, source.cache_dir(), upgrade_from_stack())
     set_versions(lab.paths.inventory, upgrade_from_minor(), upgrade_from_overrides())
     result, seconds = cli("deploy", "--inventory", str(lab.paths.inventory))
