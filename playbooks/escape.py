@@ -1,9 +1,10 @@
 """Values written into the files kubefab renders, each in its own format's syntax.
 
-Templates pass text through a filter for the format of the place it lands (`toml`, `yaml`, `sh`); anything
-written bare must be plain: `plain` (the templates' `finalize`) refuses bare text holding a character that
-could end a string, a line or a word in any of the formats (quote, space, newline, `#`, `$`, `%`, `\\`,
-`;`, braces). So a value that got past validation still cannot change what a file means: rendering fails.
+Templates pass text through a filter for the format of the place it lands (`toml`, `yaml`, `sh`,
+`unit_setting`); anything written bare must be plain: `plain` (the templates' `finalize`) refuses bare text
+holding a character that could end a string, a line or a word in any of the formats (quote, space, newline,
+`#`, `$`, `%`, `\\`, `;`, braces). So a value that got past validation still cannot change what a file
+means: rendering fails.
 """
 
 from __future__ import annotations
@@ -57,4 +58,15 @@ def sh(value: str) -> Escaped:
     return Escaped(shlex.quote(value))
 
 
-FILTERS = {"toml": toml, "yaml": yaml, "sh": sh}
+_UNIT_SETTING = re.compile(r"[^\x00-\x1f\x7f\\%\"']*", re.ASCII)
+
+
+def unit_setting(value: str) -> Escaped:
+    """The value of a systemd unit setting (`OnCalendar=...`): spaces are part of it; a control character, a
+    backslash, a quote or `%` (systemd's specifiers) would change its meaning, and are refused."""
+    if not _UNIT_SETTING.fullmatch(value):
+        raise UnsafeValue(f"{value[:80]!r} holds characters a systemd setting would read differently")
+    return Escaped(value)
+
+
+FILTERS = {"toml": toml, "yaml": yaml, "sh": sh, "unit_setting": unit_setting}

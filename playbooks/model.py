@@ -19,6 +19,7 @@ from kubefab.playbooks.shapes import (
     MAX_MIRRORS,
     MAX_SANS,
     Bool,
+    Calendar,
     DnsName,
     Group,
     HostName,
@@ -240,6 +241,18 @@ class Versions(Strict):
     flannel: Version | None = None
 
 
+class EtcdSnapshots(Strict):
+    """A systemd timer on every etcd member that keeps checked local snapshots of it (`etcd.backup` is the one
+    that brings a snapshot to the operator's machine). Twice a day and 14 kept by default, as rke2 does."""
+
+    schedule: Calendar = "*-*-* 00,12:00:00"
+    keep: Annotated[Int, Field(ge=1, le=1000)] = 14
+
+
+class Etcd(Strict):
+    snapshots: EtcdSnapshots | None = None  # unset: no timer
+
+
 class Cluster(Strict):
     name: HostName
     kubernetes_version: KubernetesVersion
@@ -259,6 +272,7 @@ class Cluster(Strict):
     firewall: Literal["open", "disable", "skip"] = "open"
     cgroup_v1: Literal["refuse", "allow"] = "refuse"
     registry: Registry = Registry()
+    etcd: Etcd = Etcd()
     certificates: Certificates = Certificates()
     versions: Versions = Versions()
     hosts: tuple[Host, ...] = Field(min_length=1, max_length=MAX_HOSTS)

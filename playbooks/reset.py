@@ -10,7 +10,7 @@ import shlex
 
 from kubefab.playbooks.components import host_plans
 from kubefab.playbooks.components.binaries import KUBE_BIN
-from kubefab.playbooks.components.etcd import DATA_DIR
+from kubefab.playbooks.components.etcd import data_dirs
 from kubefab.playbooks.components.host_os import FSTAB_MARK
 from kubefab.playbooks.inputs import Inputs
 from kubefab.playbooks.model import Host
@@ -245,15 +245,17 @@ def steps(inputs: Inputs, host: Host, delete_data: bool) -> tuple[Step, ...]:
     if inputs.cluster.kube_proxy_mode == "ipvs":
         out.append(_ipvs())
     files = list(dict.fromkeys([f.path for p in plans for f in p.files] + [b.path for p in plans for b in p.binaries]))
-    trees = list(dict.fromkeys([d.path for p in plans for d in p.directories if d.path != DATA_DIR]))
+    data = data_dirs(inputs.cluster)
+    held = [d for p in plans for d in p.directories if d.path in data]
+    trees = list(dict.fromkeys([d.path for p in plans for d in p.directories if d.path not in data]))
     out.append(_removed("files and binaries", files, keep_owned=True))
     out.append(_removed("directories and runtime state", [*trees, *RUNTIME_TREES]))
-    if delete_data and any(d.path == DATA_DIR for p in plans for d in p.directories):
-        out.append(_removed("etcd data", [DATA_DIR]))
+    if delete_data and held:
+        out.append(_removed("etcd data", list(dict.fromkeys(d.path for d in held))))
     out.append(_empty_parents(parents([*files, *trees, *RUNTIME_TREES])))
     out += [_block(b.path, b.begin, b.end) for p in plans for b in p.blocks]
     out.append(_swap_restored())
     # The owner of etcd's data stays while the data does: a new user's uid could not read it.
-    keeps = set() if delete_data else {d.owner for p in plans for d in p.directories if d.path == DATA_DIR}
+    keeps = set() if delete_data else {d.owner for d in held}
     out += [_user(u) for u in dict.fromkeys(u for p in plans for u in p.users) if u not in keeps]
     return tuple(out)

@@ -36,6 +36,9 @@ KUBERNETES_VERSION = r"v?[0-9]{1,4}\.[0-9]{1,4}(?:\.[0-9]{1,4})?"
 USER = r"[a-z_][a-z0-9_-]{0,31}"
 TOKEN_USER = r"[a-z0-9](?:[a-z0-9:._@-]{0,62}[a-z0-9])?"
 GROUP = r"[a-z0-9](?:[a-z0-9:._-]{0,62}[a-z0-9])?"
+# A systemd OnCalendar expression's characters (daily, Mon..Fri *-*-* 03:00, *-*-* 00,12:00:00): systemd parses
+# the rest; no quote, newline or '%' reaches a unit file.
+CALENDAR = r"[A-Za-z0-9*,.:/~ +-]{1,100}"
 
 # Bounds on what one inventory can ask for, so any input is refused in bounded time and memory.
 MAX_HOSTS = 500
@@ -106,6 +109,10 @@ User = Annotated[str, *shape(USER, "a Unix user name (a-z 0-9 _ -, at most 32 ch
 TokenUser = Annotated[str, *shape(TOKEN_USER, "a user name (a-z 0-9 : . _ @ -, at most 64 characters)", 64)]
 Group = Annotated[str, *shape(GROUP, "a group name (a-z 0-9 : . _ -, at most 64 characters)", 64)]
 LocalPath = Annotated[str, BeforeValidator(_text), AfterValidator(_local_path)]
+Calendar = Annotated[
+    str,
+    *shape(CALENDAR, "a systemd OnCalendar expression, like daily or *-*-* 00,12:00:00 (A-Z 0-9 * , . : / ~ + -)", 100),
+]
 # Integers and booleans as YAML writes them: `true` is not port 1, "6443" is not a number.
 Int = Annotated[int, Field(strict=True)]
 Bool = Annotated[bool, Field(strict=True)]

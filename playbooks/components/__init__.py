@@ -12,7 +12,7 @@ from kubefab.playbooks.component import Component
 from kubefab.playbooks.components import certificates, host_os
 from kubefab.playbooks.components.addons import ADDONS, CNI
 from kubefab.playbooks.components.control_plane import APISERVER, CONTROLLER_MANAGER, SCHEDULER
-from kubefab.playbooks.components.etcd import ETCD
+from kubefab.playbooks.components.etcd import ETCD, ETCD_SNAPSHOTS
 from kubefab.playbooks.components.images import IMAGES
 from kubefab.playbooks.components.load_balancer import HAPROXY, KEEPALIVED
 from kubefab.playbooks.components.node import CONTAINERD, KUBE_PROXY, KUBELET
@@ -24,6 +24,7 @@ from kubefab.playbooks.versions import Release, Stack, release
 # The daemons and the pieces that run in pods, in the order their ports and packages are listed.
 DAEMONS: tuple[Component, ...] = (
     ETCD,
+    ETCD_SNAPSHOTS,
     APISERVER,
     CONTROLLER_MANAGER,
     SCHEDULER,

@@ -79,3 +79,58 @@ ETCD = Component(
     reads=(f"{ETCD_PKI}/ca.crt", f"{ETCD_PKI}/server", f"{ETCD_PKI}/peer"),
     checks=checks,
 )
+
+
+# -- snapshots on a timer (the inventory's etcd.snapshots) ----------------------------------------------------
+SNAPSHOT_DIR = "/var/lib/etcd-snapshots"
+SNAPSHOT_UNIT = "kubefab-etcd-snapshot"
+SNAPSHOT_SCRIPT = f"{binaries.KUBE_BIN}/{SNAPSHOT_UNIT}"
+SNAPSHOT_TIMER = f"{SNAPSHOT_UNIT}.timer"
+_SNAPSHOT_UNITS = tuple(f"/etc/systemd/system/{SNAPSHOT_UNIT}.{kind}" for kind in ("service", "timer"))
+# etcd.snapshots taken out of the inventory: the timer goes, the snapshots it took stay (they are data).
+RETIRE_SNAPSHOTS = Step(
+    "etcd snapshot timer removed (etcd.snapshots unset; the snapshots taken are kept)",
+    unless=f"[ ! -e {_SNAPSHOT_UNITS[1]} ]",
+    run=f"systemctl disable --now {SNAPSHOT_TIMER}; rm -f {SNAPSHOT_SCRIPT} {' '.join(_SNAPSHOT_UNITS)} "
+    "&& systemctl daemon-reload",
+)
+
+
+def data_dirs(c: Cluster) -> tuple[str, ...]:
+    """What an etcd member holds that is the cluster's data, not kubefab's files: kept by `reset` unless asked."""
+    return (DATA_DIR, SNAPSHOT_DIR) if c.etcd.snapshots else (DATA_DIR,)
+
+
+def snapshot_plan(inputs: Inputs, host: Host) -> Plan:
+    spec = inputs.cluster.etcd.snapshots
+    if spec is None:
+        return Plan(host.name, "etcd-snapshots", steps=(RETIRE_SNAPSHOTS,))
+    # etcdutl checks snapshots from etcd 3.5 on; before, etcdctl did.
+    tools = {b.path.rsplit("/", 1)[1] for b in binaries.etcd(inputs.stack.etcd, inputs.arch)}
+    ctx = inputs.context(
+        host,
+        checker="etcdutl" if "etcdutl" in tools else "etcdctl",
+        snapshot_dir=SNAPSHOT_DIR,
+        keep=spec.keep,
+        schedule=spec.schedule,
+        script=SNAPSHOT_SCRIPT,
+        bin=binaries.KUBE_BIN,
+        endpoint=endpoint(host),
+        pki=REMOTE_PKI,
+    )
+    service, timer = _SNAPSHOT_UNITS
+    return Plan(
+        host.name,
+        "etcd-snapshots",
+        directories=(Directory(SNAPSHOT_DIR, 0o700),),
+        files=(
+            File(SNAPSHOT_SCRIPT, render(f"etcd/{SNAPSHOT_UNIT}.j2", **ctx), mode=0o700),
+            File(service, render(f"etcd/{SNAPSHOT_UNIT}.service.j2", **ctx)),
+            File(timer, render(f"etcd/{SNAPSHOT_UNIT}.timer.j2", **ctx), notifies=(SNAPSHOT_TIMER,)),
+        ),
+        services=(SNAPSHOT_TIMER,),
+        checks=(Check("etcd snapshot timer active", f"systemctl is-active -q {SNAPSHOT_TIMER}", 30),),
+    )
+
+
+ETCD_SNAPSHOTS = Component("etcd-snapshots", phase="etcd", hosts=with_role("etcd"), plan=snapshot_plan)

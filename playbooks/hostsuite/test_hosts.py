@@ -9,7 +9,7 @@ import yaml
 from kubefab.pki.profiles import ETCD_PKI
 from kubefab.playbooks import bundle, components, dns, hardening
 from kubefab.playbooks.apply import local_sha256
-from kubefab.playbooks.components import host_os
+from kubefab.playbooks.components import etcd, host_os
 from kubefab.playbooks.components.images import CTR
 from kubefab.playbooks.hostsuite.nodes import Node, needs
 from kubefab.playbooks.inputs import stack_of
@@ -120,6 +120,27 @@ def test_etcd_member(host, node: Node) -> None:
         f"--key={PKI}/etcd/healthcheck-client.key endpoint health"
     )
     assert health.rc == 0 and "is healthy" in health.stdout + health.stderr, health.stderr
+
+
+def test_etcd_snapshots(host, node: Node) -> None:
+    """With etcd.snapshots: the timer scheduled, its last run (if any) not failed, the kept snapshots private and
+    matching their .sha256; without: no timer left behind."""
+    needs(node, "etcd")
+    timer = host.service(etcd.SNAPSHOT_TIMER)
+    if node.cluster.etcd.snapshots is None:
+        left = host.file(f"/etc/systemd/system/{etcd.SNAPSHOT_TIMER}").exists
+        assert not left, "a snapshot timer etcd.snapshots no longer asks for"
+        return
+    assert timer.is_enabled and timer.is_running, f"{etcd.SNAPSHOT_TIMER} is not enabled and active"
+    result = host.run(f"systemctl show -p Result --value {etcd.SNAPSHOT_UNIT}.service").stdout.strip()
+    assert result == "success", f"the last snapshot run ended with {result} (journalctl -u {etcd.SNAPSHOT_UNIT})"
+    listed = host.run(f"find {etcd.SNAPSHOT_DIR} -maxdepth 1 -name 'etcd-*.db' -printf '%m %f\\n'").stdout.split("\n")
+    snapshots = [line.split() for line in listed if line]
+    assert len(snapshots) <= node.cluster.etcd.snapshots.keep, f"more than keep={node.cluster.etcd.snapshots.keep}"
+    for mode, name in snapshots:
+        assert mode == "600", f"{name} is {mode}"
+        check = host.run(f"cd {etcd.SNAPSHOT_DIR} && sha256sum -c {name}.sha256")
+        assert check.rc == 0, check.stdout + check.stderr
 
 
 def test_control_plane(host, node: Node) -> None:

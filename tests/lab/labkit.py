@@ -21,9 +21,22 @@ from kubefab.playbooks.lab import lifecycle
 from kubefab.playbooks.lab.access import connect
 from kubefab.playbooks.lab.settings import LabPaths
 from kubefab.playbooks.lab.state import LabState
+from kubefab.playbooks.model import Cluster
 
 Kubectl = Callable[..., subprocess.CompletedProcess]
 
+# Every long-running service a deploy may start, whose start times show what a run restarted.
+SERVICES = (
+    "etcd",
+    "haproxy",
+    "keepalived",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "containerd",
+    "kubelet",
+    "kube-proxy",
+)
 # Seconds measured during the run, printed in pytest's summary (and so in CI's log).
 TIMINGS: dict[str, float] = {}
 # Other figures measured during the run (counts), printed with them.
@@ -47,6 +60,18 @@ class Lab:
         self.connections.clear()
         self.state = lifecycle.up(len(self.state.hosts), paths=self.paths)
         self.connections.update((h.name, connect(self.paths, h)) for h in self.state.hosts)
+
+
+def start_times(lab: Lab, cluster: Cluster) -> dict[str, str]:
+    """host/service -> when the service last entered active (systemd's monotonic clock): equal before and
+    after a run when it restarted nothing."""
+    out = {}
+    for h in cluster.hosts:
+        text = lab.run(h.name, "systemctl show -p Id -p ActiveEnterTimestampMonotonic " + " ".join(SERVICES))
+        for block in text.split("\n\n"):
+            fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+            out[f"{h.name}/{fields['Id']}"] = fields["ActiveEnterTimestampMonotonic"]
+    return out
 
 
 def leader_pid(nspawn_pid: int) -> int:

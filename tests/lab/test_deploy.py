@@ -15,24 +15,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from labkit import TIMINGS, Etcd, Lab, cli
+from labkit import TIMINGS, Etcd, Lab, cli, start_times
 
 from kubefab.playbooks import identity
 from kubefab.playbooks.inventory import load
 from kubefab.playbooks.model import Cluster
 
 pytestmark = pytest.mark.lab
-SERVICES = (
-    "etcd",
-    "haproxy",
-    "keepalived",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "containerd",
-    "kubelet",
-    "kube-proxy",
-)
 
 
 @pytest.fixture(scope="module")
@@ -178,16 +167,6 @@ def test_failover_when_haproxy_dies_on_the_master(lab: Lab, deployed: Cluster) -
     while vip_holders(lab, deployed) != [master] and time.monotonic() < deadline:
         time.sleep(0.2)
     assert vip_holders(lab, deployed) == [master]
-
-
-def start_times(lab: Lab, cluster: Cluster) -> dict[str, str]:
-    out = {}
-    for h in cluster.hosts:
-        text = lab.run(h.name, "systemctl show -p Id -p ActiveEnterTimestampMonotonic " + " ".join(SERVICES))
-        for block in text.split("\n\n"):
-            fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-            out[f"{h.name}/{fields['Id']}"] = fields["ActiveEnterTimestampMonotonic"]
-    return out
 
 
 def test_second_deploy_changes_nothing_and_restarts_nothing(lab: Lab, deployed: Cluster) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from labkit import FIGURES, TIMINGS, Etcd, Kubectl, Lab, cli
+from labkit import FIGURES, TIMINGS, Etcd, Kubectl, Lab, cli, start_times
 from test_kubernetes_pods import APP_IMAGE, app_archive  # noqa: F401  (the module's fixture)
 
 from kubefab.playbooks import source
@@ -118,11 +118,6 @@ def kubectl_for(cluster: Cluster, lab: Lab) -> Kubectl:
         return done
 
     return run
-
-
-def start_times(lab: Lab, cluster: Cluster) -> dict[str, str]:
-    units = "etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy haproxy containerd"
-    return {h.name: lab.run(h.name, f"systemctl show -p ActiveEnterTimestampMonotonic {units}") for h in cluster.hosts}
 
 
 def test_deploy_of_another_version_is_refused_and_plan_shows_the_upgrade(lab: Lab, old: Cluster) -> None:
