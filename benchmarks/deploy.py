@@ -27,9 +27,9 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def deploy_once(inventory) -> tuple[float, dict[str, float], int, float]:
-    """Wall seconds, seconds per phase, changes made, and this process's CPU seconds (the operator's share:
-    on the lab the hosts' own work runs on the same cores, on real hosts it runs on theirs)."""
+def deploy_once(inventory) -> tuple[float, dict[str, float], int, float, dict[str, int]]:
+    """Wall seconds, seconds per phase, changes made, this process's CPU seconds (the operator's share: on the
+    lab the hosts' own work runs on the same cores, on real hosts it runs on theirs), and changes per host."""
     cluster = load(inventory)
     start, cpu = time.monotonic(), cpu_seconds()
     d = runner(cluster, ensure_inputs(cluster))
@@ -42,7 +42,11 @@ def deploy_once(inventory) -> tuple[float, dict[str, float], int, float]:
             phases[name] = d.phase(name).seconds
     finally:
         d.close()
-    return time.monotonic() - start, phases, sum(r.changes() for r in d.results), cpu_seconds() - cpu
+    by_host: dict[str, int] = {}
+    for result in d.results:
+        for host, tally in result.hosts.items():
+            by_host[host] = by_host.get(host, 0) + len(tally.changed)
+    return time.monotonic() - start, phases, sum(r.changes() for r in d.results), cpu_seconds() - cpu, by_host
 
 
 def main() -> None:
@@ -54,8 +58,8 @@ def main() -> None:
     try:
         for count in (int(n) for n in args.hosts.split(",")):
             lifecycle.up(count, paths=paths, log=lambda _: None)
-            first, phases, changes, cpu = deploy_once(paths.inventory)
-            again, _, no_changes, _ = deploy_once(paths.inventory)
+            first, phases, changes, cpu, _ = deploy_once(paths.inventory)
+            again, _, no_changes, _, _ = deploy_once(paths.inventory)
             assert no_changes == 0, f"re-run on {count} hosts made {no_changes} change(s)"
             rows.append((count, first, again, phases, cpu))
             print(

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from kubefab.playbooks import source
 from kubefab.playbooks.lab import cgroups, lifecycle
 from kubefab.playbooks.lab.bundle import ensure_bundle
 from kubefab.playbooks.lab.image import ensure_image
@@ -45,7 +46,7 @@ def main() -> None:
     paths = lab_paths()
     lifecycle.down(paths, log=lambda _: None)
     ensure_image(paths)
-    ensure_bundle(paths.bundle, paths.debs, lifecycle.kubernetes_version())
+    ensure_bundle(paths.bundle, source.cache_dir())
 
     rows = []
     for count in args.hosts:

@@ -142,6 +142,13 @@ RULES: tuple[Rule, ...] = (
         "lab",
         "equivalence: lifecycle.down, run by the session fixture at its end (test_lab_teardown.py checks it)",
     ),
+    Rule(
+        ("kubefab", "lab.add"),
+        "lab.add",
+        "lab",
+        "equivalence: parses to the one host tests/lab/test_membership.py passes to lifecycle.add, which is what "
+        "`lab.add` calls (that test then deploys and checks it joined); running it here would grow the session's lab",
+    ),
     Rule(("kubefab", "lab.status"), "lab.status", "lab", "run"),
     Rule(("kubefab", "lab.ssh"), "lab.ssh", "lab", "run"),
     Rule(("kubefab", "deploy"), "deploy", "lab", "run with the lab inventory"),

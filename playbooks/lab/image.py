@@ -105,12 +105,20 @@ def image_key(packages: tuple[str, ...], suite: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def ensure_image(paths: LabPaths, log: Callable[[str], None] = print) -> Path:
-    """The cached base rootfs, (re)built when the package list or the suite changed."""
-    source = machine_source()
-    key = image_key(PACKAGES, source.suite)
+def current_image(paths: LabPaths) -> Path | None:
+    """The cached base rootfs if it was built for today's package list and suite."""
+    key = image_key(PACKAGES, machine_source().suite)
     if paths.image_stamp.is_file() and paths.image_stamp.read_text().strip() == key and paths.rootfs.is_dir():
         return paths.rootfs
+    return None
+
+
+def ensure_image(paths: LabPaths, log: Callable[[str], None] = print) -> Path:
+    """The cached base rootfs, (re)built when the package list or the suite changed."""
+    if (built := current_image(paths)) is not None:
+        return built
+    source = machine_source()
+    key = image_key(PACKAGES, source.suite)
     log(f"building the base image ({source.suite}, {len(PACKAGES)} packages), about 70 s ...")
     staging = paths.image / "rootfs.new"
     remove_tree(staging)

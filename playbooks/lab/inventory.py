@@ -70,9 +70,17 @@ def lab_inventory(
 
 
 def render(inventory: dict[str, Any]) -> str:
-    return "# Written by `kubefab lab.up` for the hosts it started; rewritten on every `lab.up`.\n" + yaml.safe_dump(
-        inventory, sort_keys=False, default_flow_style=None, width=110
+    return (
+        "# Written by `kubefab lab.up` for the hosts it started (`lab.add` appends workers); rewritten on every"
+        " `lab.up`.\n" + yaml.safe_dump(inventory, sort_keys=False, default_flow_style=None, width=110)
     )
+
+
+def with_workers(text: str, added: tuple[LabHost, ...]) -> str:
+    """The lab inventory `text` with `added` appended as workers, everything else as it was."""
+    inventory = yaml.safe_load(text)
+    inventory["hosts"] = [*inventory["hosts"], *({"name": h.name, "ip": h.ip, "roles": ["worker"]} for h in added)]
+    return render(inventory)
 
 
 def usage(path: Path) -> str:

@@ -10,8 +10,8 @@ from pathlib import Path
 from kubefab.playbooks import source
 from kubefab.playbooks.lab import cgroups, hosts, network
 from kubefab.playbooks.lab.bundle import ensure_bundle, lab_stack
-from kubefab.playbooks.lab.image import ensure_image
-from kubefab.playbooks.lab.inventory import lab_inventory, render
+from kubefab.playbooks.lab.image import current_image, ensure_image
+from kubefab.playbooks.lab.inventory import lab_inventory, render, with_workers
 from kubefab.playbooks.lab.keys import SSHKey, ensure_key, known_hosts, new_host_keys
 from kubefab.playbooks.lab.mounts import MOUNTS, remove_tree
 from kubefab.playbooks.lab.settings import LabPaths, lab_paths
@@ -56,17 +56,7 @@ def up(
     save(paths.state, state)  # from here on, `down` knows what to remove even if a host fails
 
     peers = host_names(subnet, count)
-    host_keys: dict[str, dict[str, SSHKey]] = {}
-    for name, ip in peers:
-        host_dir = paths.hosts / name
-        root = hosts.mount_clone(rootfs, host_dir)
-        host_keys[name] = new_host_keys()
-        address = IPv4Interface(f"{ip}/{subnet.prefixlen}")
-        hosts.write_files(root, hosts.host_files(name, address, peers, host_keys[name], public_key))
-        pid = hosts.start(name, host_dir, bridge)
-        state = replace(state, hosts=(*state.hosts, LabHost(name, str(ip), pid, str(root))))
-        save(paths.state, state)
-
+    state, host_keys = _start(paths, state, rootfs, public_key, peers, peers)
     paths.known_hosts.write_text(
         known_hosts(([name, str(ip)], key) for name, ip in peers for key in host_keys[name].values())
     )
@@ -87,6 +77,54 @@ def up(
     )
     log(f"lab up: {count} host(s) on {bridge} {subnet}, ssh as kubefab with {paths.key}")
     return state
+
+
+def _start(
+    paths: LabPaths,
+    state: LabState,
+    rootfs: Path,
+    public_key: str,
+    new: list[tuple[str, IPv4Address]],
+    peers: list[tuple[str, IPv4Address]],
+) -> tuple[LabState, dict[str, dict[str, SSHKey]]]:
+    """Clone, configure and boot each host of `new` (its /etc/hosts naming every one of `peers`), saving
+    state.json after each so that `down` finds it; returns the state and each new host's SSH host keys."""
+    subnet = IPv4Network(state.subnet)
+    host_keys: dict[str, dict[str, SSHKey]] = {}
+    for name, ip in new:
+        host_dir = paths.hosts / name
+        root = hosts.mount_clone(rootfs, host_dir)
+        host_keys[name] = new_host_keys()
+        address = IPv4Interface(f"{ip}/{subnet.prefixlen}")
+        hosts.write_files(root, hosts.host_files(name, address, peers, host_keys[name], public_key))
+        pid = hosts.start(name, host_dir, state.bridge)
+        state = replace(state, hosts=(*state.hosts, LabHost(name, str(ip), pid, str(root))))
+        save(paths.state, state)
+    return state, host_keys
+
+
+def add(count: int = 1, *, paths: LabPaths | None = None, log: Log = print) -> LabState:
+    """Start `count` more hosts beside the running ones, from the same base image, and append them to the
+    lab inventory as workers (the next deploy joins them). The running hosts are not touched."""
+    paths = paths or lab_paths()
+    state = load(paths.state)
+    if state is None or not paths.inventory.is_file():
+        raise ValueError("no lab is running: kubefab lab.up first")
+    room = network.max_hosts() - len(state.hosts)
+    if not 1 <= count <= room:
+        raise ValueError(f"--hosts must be between 1 and {room} (the lab has {len(state.hosts)} hosts), not {count}")
+    rootfs = current_image(paths)
+    if rootfs is None:
+        raise ValueError("the base image changed since the lab came up: `kubefab lab.up` to start afresh")
+    peers = host_names(IPv4Network(state.subnet), len(state.hosts) + count)
+    new = peers[len(state.hosts) :]
+    started, host_keys = _start(paths, state, rootfs, ensure_key(paths.key, "kubefab-lab"), new, peers)
+    with paths.known_hosts.open("a") as out:
+        out.write(known_hosts(([name, str(ip)], key) for name, ip in new for key in host_keys[name].values()))
+    hosts.wait_for_ssh([str(ip) for _, ip in new])
+    paths.inventory.write_text(with_workers(paths.inventory.read_text(), started.hosts[len(state.hosts) :]))
+    log(f"lab: added {', '.join(name for name, _ in new)} as workers in {paths.inventory}")
+    return started
 
 
 def down(paths: LabPaths | None = None, log: Log = print) -> None:

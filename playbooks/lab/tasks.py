@@ -1,4 +1,4 @@
-"""`fab lab.up|down|status|ssh`: the local lab of nspawn hosts. Thin: the work is in lifecycle."""
+"""`fab lab.up|add|down|status|ssh`: the local lab of nspawn hosts. Thin: the work is in lifecycle."""
 
 from __future__ import annotations
 
@@ -52,6 +52,25 @@ def up(
     except (RuntimeError, OSError) as exc:  # CommandError and TimeoutError included
         raise Exit(
             f"lab.up failed: {exc}\nwhat did start is listed in {paths.state}; `kubefab lab.down` removes it"
+            f" (consoles: {paths.hosts}/*/console.log)",
+            code=1,
+        ) from None
+    ui.out.print(usage(paths.inventory))
+
+
+@task(auto_shortflags=False, help={"hosts": "how many hosts to add (default 1)"})
+def add(ctx: Context, hosts: int = 1) -> None:
+    """Start more lab hosts beside the running ones and add them to the lab inventory as workers; a deploy
+    then joins them to the cluster."""
+    _root()
+    paths = _paths()
+    try:
+        lifecycle.add(hosts, paths=paths, log=ui.out.print)
+    except ValueError as exc:  # no lab, a bad --hosts, a changed image: found before anything starts
+        raise Exit(f"lab.add: {exc}", code=2) from None
+    except (RuntimeError, OSError) as exc:
+        raise Exit(
+            f"lab.add failed: {exc}\nwhat did start is listed in {paths.state}; `kubefab lab.down` removes it"
             f" (consoles: {paths.hosts}/*/console.log)",
             code=1,
         ) from None
@@ -113,4 +132,4 @@ def ssh(ctx: Context, name: str, command: str = "") -> None:
         raise Exit(code=result.exited)
 
 
-lab = Collection("lab", up, down, status, ssh, bundle)
+lab = Collection("lab", up, add, down, status, ssh, bundle)

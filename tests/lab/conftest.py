@@ -31,6 +31,7 @@ from kubefab.playbooks.versions import release
 TEARDOWN_MODULE = "test_lab_teardown.py"
 UPGRADE_MODULE = "test_upgrade.py"  # replaces the session's hosts with fresh ones: after the deploy tests
 RESET_MODULE = "test_reset.py"  # resets the upgraded cluster, then replaces its hosts: after the upgrade
+MEMBERSHIP_MODULE = "test_membership.py"  # adds a host that stays until the end: after the reset
 
 
 def missing_requirement() -> str | None:
@@ -53,10 +54,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if reason and item.get_closest_marker("lab"):
             item.add_marker(pytest.mark.skip(reason=reason))
     # The lab's own tests first (on fresh hosts), then the deploy tests, then the upgrade (on hosts of its own),
-    # the reset of what it left, and `down` last: it ends the lab.
+    # the reset of what it left, a host added, and `down` last: it ends the lab.
     items.sort(
         key=lambda item: (
             item.path.name == TEARDOWN_MODULE,
+            item.path.name == MEMBERSHIP_MODULE,
             item.path.name == RESET_MODULE,
             item.path.name == UPGRADE_MODULE,
             item.path.name.startswith(("test_deploy", "test_kubernetes")),

@@ -3,8 +3,8 @@ exercised). The lab's inventory stands for the docs' (`inventory/mycluster.yaml`
 cluster directory for theirs, lab-1..3 for their hosts k8s-1..3, with addresses, VIP and interface mapped.
 
 Deploys run one after the other (a re-run changes nothing, a few seconds each); the read-only commands then run
-side by side. `lab.up` and `lab.down` are not run: they would replace or end the session's lab. Each is checked to
-parse to what the session fixture does through playbooks.lab.lifecycle, which the task calls."""
+side by side. `lab.up`, `lab.add` and `lab.down` are not run: they would replace or end the session's lab. Each
+is checked to parse to what the session fixture does through playbooks.lab.lifecycle, which the task calls."""
 
 from __future__ import annotations
 
@@ -208,6 +208,15 @@ def check_lab_down(lab: Lab, text: str) -> Outcome:
     return Outcome(ok, "" if ok else f"{text}: not the plain `kubefab lab.down` the session fixture runs")
 
 
+def check_lab_add(lab: Lab, text: str) -> Outcome:
+    """Equivalence: the docs' `lab.add` parses to one host, what test_membership.py passes to lifecycle.add,
+    which the task calls."""
+    options = parsed(Command(text, "", 0).argv)
+    calls = "lifecycle.add(" in inspect.getsource(lab_tasks.add)
+    ok = options == {"hosts": 1} and calls
+    return Outcome(ok, "" if ok else f"{options} != one host (task calls lifecycle.add: {calls})")
+
+
 HANDLERS: dict[str, Callable[[Lab, str], Outcome]] = {
     "deploy": run_deploy,
     "plan": run_plan,
@@ -225,6 +234,7 @@ HANDLERS: dict[str, Callable[[Lab, str], Outcome]] = {
     "kubectl.nodes": run_kubectl_nodes,
     "lab.up": check_lab_up,
     "lab.down": check_lab_down,
+    "lab.add": check_lab_add,
 }
 SEQUENTIAL = ("deploy", "certs.renew")  # change hosts: one at a time, in this order, before the others
 ON_ONE_THREAD = ("host", "kubectl.nodes")  # share lab-1's SSH connection

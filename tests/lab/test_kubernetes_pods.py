@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from labkit import TIMINGS, Kubectl, Lab, cli
 
-from kubefab.playbooks import oci
+from kubefab.playbooks import dns, oci
 from kubefab.playbooks.components.images import CTR
 from kubefab.playbooks.lab import lifecycle
 from kubefab.playbooks.lab.access import connect
@@ -143,6 +143,23 @@ def in_client(kubectl: Kubectl, *args: str) -> str:
     return kubectl("exec", "client", "--", "/labapp", *args).stdout
 
 
+def coredns_replicas(lab: Lab, cluster: Cluster, kubectl: Kubectl, name: str) -> str:
+    """What each CoreDNS replica answers for `name` when asked directly, with its last log lines: a lookup
+    through the Service address only says that the replica it reached did not answer."""
+    listed = json.loads(kubectl("-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns", "-o", "json").stdout)
+    connection = lab.connections[cluster.hosts[0].name]
+    report = []
+    for pod in listed["items"]:
+        pod_name, ip = pod["metadata"]["name"], pod["status"].get("podIP", "")
+        asked = connection.run(dns.query_command(name, ip), hide=True, warn=True, in_stream=False)
+        logs = kubectl("-n", "kube-system", "logs", pod_name, "--tail=15", check=False)
+        report.append(
+            f"{pod_name} ({ip}, {pod['spec'].get('nodeName')}, {pod['status']['phase']}): "
+            f"{(asked.stdout + asked.stderr).strip()[-300:]}\n{logs.stdout[-1500:]}{logs.stderr[-300:]}"
+        )
+    return "\n".join(report)
+
+
 def test_every_node_ready_with_flannel_on_each_and_coredns_spread(cluster: Cluster, kubectl: Kubectl) -> None:
     nodes = json.loads(kubectl("get", "nodes", "-o", "json").stdout)["items"]
     assert sorted(n["metadata"]["name"] for n in nodes) == sorted(h.name for h in cluster.workers)
@@ -173,13 +190,17 @@ def test_service_name_resolves_through_coredns_from_a_pod(cluster: Cluster, kube
 
 
 def test_http_to_service_name_clusterip_and_nodeport_on_every_node(
-    cluster: Cluster, kubectl: Kubectl, app: dict
+    lab: Lab, cluster: Cluster, kubectl: Kubectl, app: dict
 ) -> None:
     cluster_ip = json.loads(kubectl("get", "service", "web", "-o", "json").stdout)["spec"]["clusterIP"]
     names = {p["metadata"]["name"] for p in app["pods"]}
     # the short name through the pod's search path (its resolv.conf points at CoreDNS), then the ClusterIP
     for url in ("http://web/", f"http://web.default.svc.{cluster.network.domain}/", f"http://{cluster_ip}/"):
-        assert in_client(kubectl, "get", url).split()[0] in names
+        got = kubectl("exec", "client", "--", "/labapp", "get", url, check=False)
+        if got.returncode:
+            replicas = coredns_replicas(lab, cluster, kubectl, f"web.default.svc.{cluster.network.domain}")
+            pytest.fail(f"{url}: {got.stderr}\n{replicas}")
+        assert got.stdout.split()[0] in names
     for h in cluster.workers:  # the NodePort from outside the cluster (this machine), on every node
         conn = http.client.HTTPConnection(str(h.address), NODE_PORT, timeout=5)
         try:

@@ -10,18 +10,20 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kubefab.playbooks.archive import tar_gz
+from kubefab.playbooks.lab import lifecycle
 from kubefab.playbooks.lab.aptsource import AptSource, parse_deb822, parse_one_line, pick_source
 from kubefab.playbooks.lab.cgroups import enter_then_exec, hierarchies, legacy, make_group, remove_group, v1_controllers
 from kubefab.playbooks.lab.hosts import host_files, passwd_ids
 from kubefab.playbooks.lab.image import PACKAGES, image_key
-from kubefab.playbooks.lab.inventory import lab_inventory, roles
+from kubefab.playbooks.lab.inventory import lab_inventory, render, roles, with_workers
 from kubefab.playbooks.lab.keys import known_hosts, new_ed25519, new_host_keys
 from kubefab.playbooks.lab.mounts import mounts_under
 from kubefab.playbooks.lab.network import check_subnet, gateway, host_ip, machine_networks, vip
-from kubefab.playbooks.lab.settings import lab_dir
-from kubefab.playbooks.lab.state import LabHost, LabState, from_json, to_json
+from kubefab.playbooks.lab.settings import LabPaths, lab_dir
+from kubefab.playbooks.lab.state import LabHost, LabState, from_json, save, to_json
 
 SOURCES = """Types: deb
 # a comment
@@ -106,6 +108,31 @@ def test_inventory_of_one_host_has_no_vip() -> None:
         hosts, IPv4Network("10.77.0.0/24"), Path("/k"), Path("/kh"), Path("/b"), Path("/c"), "1.35.6", cgroup_v1=True
     )
     assert on_v1["cgroup_v1"] == "allow"
+
+
+def test_added_hosts_are_appended_as_workers_and_the_rest_is_kept() -> None:
+    hosts = tuple(LabHost(f"lab-{i}", f"10.77.0.{10 + i}", i, "/r") for i in (1, 2, 3))
+    doc = lab_inventory(hosts, IPv4Network("10.77.0.0/24"), Path("/k"), Path("/kh"), Path("/b"), Path("/c"), "1.35.6")
+    doc["etcd"] = {"snapshots": {"keep": 3}}  # an operator's edit survives
+    grown = yaml.safe_load(with_workers(render(doc), (LabHost("lab-4", "10.77.0.14", 4, "/r"),)))
+    assert grown["hosts"][:3] == doc["hosts"]
+    assert grown["hosts"][3] == {"name": "lab-4", "ip": "10.77.0.14", "roles": ["worker"]}
+    assert {k: v for k, v in grown.items() if k != "hosts"} == {k: v for k, v in doc.items() if k != "hosts"}
+
+
+def test_adding_hosts_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    paths = LabPaths(tmp_path)
+    with pytest.raises(ValueError, match="no lab is running"):
+        lifecycle.add(1, paths=paths)
+    hosts = tuple(LabHost(f"lab-{i}", f"10.77.0.{10 + i}", None, "/r") for i in range(1, 4))
+    save(paths.state, LabState("kflab0", "10.77.0.0/24", hosts))
+    paths.inventory.write_text("hosts: []\n")
+    for count in (0, 88):
+        with pytest.raises(ValueError, match=f"--hosts must be between 1 and .*, not {count}"):
+            lifecycle.add(count, paths=paths)
+    with pytest.raises(ValueError, match="base image changed"):  # no image built here: none to clone
+        lifecycle.add(1, paths=paths)
+    assert not paths.hosts.exists()
 
 
 def test_host_files_give_each_host_its_own_identity_and_address() -> None:
