@@ -61,11 +61,13 @@ def _hosts(c: Cluster) -> Iterator[Finding]:
 
 def _roles(c: Cluster) -> Iterator[Finding]:
     etcd = len(c.etcd_hosts)
-    if etcd == 0 or etcd % 2 == 0:
+    if etcd == 0 or (etcd % 2 == 0 and not c.etcd.allow_even_members):
         yield problem(
             ("hosts",),
             f"{etcd} host(s) with role etcd",
-            "an odd number of etcd members (1, 3 or 5) so the cluster keeps a quorum",
+            "an odd number of etcd members (1, 3 or 5) so the cluster keeps a quorum (an even count needs "
+            f"{etcd // 2 + 1} of {etcd} for a quorum and survives no more failures than {max(etcd - 1, 1)}; for the "
+            "step of replacing a member, set etcd.allow_even_members: true)",
         )
     if not c.control_plane:
         yield problem(("hosts",), "no host with role control_plane", "at least one control_plane host")

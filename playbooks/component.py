@@ -73,6 +73,10 @@ class Component:
     # or absolute: a change to one restarts its services.
     reads: tuple[str, ...] = ()
     checks: Callable[[Cluster, Host], tuple[Check, ...]] = nothing
+    reload: bool = False  # a change is taken with `systemctl reload-or-restart`: open connections are kept
+    # (other host, command) pairs that take this host's service out of ("drain") or back into ("ready") a load
+    # balancer's rotation: drained before it starts or restarts, back once its checks pass.
+    rotation: Callable[[Cluster, Host, str], tuple[tuple[Host, str], ...]] = lambda c, host, state: ()
 
     def on(self, c: Cluster, host: Host) -> bool:
         return any(h.name == host.name for h in self.hosts(c))

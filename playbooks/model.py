@@ -251,6 +251,9 @@ class EtcdSnapshots(Strict):
 
 class Etcd(Strict):
     snapshots: EtcdSnapshots | None = None  # unset: no timer
+    # An even member count needs a larger quorum and survives no more failures than one member fewer: accepted
+    # only when asked, as the step of replacing a member (the new one joins, then the old one is removed).
+    allow_even_members: bool = False
 
 
 class Cluster(Strict):

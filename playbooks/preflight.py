@@ -14,8 +14,26 @@ from kubefab.playbooks.model import Cluster, Host
 MAX_SKEW = 30  # seconds; certificates and etcd leases need clocks that agree
 
 
+def _joining(c: Cluster, members: list[str]) -> tuple[Status, str]:
+    """A new etcd member beside `members`, which hold the running cluster: one at a time."""
+    new = [h.name for h in c.etcd_hosts if h.name not in members]
+    if len(new) > 1:
+        return "fail", (
+            f"{len(new)} new etcd members at once ({', '.join(new)}): etcd takes one learner at a time and the "
+            "quorum grows with each; add them to the inventory one deploy after the other"
+        )
+    return "ok", (
+        f"none: joins the running cluster ({', '.join(members)}) as a learner, promoted to a voting member once "
+        "it has caught up; the quorum is unchanged until then"
+    )
+
+
 def check(
-    c: Cluster, facts: dict[str, Facts], bundle_arch: str, now: float, hosts: Sequence[Host] | None = None
+    c: Cluster,
+    facts: dict[str, Facts],
+    bundle_arch: str,
+    now: float,
+    hosts: Sequence[Host] | None = None,
 ) -> list[Finding]:
     """Findings for `hosts` (default: all; fewer under `--limit`, whose facts are the only ones read)."""
     hosts = c.hosts if hosts is None else hosts
@@ -119,12 +137,7 @@ def check(
             elif f.etcd_member and len(etcd_with_data) == len(c.etcd_hosts):
                 add("etcd data", "ok", "existing member data: kept, the cluster is not re-initialised")
             elif etcd_with_data and not f.etcd_member:
-                add(
-                    "etcd data",
-                    "fail",
-                    f"new member while {', '.join(etcd_with_data)} hold an existing cluster: "
-                    "adding members is not supported yet (etcdctl member add first)",
-                )
+                add("etcd data", *_joining(c, etcd_with_data))
             else:
                 add(
                     "etcd data",

@@ -5,8 +5,10 @@ waits on their checks. `deploy` and `plan` go through the same reading of the ho
 
 A step that fails on one host stops the phase: the other hosts finish the stage they are in, nothing later
 runs, and the error names the host, the step, the command and the tail of stderr. Components that restart
-rolling are restarted one host at a time, each host's checks passing before the next. Hosts are reached
-through the injected `connect(host) -> Remote`, so all of this runs against a fake remote in unit tests."""
+rolling are restarted one host at a time, each host's checks passing before the next; a service behind a load
+balancer (a component's `rotation`: kube-apiserver behind HAProxy) is drained there before it starts or
+restarts and put back once its host's checks pass. Hosts are reached through the injected
+`connect(host) -> Remote`, so all of this runs against a fake remote in unit tests."""
 
 from __future__ import annotations
 
@@ -335,7 +337,7 @@ class Runner:
             found = self.apply(name, plans, result)
             self.services(name, comps, plans, self.actions(plans, found), result)
             self.final_steps(name, plans, result)
-            self.verify(name, plans)
+            self.verify(name, plans, comps)
         except DeployFailed as exc:
             for e in exc.errors:
                 result.hosts.setdefault(e.host, Tally()).failed = e.step
@@ -383,9 +385,12 @@ class Runner:
         when a restarted service's component restarts rolling."""
         no_block = {s for comp in comps if comp.start == "no-block" for s in comp.services}
         rolling = {s for comp in comps if comp.restart == "rolling" for s in comp.services}
+        reloads = {s for comp in comps if comp.reload for s in comp.services}
 
         def start(host: Host) -> None:
             act = actions[host.name]
+            if act.start:
+                self.rotate(phase, comps, [host], "drain", act.start)
             if act.enable or act.start:
                 wanted = list(dict.fromkeys((*act.enable, *act.start)))
                 groups = (
@@ -402,9 +407,13 @@ class Runner:
         def restart(host: Host) -> None:
             wanted = actions[host.name].restart
             if wanted:
-                self.systemctl(
-                    host, f"{phase}: restart {' '.join(wanted)}", f"systemctl restart {' '.join(wanted)}", list(wanted)
+                groups = (
+                    ("restart", [s for s in wanted if s not in reloads]),
+                    ("reload-or-restart", [s for s in wanted if s in reloads]),
                 )
+                command = " && ".join(f"systemctl {verb} {' '.join(names)}" for verb, names in groups if names)
+                drained = self.rotate(phase, comps, [host], "drain", wanted)
+                self.systemctl(host, f"{phase}: restart {' '.join(wanted)}", command, list(wanted))
                 self.settled(host.name, wanted)
                 result.hosts[host.name].restarted += wanted
                 self.report(host.name, f"{phase}: restarted {' '.join(wanted)}")
@@ -412,6 +421,8 @@ class Runner:
                     for c in plans[host.name].checks:
                         if c.scope == "each":
                             self.wait(host, c)
+                    if drained:
+                        self.rotate(phase, comps, [host], "ready", wanted)
 
         hosts = [h for h in self.hosts if h.name in actions]
         self.each(phase, hosts, start)
@@ -420,6 +431,22 @@ class Runner:
                 self.each(phase, (host,), restart)
         else:
             self.each(phase, hosts, restart)
+
+    def rotate(self, phase: str, comps: Sequence[Component], hosts: Sequence[Host], state: str, services) -> bool:
+        """`hosts`' services out of ("drain") or into ("ready") their load balancers' rotation, one round trip per
+        balancing host; whether there was any. A balancer not running yet has nothing to change: not a failure."""
+        by_balancer: dict[str, tuple[Host, list[str]]] = {}
+        for comp in comps:
+            for host in hosts:
+                if set(comp.services) & set(services):
+                    for balancer, command in comp.rotation(self.cluster, host, state):
+                        by_balancer.setdefault(balancer.name, (balancer, []))[1].append(command)
+        for balancer, commands in by_balancer.values():
+            names = " ".join(h.name for h in hosts)
+            self.run(balancer, f"{phase}: {names} {state} in rotation", "; ".join(commands), check=False)
+        if by_balancer and state == "drain":
+            time.sleep(1)  # requests already on their way through it finish
+        return bool(by_balancer)
 
     def systemctl(self, host: Host, step: str, command: str, services: list[str]) -> None:
         """A start or restart; when it fails, the services' last journal lines come with the error."""
@@ -446,15 +473,18 @@ class Runner:
 
         self.each(phase, (h for h in self.hosts if h.name in plans and plans[h.name].final_steps), run)
 
-    def verify(self, phase: str, plans: dict[str, Plan]) -> None:
-        """The phase's checks: every host's own ("each") in parallel, then those that need exactly one host
-        to pass, then those for the whole cluster ("once")."""
+    def verify(self, phase: str, plans: dict[str, Plan], comps: Sequence[Component] = ()) -> None:
+        """The phase's checks: every host's own ("each") in parallel, each host then back in its load balancers'
+        rotation (started now, or left drained by a stopped run), then the checks that need exactly one host to
+        pass, then those for the whole cluster ("once")."""
         hosts = [h for h in self.hosts if h.name in plans]
+        services = {s for comp in comps for s in comp.services}
 
         def own(host: Host) -> None:
             for c in plans[host.name].checks:
                 if c.scope == "each":
                     self.wait(host, c)
+            self.rotate(phase, comps, [host], "ready", services)
 
         self.each(phase, hosts, own)
         groups: dict[Check, list[Host]] = {}

@@ -9,6 +9,7 @@ import io
 from kubefab.playbooks import hardening, ports
 from kubefab.playbooks.component import Component, Port, with_role
 from kubefab.playbooks.components import binaries
+from kubefab.playbooks.components.load_balancer import lb_hosts, set_server
 from kubefab.playbooks.inputs import Inputs
 from kubefab.playbooks.model import Cluster, Host
 from kubefab.playbooks.plan import Check, Directory, File, Plan
@@ -102,6 +103,8 @@ APISERVER = Component(
         "pki/sa.key",
     ),
     checks=apiserver_checks,
+    # Out of HAProxy while it (re)starts: no request reaches an apiserver that is not ready yet or shutting down.
+    rotation=lambda c, host, state: tuple((lb, set_server(host.name, state)) for lb in lb_hosts(c)),
 )
 
 

@@ -24,8 +24,62 @@ RETIRE_OLD_CREDENTIALS = Step(
 )
 
 
+# Written by the join step (etcdctl member add's own lines), read by the unit after initial-cluster.conf, removed
+# once the member is promoted: a joined member's files are then those of one that was there from the start.
+JOIN_ENV = "/etc/etcd/join.env"
+
+
+def joining(inputs: Inputs, host: Host) -> bool:
+    """Whether `host` is a new member of a running cluster: no data of its own while another member has some."""
+    facts = inputs.facts
+    mine = facts.get(host.name)
+    return (
+        mine is not None
+        and not mine.etcd_member
+        and any(h.name in facts and facts[h.name].etcd_member for h in inputs.cluster.etcd_hosts)
+    )
+
+
+def peer_url(host: Host) -> str:
+    return f"https://{host.address}:{ports.ETCD_PEER}"
+
+
+def join_step(c: Cluster, host: Host) -> Step:
+    """`member add --learner` through the other members, before this member's first start. A learner does not
+    vote, so the quorum is the same as before until it is promoted. A member an interrupted run added but that
+    never started is removed and added again (its `member add` lines were lost with that run)."""
+    others = ",".join(endpoint(h) for h in c.etcd_hosts if h != host)
+    peer = peer_url(host)
+    add = etcdctl(others, f"member add {host.name} --peer-urls={peer} --learner")
+    return Step(
+        f"joined the running etcd cluster as a learner (member add through {others})",
+        unless=f"[ -d {DATA_DIR}/member ] || [ -e {JOIN_ENV} ]",
+        run=f"stale=$({etcdctl(others, 'member list')} | grep -F ', unstarted, , {peer},' | cut -d, -f1) && "
+        f'{{ [ -z "$stale" ] || {etcdctl(others, "member remove $stale")}; }} && '
+        f"out=$({add}) && umask 077 && printf '%s\\n' \"$out\" | grep '^ETCD_INITIAL_CLUSTER' > {JOIN_ENV}.part "
+        f"&& mv {JOIN_ENV}.part {JOIN_ENV}",
+    )
+
+
+def promote_step(c: Cluster, host: Host, seconds: int = 180) -> Step:
+    """A learner promoted once it has caught up with the leader (etcd refuses before), then its join file gone.
+    On every member: a run interrupted between the start and the promotion is finished by the next."""
+    every = ",".join(endpoint(h) for h in c.etcd_hosts)
+    peer = peer_url(host)
+    tries = seconds // 2
+    return Step(
+        "learner promoted to a voting etcd member (caught up with the leader)",
+        unless=f"[ ! -e {JOIN_ENV} ]",
+        run=f"( for i in $(seq {tries}); do line=$({etcdctl(every, 'member list')} | grep -F ', {peer},'); "
+        f'case "$line" in *", false") rm -f {JOIN_ENV}; exit 0;; esac; '
+        f"{etcdctl(every, 'member promote ${line%%,*}')} >/dev/null 2>&1 || sleep 2; done; "
+        f"echo 'still a learner after {seconds} s: {host.name} has not caught up with the leader' >&2; exit 1 )",
+    )
+
+
 def plan(inputs: Inputs, host: Host) -> Plan:
-    ctx = inputs.context(host, etcd_data_dir=DATA_DIR, etcd_pki=ETCD_PKI)
+    ctx = inputs.context(host, etcd_data_dir=DATA_DIR, etcd_pki=ETCD_PKI, join_env=JOIN_ENV)
+    c = inputs.cluster
     return Plan(
         host.name,
         "etcd",
@@ -33,9 +87,11 @@ def plan(inputs: Inputs, host: Host) -> Plan:
         directories=(Directory("/etc/etcd"), Directory(DATA_DIR, 0o700, "etcd", "etcd")),
         files=(
             File("/etc/etcd/etcd.conf", render("etcd/etcd.conf.j2", **ctx), notifies=("etcd",)),
+            File("/etc/etcd/initial-cluster.conf", render("etcd/initial-cluster.conf.j2", **ctx)),
             File("/etc/systemd/system/etcd.service", render("etcd/etcd.service.j2", **ctx), notifies=("etcd",)),
         ),
-        final_steps=(RETIRE_OLD_CREDENTIALS,),
+        steps=(join_step(c, host),) if joining(inputs, host) else (),
+        final_steps=(RETIRE_OLD_CREDENTIALS, *((promote_step(c, host),) if len(c.etcd_hosts) > 1 else ())),
     )
 
 

@@ -111,6 +111,7 @@ HAPROXY = Component(
     ports=lambda c: (Port(c.api.port), Port(c.api.stats.port, bind=(str(c.api.stats.bind),), public=False)),
     packages=lambda c: ("haproxy", "socat"),  # socat: the runtime API
     reads=(HEALTHCHECK_PEM,),
+    reload=True,  # a new backend must not cut the connections through the VIP
 )
 
 KEEPALIVED = Component(

@@ -122,6 +122,19 @@ def test_etcd_member(host, node: Node) -> None:
     assert health.rc == 0 and "is healthy" in health.stdout + health.stderr, health.stderr
 
 
+def test_etcd_membership(host, node: Node) -> None:
+    """etcd's member list is the inventory's etcd hosts, every one a started voter: no learner left unpromoted
+    (its join file gone), no member the inventory does not name."""
+    needs(node, "etcd")
+    assert not host.file(etcd.JOIN_ENV).exists, f"{etcd.JOIN_ENV} left: this member's promotion did not finish"
+    every = ",".join(etcd.endpoint(h) for h in node.cluster.etcd_hosts)
+    listed = host.run(etcd.etcdctl(every, "member list"))
+    assert listed.rc == 0, listed.stderr
+    rows = [[f.strip() for f in line.split(",")] for line in listed.stdout.splitlines() if line.strip()]
+    assert sorted(r[2] for r in rows) == sorted(h.name for h in node.cluster.etcd_hosts), listed.stdout
+    assert all(r[1] == "started" and r[5] == "false" for r in rows), f"a learner or unstarted member:\n{listed.stdout}"
+
+
 def test_etcd_snapshots(host, node: Node) -> None:
     """With etcd.snapshots: the timer scheduled, its last run (if any) not failed, the kept snapshots private and
     matching their .sha256; without: no timer left behind."""

@@ -1,22 +1,29 @@
 """Membership on the lab: a worker host started beside a running cluster (`kubefab lab.add`) joins on the next
 `kubefab deploy`; on the hosts already there the only change is the hosts block that names it, and nothing
-restarts. Runs after the reset module (conftest): the added host stays until `lab.down`."""
+restarts. Then a host that joins as etcd member (a learner first) and control plane. Runs after the reset
+module (conftest): the added hosts stay until `lab.down`."""
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import pytest
-from labkit import TIMINGS, Kubectl, Lab, cli, start_times
+import yaml
+from labkit import FIGURES, TIMINGS, Etcd, Kubectl, Lab, cli, start_times
 
+from kubefab.playbooks.components.control_plane import kubectl as kubectl_on_host
+from kubefab.playbooks.components.etcd import JOIN_ENV, endpoint, etcdctl
 from kubefab.playbooks.inventory import load
 from kubefab.playbooks.lab import lifecycle
 from kubefab.playbooks.lab.access import connect
 from kubefab.playbooks.lab.bundle import lab_stack
+from kubefab.playbooks.lab.probe import api_probe
 from kubefab.playbooks.model import Cluster
 
 pytestmark = pytest.mark.lab
+KEYS = 100  # etcd keys written before a member joins and read back from it
 
 
 def pinned_pod(image: str, node: str) -> str:
@@ -62,6 +69,7 @@ def test_an_added_worker_joins_and_the_others_only_learn_its_name(lab: Lab, clus
     assert start_times(lab, cluster) == before, "adding a worker restarted a service on a host already there"
 
     kubectl("wait", "--for=condition=Ready", f"node/{new.name}", "--timeout=120s", timeout=130)
+    kubectl("-n", "kube-flannel", "rollout", "status", "ds/kube-flannel-ds", "--timeout=120s", timeout=130)
     ds = json.loads(kubectl("-n", "kube-flannel", "get", "ds", "kube-flannel-ds", "-o", "json").stdout)["status"]
     assert ds["numberReady"] == ds["desiredNumberScheduled"] == len(grown.workers)
     kubectl("apply", "-f", "-", input=pinned_pod(lab_stack().pause_image, new.name))
@@ -70,3 +78,94 @@ def test_an_added_worker_joins_and_the_others_only_learn_its_name(lab: Lab, clus
 
     again, _ = cli("deploy", "--inventory", inventory)
     assert again.returncode == 0 and "0 change(s)" in again.stdout, again.stdout[-3000:]
+
+
+def members(lab: Lab, on: str, endpoints: str) -> list[list[str]]:
+    """`etcdctl member list` read on `on`: [id, status, name, peer URL, client URL, is learner] per member."""
+    out = lab.run(on, f"sudo {etcdctl(endpoints, 'member list')}")
+    return [[field.strip() for field in line.split(",")] for line in out.splitlines() if line.strip()]
+
+
+def timeline(lab: Lab, c: Cluster) -> str:
+    """When each apiserver stopped, started and was ready, and what HAProxy did: to place a failed request."""
+    out = []
+    for h in c.control_plane:
+        out.append(f"-- {h.name} kube-apiserver")
+        out.append(
+            lab.run(
+                h.name,
+                "sudo journalctl -u kube-apiserver -o short-precise --no-pager -n 400 | "
+                "grep -E 'Started|Stopping|Stopped|shutdown|ready' | tail -n 12 || true",
+            )
+        )
+    for lb in c.lb_hosts:
+        out.append(f"-- {lb.name} haproxy")
+        out.append(
+            lab.run(lb.name, "sudo journalctl -u haproxy -o short-precise --no-pager -n 60 | tail -n 25 || true")
+        )
+    return "\n".join(out)
+
+
+def test_an_added_etcd_and_control_plane_member_joins_as_a_learner_with_the_api_up(
+    lab: Lab, cluster: Cluster, kubectl: Kubectl
+) -> None:
+    """The issue's second step: a host added as etcd member, apiserver and worker (4 members: the step of a
+    replacement, so etcd.allow_even_members). It joins as a learner and is promoted; the members already there
+    restart nothing in etcd; the API through the VIP is probed throughout; keys written before are all read back
+    from the new member."""
+    inventory = lab.paths.inventory
+    etcd = Etcd(cluster.dir / "pki", [endpoint(h) for h in cluster.etcd_hosts])
+    keys = {f"/kubefab-membership/{i:03}": uuid.uuid4().hex for i in range(KEYS)}
+    for key, value in keys.items():
+        etcd.put(key, value)
+    etcd_started = {h.name: lab.run(h.name, "systemctl show -p ActiveEnterTimestamp etcd") for h in cluster.etcd_hosts}
+
+    lab.state = lifecycle.add(1, paths=lab.paths, log=lambda _: None)
+    new = lab.state.hosts[-1]
+    lab.connections[new.name] = connect(lab.paths, new)
+    data = yaml.safe_load(inventory.read_text())
+    next(h for h in data["hosts"] if h["name"] == new.name)["roles"] = ["etcd", "control_plane", "worker"]
+    data.setdefault("etcd", {})["allow_even_members"] = True
+    inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    grown = load(inventory)
+
+    result, _ = cli("plan", "--json", "--inventory", str(inventory))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    joins = [f["detail"] for f in report["preflight"] if f["host"] == new.name and f["check"] == "etcd data"]
+    assert joins and "as a learner" in joins[0], report["preflight"]
+    assert any(c["host"] == new.name and "joined the running etcd cluster" in c["change"] for c in report["changes"])
+
+    with api_probe(grown) as api:
+        result, seconds = cli("deploy", "--inventory", str(inventory))
+    TIMINGS["deploy adding an etcd + control-plane member"] = seconds
+    FIGURES["API requests failed through the VIP while an etcd + control-plane member joined"] = (
+        f"{len(api.failures)} of {api.sent}"
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+    assert api.sent > 20
+    if api.failures:
+        print(timeline(lab, grown))  # shown with the failure: where each failed request landed in time
+    assert not api.failures, api.failures[:10]
+
+    every = ",".join(endpoint(h) for h in grown.etcd_hosts)
+    listed = members(lab, cluster.etcd_hosts[0].name, every)
+    assert sorted(m[2] for m in listed) == sorted(h.name for h in grown.etcd_hosts), listed
+    assert all(m[1] == "started" and m[5] == "false" for m in listed), listed  # every one a started voter
+    assert lab.run(new.name, f"sudo test -e {JOIN_ENV} && echo left || echo gone") == "gone"
+    # The members already there were not restarted: the initial cluster is read only at a member's first start.
+    assert {
+        h.name: lab.run(h.name, "systemctl show -p ActiveEnterTimestamp etcd") for h in cluster.etcd_hosts
+    } == etcd_started
+    joined = grown.host(new.name)
+    assert etcd.prefix("/kubefab-membership/", endpoint(joined)) == keys  # read from the new member
+    for lb in grown.lb_hosts:
+        assert f"server {new.name} " in lab.run(lb.name, "sudo cat /etc/haproxy/haproxy.cfg")
+    lab.run(new.name, f"sudo {kubectl_on_host(server=f'https://{joined.address}:{grown.api.apiserver_port}')}")
+    kubectl("wait", "--for=condition=Ready", f"node/{new.name}", "--timeout=120s", timeout=130)
+
+    again, _ = cli("deploy", "--inventory", str(inventory))
+    assert again.returncode == 0 and "0 change(s)" in again.stdout, again.stdout[-3000:]
+    # The host suite an operator runs: etcd's member list is the inventory's, with no learner left.
+    verified, _ = cli("verify", "--inventory", str(inventory))
+    assert verified.returncode == 0, verified.stdout[-4000:] + verified.stderr[-2000:]

@@ -139,9 +139,9 @@ def _env(path: Path) -> dict[str, str]:
 
 
 def test_real_etcd_cluster_from_rendered_config(rendered, tmp_path: Path) -> None:
-    """Three real etcd members, each started with its host's rendered etcd.conf and certificates. Changed
-    for one machine: paths point at the rendered tree, the data dir is a scratch dir, and the extra
-    listener on 127.0.0.1 (which all three members would share here) is dropped."""
+    """Three real etcd members, each started with its host's rendered etcd.conf, initial-cluster.conf and
+    certificates. Changed for one machine: paths point at the rendered tree, the data dir is a scratch dir, and
+    the extra listener on 127.0.0.1 (which all three members would share here) is dropped."""
     etcd = need("etcd")
     etcdctl = need("etcdctl")
     out = rendered
@@ -150,7 +150,8 @@ def test_real_etcd_cluster_from_rendered_config(rendered, tmp_path: Path) -> Non
         for host in ("m-1", "m-2", "m-3"):
             env = {
                 k: _local(" " + v, out / host, ("/etc/kubernetes/", "/etc/etcd/")).strip()
-                for k, v in _env(out / host / "etc/etcd/etcd.conf").items()
+                for name in ("etcd.conf", "initial-cluster.conf")
+                for k, v in _env(out / host / "etc/etcd" / name).items()
             }
             env["ETCD_DATA_DIR"] = str(tmp_path / host)
             env["ETCD_LISTEN_CLIENT_URLS"] = env["ETCD_ADVERTISE_CLIENT_URLS"]

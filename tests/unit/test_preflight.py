@@ -46,10 +46,28 @@ def test_preflight_own_services_do_not_count_as_busy(cluster) -> None:
 
 def test_preflight_centos7_host(cluster) -> None:
     found = findings(cluster, {"k8s-3": CENTOS7})
-    assert {("k8s-3", "cgroup"), ("k8s-3", "etcd data")} <= failed(found)  # v1 refused; new member in old cluster
+    assert ("k8s-3", "cgroup") in failed(found)  # v1 refused
     warnings = {(f.host, f.check) for f in found if f.status == "warn"}
     assert {("k8s-3", "swap"), ("k8s-3", "time")} <= warnings
     assert ("k8s-3", "operating system") not in failed(found)
+
+
+def without_etcd_data(name: str) -> str:
+    return DEBIAN.replace("hostname=k8s-1", f"hostname={name}").replace("etcd_member=yes", "etcd_member=no")
+
+
+def test_preflight_lets_one_new_etcd_member_join_as_a_learner(cluster) -> None:
+    found = findings(cluster, {"k8s-3": without_etcd_data("k8s-3")})
+    assert not failed(found)
+    detail = next(f.detail for f in found if f.host == "k8s-3" and f.check == "etcd data")
+    assert "joins the running cluster (k8s-1, k8s-2) as a learner" in detail
+
+
+def test_preflight_refuses_two_new_etcd_members_at_once(cluster) -> None:
+    found = findings(cluster, {n: without_etcd_data(n) for n in ("k8s-2", "k8s-3")})
+    assert {("k8s-2", "etcd data"), ("k8s-3", "etcd data")} <= failed(found)
+    detail = next(f.detail for f in found if f.host == "k8s-3" and f.check == "etcd data")
+    assert "2 new etcd members at once (k8s-2, k8s-3)" in detail
 
 
 def test_preflight_warns_of_a_stopped_but_enabled_firewalld(cluster) -> None:

@@ -3,7 +3,8 @@
 services and the pending-restart record in memory and answers the commands apply and the runner send.
 
 Covered: start vs restart vs nothing, restarts owed by an earlier run, rolling order with each host's checks
-between restarts, a failing check stopping the roll and leaving the rest owed, the exactly-one check, and plan
+between restarts, a failing check stopping the roll and leaving the rest owed, the exactly-one check, a
+load-balanced service drained around its restart, a reloading one reloaded, and plan
 (`Runner.preview`) agreeing with deploy (`Runner.phase`) over the same host states."""
 
 from __future__ import annotations
@@ -381,3 +382,40 @@ def test_real_declarations_run_through_the_runner(inputs: Inputs, tmp_path: Path
     assert all(sorted(t.started) == ["haproxy", "keepalived"] for t in result.hosts.values())
     api = inputs.cluster.api
     assert (lb[0], f"ok lb check: HAProxy accepts on {api.vip}:{api.port}") in fleet.events
+
+
+def test_a_rotated_service_is_drained_before_its_restart_and_back_after_its_check(inputs: Inputs) -> None:
+    """As kube-apiserver behind HAProxy: out of every balancer's rotation before its host restarts it, back in
+    once that host's check passes, host after host."""
+    balancers = inputs.cluster.hosts[:2]
+
+    def rotation(c: Cluster, host: Host, state: str) -> tuple[tuple[Host, str], ...]:
+        return tuple((lb, f"set {host.name} {state}") for lb in balancers)
+
+    def rotated(body: bytes) -> Component:
+        return dataclasses.replace(daemon("alpha", "rolling", body), rotation=rotation)
+
+    fleet = Fleet(inputs.cluster)
+    fleet.installed([rotated(b"v1\n")], inputs)
+    fleet.runner(inputs).phase("test", (rotated(b"v2\n"),))
+    first = next(iter(fleet.hosts))
+    mine = [w for h, w in fleet.events if first in w or (h == first and w.startswith("restart"))]
+    drained = [w for w in mine if w.endswith(f"{first} drain in rotation")]
+    back = [w for w in mine if w.endswith(f"{first} ready in rotation")]
+    assert len(drained) == len(balancers) and len(back) >= len(balancers), mine
+    order = [w.split(": ", 1)[-1] for w in mine]
+    assert order.index(f"{first} drain in rotation") < order.index("restart alpha")
+    assert (
+        order.index("restart alpha")
+        < order.index(f"ok alpha ready on {first}")
+        < order.index(f"{first} ready in rotation")
+    )
+
+
+def test_a_reloading_service_is_reloaded_not_restarted(inputs: Inputs) -> None:
+    fleet = Fleet(inputs.cluster)
+    fleet.installed([daemon("alpha")], inputs)
+    comp = dataclasses.replace(daemon("alpha", body=b"v2\n"), reload=True)
+    result = fleet.runner(inputs).phase("test", (comp,))
+    assert sorted(fleet.done("reload-or-restart")) == sorted(fleet.hosts) and not fleet.done("restart")
+    assert all(t.restarted == ["alpha"] for t in result.hosts.values())
