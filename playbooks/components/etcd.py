@@ -109,6 +109,11 @@ def etcdctl(endpoints: str, command: str) -> str:
     )
 
 
+def member_rows(listed: str) -> list[list[str]]:
+    """`etcdctl member list` output as rows: [id, status, name, peer URLs, client URLs, is learner]."""
+    return [[field.strip() for field in line.split(",")] for line in listed.splitlines() if line.strip()]
+
+
 def checks(c: Cluster, host: Host) -> tuple[Check, ...]:
     member = Check("etcd member health", etcdctl(endpoint(host), "endpoint health"), 90)
     every = ",".join(endpoint(h) for h in c.etcd_hosts)

@@ -130,7 +130,7 @@ def test_etcd_membership(host, node: Node) -> None:
     every = ",".join(etcd.endpoint(h) for h in node.cluster.etcd_hosts)
     listed = host.run(etcd.etcdctl(every, "member list"))
     assert listed.rc == 0, listed.stderr
-    rows = [[f.strip() for f in line.split(",")] for line in listed.stdout.splitlines() if line.strip()]
+    rows = etcd.member_rows(listed.stdout)
     assert sorted(r[2] for r in rows) == sorted(h.name for h in node.cluster.etcd_hosts), listed.stdout
     assert all(r[1] == "started" and r[5] == "false" for r in rows), f"a learner or unstarted member:\n{listed.stdout}"
 

@@ -50,12 +50,16 @@ def up(
     except ValueError as exc:  # a bad --hosts/--subnet, found before anything starts
         raise Exit(f"lab.up: {exc}", code=2) from None
     except (RuntimeError, OSError) as exc:  # CommandError and TimeoutError included
-        raise Exit(
-            f"lab.up failed: {exc}\nwhat did start is listed in {paths.state}; `kubefab lab.down` removes it"
-            f" (consoles: {paths.hosts}/*/console.log)",
-            code=1,
-        ) from None
+        raise _start_failed("lab.up", exc, paths) from None
     ui.out.print(usage(paths.inventory))
+
+
+def _start_failed(name: str, exc: Exception, paths: LabPaths) -> Exit:
+    return Exit(
+        f"{name} failed: {exc}\nwhat did start is listed in {paths.state}; `kubefab lab.down` removes it"
+        f" (consoles: {paths.hosts}/*/console.log)",
+        code=1,
+    )
 
 
 @task(auto_shortflags=False, help={"hosts": "how many hosts to add (default 1)"})
@@ -69,11 +73,7 @@ def add(ctx: Context, hosts: int = 1) -> None:
     except ValueError as exc:  # no lab, a bad --hosts, a changed image: found before anything starts
         raise Exit(f"lab.add: {exc}", code=2) from None
     except (RuntimeError, OSError) as exc:
-        raise Exit(
-            f"lab.add failed: {exc}\nwhat did start is listed in {paths.state}; `kubefab lab.down` removes it"
-            f" (consoles: {paths.hosts}/*/console.log)",
-            code=1,
-        ) from None
+        raise _start_failed("lab.add", exc, paths) from None
     ui.out.print(usage(paths.inventory))
 
 

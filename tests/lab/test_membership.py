@@ -14,7 +14,7 @@ import yaml
 from labkit import FIGURES, TIMINGS, Etcd, Kubectl, Lab, cli, start_times
 
 from kubefab.playbooks.components.control_plane import kubectl as kubectl_on_host
-from kubefab.playbooks.components.etcd import JOIN_ENV, endpoint, etcdctl
+from kubefab.playbooks.components.etcd import JOIN_ENV, endpoint, etcdctl, member_rows
 from kubefab.playbooks.inventory import load
 from kubefab.playbooks.lab import lifecycle
 from kubefab.playbooks.lab.access import connect
@@ -81,9 +81,8 @@ def test_an_added_worker_joins_and_the_others_only_learn_its_name(lab: Lab, clus
 
 
 def members(lab: Lab, on: str, endpoints: str) -> list[list[str]]:
-    """`etcdctl member list` read on `on`: [id, status, name, peer URL, client URL, is learner] per member."""
-    out = lab.run(on, f"sudo {etcdctl(endpoints, 'member list')}")
-    return [[field.strip() for field in line.split(",")] for line in out.splitlines() if line.strip()]
+    """`etcdctl member list` read on `on`, as rows (components.etcd.member_rows)."""
+    return member_rows(lab.run(on, f"sudo {etcdctl(endpoints, 'member list')}"))
 
 
 def timeline(lab: Lab, c: Cluster) -> str:

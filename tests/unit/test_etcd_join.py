@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Callable
 
 from kubefab.playbooks import facts
-from kubefab.playbooks.components.etcd import JOIN_ENV, plan
+from kubefab.playbooks.components.etcd import JOIN_ENV, member_rows, plan
 from tests.conftest import Rendered
 from tests.facts_samples import DEBIAN
 
@@ -61,3 +61,14 @@ def test_every_member_finishes_a_promotion_an_interrupted_run_left(render_exampl
     single = render_example(lambda d: [h.update(roles=["worker"]) for h in d["hosts"][1:]])
     (member,) = single.cluster.etcd_hosts
     assert all("member promote" not in s.run for s in plan(single.inputs, member).final_steps)  # nobody to join
+
+
+def test_member_rows_read_etcdctl_member_list() -> None:
+    listed = (
+        "8211f1d0f64f3269, started, k8s-1, https://192.168.10.11:2380, https://192.168.10.11:2379, false\n"
+        "91bc3c398fb3c146, unstarted, , https://192.168.10.14:2380, , true\n"
+    )
+    assert member_rows(listed) == [
+        ["8211f1d0f64f3269", "started", "k8s-1", "https://192.168.10.11:2380", "https://192.168.10.11:2379", "false"],
+        ["91bc3c398fb3c146", "unstarted", "", "https://192.168.10.14:2380", "", "true"],
+    ]
