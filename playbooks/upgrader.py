@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from kubefab.playbooks import upgrade
+from kubefab.playbooks import draining, upgrade
 from kubefab.playbooks.components.control_plane import APISERVER, CONTROLLER_MANAGER, SCHEDULER, kubectl
 from kubefab.playbooks.components.etcd import ETCD, endpoint, etcdctl
 from kubefab.playbooks.components.load_balancer import set_server
@@ -185,20 +185,13 @@ class Upgrader:
             time.sleep(1)
 
     def drain(self, host: Host) -> None:
-        """Cordon (marked as ours), then evict every pod but DaemonSets' through the eviction API, which respects
-        PodDisruptionBudgets; past the timeout, fail naming the pods still there."""
+        """Cordon (marked as ours) and drain (playbooks.draining); past the timeout, fail naming the pods still
+        there."""
         self.kubectl(f"mark {host.name}", f"annotate --overwrite node {host.name} {CORDONED}=true")
-        self.kubectl(f"cordon {host.name}", f"cordon {host.name}")
-        out = self.kubectl(
-            f"drain {host.name}",
-            f"drain {host.name} --ignore-daemonsets --delete-emptydir-data --timeout={self.drain_timeout}s",
-            check=False,
-            timeout=self.drain_timeout + 30,
-        )
-        if not out.ok:
-            blocking = [line for line in (out.stderr + out.stdout).splitlines() if "evict" in line or "error" in line]
+        blocked = draining.drain(self.kubectl, host.name, self.drain_timeout)
+        if blocked:
             raise UpgradeFailed(
                 f"draining {host.name} did not finish in {self.drain_timeout} s (it stays cordoned; a re-run "
-                f"continues):\n" + "\n".join(blocking[-6:] or [out.stderr.strip()[-500:]])
+                f"continues):\n{blocked}"
             )
         self.log(host.name, "drained")

@@ -123,4 +123,7 @@ KEEPALIVED = Component(
     packages=lambda c: ("keepalived",),
     rich_rules=lambda c: ('rule protocol value="vrrp" accept',),  # VRRP between the peers
     checks=vip_checks,
+    # A new peer list or priority (an lb host added or removed) is read on SIGHUP: a restart would give the VIP
+    # up, and with no other lb host running nothing would hold it until keepalived is back.
+    reload=True,
 )

@@ -11,6 +11,7 @@ from kubefab.playbooks.tasks import (
     init,
     inventory,
     kubeconfig,
+    node,
     pki,
     render,
     reset,
@@ -35,6 +36,7 @@ ns.add_task(deploy.fetch_bundle)
 ns.add_collection(images)
 ns.add_task(verify.verify)
 ns.add_task(reset.reset)
+ns.add_collection(node.node)
 ns.add_collection(etcd.etcd)
 ns.add_task(kubeconfig.kubeconfig)
 ns.add_task(imports.import_inventory)

@@ -1,7 +1,7 @@
 """Membership on the lab: a worker host started beside a running cluster (`kubefab lab.add`) joins on the next
 `kubefab deploy`; on the hosts already there the only change is the hosts block that names it, and nothing
-restarts. Then a host that joins as etcd member (a learner first) and control plane. Runs after the reset
-module (conftest): the added hosts stay until `lab.down`."""
+restarts. Then a host that joins as etcd member (a learner first) and control plane; then the first host is
+removed (`kubefab node.remove`). Runs after the reset module (conftest): the added hosts stay until `lab.down`."""
 
 from __future__ import annotations
 
@@ -166,5 +166,66 @@ def test_an_added_etcd_and_control_plane_member_joins_as_a_learner_with_the_api_
     again, _ = cli("deploy", "--inventory", str(inventory))
     assert again.returncode == 0 and "0 change(s)" in again.stdout, again.stdout[-3000:]
     # The host suite an operator runs: etcd's member list is the inventory's, with no learner left.
+    verified, _ = cli("verify", "--inventory", str(inventory))
+    assert verified.returncode == 0, verified.stdout[-4000:] + verified.stderr[-2000:]
+
+
+def test_the_original_first_host_is_removed_with_the_api_up(lab: Lab, cluster: Cluster, kubectl: Kubectl) -> None:
+    """The issue's third step: lab-1, the first host (etcd member, control plane, worker, and the lb host that
+    is the VIP's MASTER), removed with `kubefab node.remove` while the API through the VIP is probed. etcd keys
+    written before are all there after; etcd's member list is the inventory's; lab-1 is clean; the next deploy
+    of the inventory (now without it) changes nothing."""
+    inventory = lab.paths.inventory
+    before = load(inventory)
+    gone = before.hosts[0]
+    assert gone.roles == ("etcd", "control_plane", "worker", "lb") and gone in before.lb_hosts
+    rest = [h for h in before.etcd_hosts if h != gone]
+    etcd = Etcd(cluster.dir / "pki", [endpoint(h) for h in rest])
+    keys = {f"/kubefab-removal/{i:03}": uuid.uuid4().hex for i in range(KEYS)}
+    for key, value in keys.items():
+        etcd.put(key, value)
+
+    text = inventory.read_text()
+    listed, _ = cli("node.remove", gone.name, "--inventory", str(inventory))
+    assert listed.returncode == 2 and "give --yes" in listed.stderr, listed.stdout[-2000:] + listed.stderr[-2000:]
+    assert inventory.read_text() == text
+
+    with api_probe(before) as api:
+        result, seconds = cli("node.remove", gone.name, "--inventory", str(inventory), "--yes", timeout=900)
+    TIMINGS["node.remove of the first host (etcd, control plane, lb)"] = seconds
+    FIGURES["API requests failed through the VIP while the first host was removed"] = (
+        f"{len(api.failures)} of {api.sent}"
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+    assert api.sent > 20
+    if api.failures:
+        print(timeline(lab, before))
+    assert not api.failures, api.failures[:10]
+
+    after = load(inventory)
+    assert [h.name for h in after.hosts] == [h.name for h in before.hosts if h != gone]
+    every = ",".join(endpoint(h) for h in after.etcd_hosts)
+    listed_members = members(lab, after.etcd_hosts[0].name, every)
+    assert sorted(m[2] for m in listed_members) == sorted(h.name for h in after.etcd_hosts), listed_members
+    assert all(m[1] == "started" and m[5] == "false" for m in listed_members), listed_members
+    for h in after.etcd_hosts:
+        assert etcd.prefix("/kubefab-removal/", endpoint(h)) == keys, h.name
+    nodes = json.loads(kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    assert sorted(n["metadata"]["name"] for n in nodes) == sorted(h.name for h in after.workers)
+    for lb in after.lb_hosts:
+        assert f"server {gone.name} " not in lab.run(lb.name, "sudo cat /etc/haproxy/haproxy.cfg")
+    holders = [h.name for h in after.lb_hosts if f" {after.api.vip}/" in lab.run(h.name, "ip -o -4 addr show")]
+    assert len(holders) == 1, holders
+    # The host is clean: no kubefab service runs, its files, binaries and etcd data are gone.
+    left = lab.run(
+        gone.name,
+        "for u in etcd kube-apiserver kubelet haproxy keepalived containerd; do systemctl is-active -q $u && echo $u; "
+        "done; for p in /var/lib/etcd /etc/kubernetes /etc/etcd /usr/local/bin/kubelet; do "
+        "sudo test -e $p && echo $p; done; true",
+    )
+    assert left == "", left
+
+    again, _ = cli("deploy", "--inventory", str(inventory))
+    assert again.returncode == 0 and "0 change(s)" in again.stdout, again.stdout[-3000:]
     verified, _ = cli("verify", "--inventory", str(inventory))
     assert verified.returncode == 0, verified.stdout[-4000:] + verified.stderr[-2000:]
