@@ -185,6 +185,22 @@ RULES: tuple[Rule, ...] = (
         pattern=r"kubefab reset(?!.*--yes).*",
     ),
     Rule(
+        ("kubefab", "node.remove"),
+        "node.remove.dry",
+        "lab",
+        "run with the lab inventory, without --yes: asserts it exits 2 with nothing changed (the inventory's text "
+        "the same), listing the steps or the refusal (the removal itself is tests/lab/test_membership.py)",
+        pattern=r"kubefab node\.remove(?!.*--yes).*",
+    ),
+    Rule(
+        ("kubefab", "node.remove"),
+        "node.remove",
+        "lab",
+        "equivalence: parses to what tests/lab/test_membership.py runs (`node.remove HOST --inventory F --yes`) on "
+        "the lab's first host; running it here would shrink the session's lab",
+        pattern=r"kubefab node\.remove .*--yes.*",
+    ),
+    Rule(
         ("kubefab", "certs.check"),
         "certs.check.hosts",
         "lab",

@@ -145,6 +145,26 @@ def run_reset_dry(lab: Lab, text: str) -> Outcome:
     return Outcome(ok, "" if ok else f"expected exit 2 and the list of what reset would remove\n{shown(result)}")
 
 
+def run_node_remove_dry(lab: Lab, text: str) -> Outcome:
+    before = lab.paths.inventory.read_text()
+    result, seconds = cli(*Command(text, "", 0).argv[1:])
+    TIMINGS[f"docs: {text}"] = seconds
+    out = result.stdout + result.stderr
+    same = lab.paths.inventory.read_text() == before
+    ok = result.returncode == 2 and "nothing was changed" in out and ("would:" in out or "refused" in out) and same
+    return Outcome(ok, "" if ok else f"expected exit 2, nothing changed (inventory same: {same})\n{shown(result)}")
+
+
+def check_node_remove(lab: Lab, text: str) -> Outcome:
+    """Equivalence: the docs' removal parses to --yes on the lab's first host, which test_membership.py removes
+    with the same arguments."""
+    options = parsed(Command(text, "", 0).argv)
+    source = (Path(__file__).parent / "test_membership.py").read_text()
+    runs = 'cli("node.remove", gone.name, "--inventory", str(inventory), "--yes"' in source
+    ok = options.get("yes") is True and options.get("name") == load(lab.paths.inventory).hosts[0].name and runs
+    return Outcome(ok, "" if ok else f"{options}: not --yes on the first host (test_membership runs it: {runs})")
+
+
 # What a command typed on a host must print, by what it is.
 HOST_EXPECTS = (
     ("openssl verify", ": OK"),
@@ -227,6 +247,8 @@ HANDLERS: dict[str, Callable[[Lab, str], Outcome]] = {
     "certs.renew": lambda lab, text: run_kubefab(lab, text, "renewed " if "--all" in text else "nothing to renew"),
     "etcd.restore.check": run_restore_check,
     "reset.dry": run_reset_dry,
+    "node.remove.dry": run_node_remove_dry,
+    "node.remove": check_node_remove,
     "lab.status": run_status,
     "lab.ssh": run_ssh,
     "host": run_host,
