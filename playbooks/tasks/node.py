@@ -4,6 +4,7 @@ inventory, whose deploy then tells the hosts left. Without --yes it lists the st
 from __future__ import annotations
 
 import os
+import time
 
 from invoke.collection import Collection
 from invoke.context import Context
@@ -54,6 +55,7 @@ def remove(
     gone = cluster.host(name)
     r = connected(cluster, "node.remove", [h for h in cluster.hosts if h != gone])
     rm = removal.Remover(r, gone, ui.host_line, drain_timeout)
+    seconds: list[tuple[str, str]] = []
     try:
         if rm.reach():
             check_identity(cluster, [gone], "node.remove")  # never clean a host of another cluster
@@ -67,7 +69,9 @@ def remove(
             raise Exit("node.remove: nothing was changed; give --yes to remove it", code=2)
         for title, step in rm.steps():
             ui.out.print(f"== {title}", style="bold")
+            began = time.monotonic()
             step()
+            seconds.append((title, f"{time.monotonic() - began:.1f}"))
     except (removal.RemovalError, StepFailed, DeployFailed) as exc:
         raise Exit(
             f"node.remove stopped: {exc}\nfix the cause and run `kubefab node.remove {name}` again: it continues",
@@ -82,6 +86,7 @@ def remove(
     os.chmod(partial, path.stat().st_mode & 0o777)
     partial.replace(path)
     ui.out.print(f"{path}: {name} taken out (the text before is kept in {kept})")
+    ui.table(f"removal of {name}", ["step", "s"], seconds)
     ui.out.print("== deploy of the hosts left", style="bold")
     deploy.deploy(ctx, inventory=str(path), verbose=verbose, command_timeout=command_timeout)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
-from kubefab.playbooks.remote import Output
+from kubefab.playbooks.remote import Output, StepFailed
 from kubefab.playbooks.removal import RemovalError, Remover, inventory_without, quorum_refusal, refusals
 from tests.conftest import Rendered
 
@@ -153,3 +153,36 @@ def test_the_steps_go_drain_vip_apiserver_then_leadership_and_member_and_the_nod
     assert order == sorted(order), r.ran
     # kubectl runs where the apiserver stays, never on the host leaving.
     assert all(host != "k8s-1" for host, cmd in r.ran if "kubectl" in cmd)
+
+
+@dataclass
+class UnreachableRunner(ScriptedRunner):
+    """As ScriptedRunner, with the host `down` not answering over SSH."""
+
+    down: str = ""
+
+    def run(self, host, step: str, command: str, check: bool = True, timeout: int | None = None) -> Output:
+        if host.name == self.down:
+            self.ran.append((host.name, command))
+            raise StepFailed(host.name, step, command, "cannot reach the host over SSH: timed out")
+        return super().run(host, step, command, check, timeout)
+
+
+def test_an_unreachable_host_is_still_taken_out_of_etcd_haproxy_and_the_api(
+    render_example: Callable[..., Rendered],
+) -> None:
+    c = render_example().cluster
+    members = {"members": [{"ID": 10, "name": "k8s-3", "peerURLs": ["https://192.168.10.13:2380"]}]}
+    r = UnreachableRunner(
+        c,
+        {"get node k8s-3": json.dumps({"metadata": {"name": "k8s-3"}}), "member list -w json": json.dumps(members)},
+        down="k8s-3",
+    )
+    rm = Remover(r, c.host("k8s-3"), log=lambda *_: None)  # type: ignore[arg-type]
+    assert rm.reach() is False
+    for _, step in rm.steps():
+        step()
+    assert [cmd for host, cmd in r.ran if host == "k8s-3"] == ["true"]  # only the attempt to reach it
+    done = " ".join(cmd for _, cmd in r.ran)
+    assert "member remove a" in done and "delete node k8s-3" in done and "state drain" in done
+    assert "drain k8s-3 --ignore-daemonsets" not in done  # a kubelet that is gone cannot confirm evictions
