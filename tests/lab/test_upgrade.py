@@ -234,7 +234,7 @@ def test_a_second_upgrade_changes_nothing(lab: Lab, old: Cluster) -> None:
 
 def test_a_downgrade_is_refused_on_the_running_cluster(lab: Lab, old: Cluster) -> None:
     """The skew policy against real hosts: back to the previous minor (whose files the bundle holds) is refused
-    before anything changes. (A jump over a minor needs a third release on the hosts; tests/unit/test_upgrade.py
+    before anything changes. (A jump over a minor needs a third release on the hosts; tests/unit/test_upgrade_policy.py
     shows that refusal and its two commands.)"""
     before = start_times(lab, old)
     set_versions(lab.paths.inventory, upgrade_from_minor())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 import yaml
@@ -14,6 +14,7 @@ import yaml
 from kubefab.playbooks.remote import Output, StepFailed
 from kubefab.playbooks.removal import RemovalError, Remover, inventory_without, quorum_refusal, refusals
 from tests.conftest import Rendered
+from tests.unit.scripted import ScriptedRunner
 
 TEXT = """\
 # the lab
@@ -93,22 +94,6 @@ def test_a_member_is_removed_only_when_the_members_left_keep_a_quorum() -> None:
     assert quorum_refusal(3, 3) is None and quorum_refusal(3, 2) is None
     assert "only 1 of the 3 etcd members left would be healthy, and 2 make a quorum" in (quorum_refusal(3, 1) or "")
     assert quorum_refusal(2, 1) is not None and quorum_refusal(1, 1) is None
-
-
-@dataclass
-class ScriptedRunner:
-    """Stands in for the runner and its hosts: records (host, command) and answers from a script."""
-
-    cluster: object
-    answers: dict[str, str]
-    ran: list[tuple[str, str]] = field(default_factory=list)
-
-    def run(self, host, step: str, command: str, check: bool = True, timeout: int | None = None) -> Output:
-        self.ran.append((host.name, command))
-        for needle, answer in self.answers.items():
-            if needle in command:
-                return Output(answer, "", 0)
-        return Output("", "", 0)
 
 
 def test_the_steps_go_drain_vip_apiserver_then_leadership_and_member_and_the_node_last(
