@@ -43,6 +43,21 @@ class Stage:
         return f"{self.kind} on {', '.join(self.hosts)}"
 
 
+def interrupted(stage: Stage | None, inventory: str) -> str:
+    """What an upgrade interrupted during `stage` may have left out of service, and the command that puts it
+    back (a re-run first returns every apiserver to rotation and uncordons the nodes it cordoned)."""
+    left = ""
+    if stage is not None and stage.kind == "nodes":
+        left = f"; {', '.join(stage.hosts)} may be left cordoned (annotated as cordoned by kubefab's upgrade)"
+    elif stage is not None and stage.kind == "apiserver":
+        left = f"; the apiserver on {stage.hosts[0]} may be left out of HAProxy's rotation"
+    during = f" during {stage.title}" if stage is not None else ""
+    return (
+        f"upgrade interrupted{during}{left}\nrun `kubefab upgrade --inventory {inventory}` again: it puts them "
+        "back and continues from the versions the cluster runs"
+    )
+
+
 def expected(host: Host) -> tuple[str, ...]:
     """The versioned services a host of these roles runs."""
     return (

@@ -48,6 +48,7 @@ def upgrade_task(
 
     r = runner(cluster, prep.inputs, ui.host_line, verbose, command_timeout)
     started = time.monotonic()
+    current: upgrade.Stage | None = None  # the stage under way, for what an interruption may leave
     try:
         run_preflight(r, upgrading=True)
         refused = upgrade.skew_problems(cluster, r.facts, stack, source)
@@ -80,7 +81,9 @@ def upgrade_task(
         ui.out.print(f"etcd snapshot {snap.path}: revision {snap.revision}, {snap.keys} keys, sha256 {snap.sha256}")
         for i, stage in enumerate(stages, 1):
             ui.out.print(f"== {i}/{len(stages)} {stage.title} ({time.strftime('%H:%M:%S')})", style="bold")
+            current = stage
             u.run(stage)
+        current = None
         ui.out.print("== converge: every phase, as deploy", style="bold")
         for name in phases:
             r.phase(name)
@@ -93,6 +96,8 @@ def upgrade_task(
     except DeployFailed as exc:
         summary(r.results, cluster)
         raise Exit(f"upgrade stopped in the converge: {exc}", code=1) from None
+    except KeyboardInterrupt:
+        raise Exit(upgrade.interrupted(current, source), code=1) from None
     finally:
         r.close()
     ui.table(

@@ -91,3 +91,15 @@ def test_deploy_on_a_cluster_running_other_versions_points_to_upgrade(cluster) -
     assert upgrade.deploy_refusal(cluster, fresh, target, "x") is None  # a new cluster is deploy's
     for s in KUBE:
         assert s in facts.VERSIONED_SERVICES
+
+
+def test_an_interruption_says_what_it_may_have_left_out_of_service_and_how_to_put_it_back(cluster) -> None:
+    stages = upgrade.stages(cluster, upgrade.moves(cluster, running(cluster, "1.36.3"), stack("1.37")), batch=2)
+    nodes = next(s for s in stages if s.kind == "nodes")
+    apiserver = next(s for s in stages if s.kind == "apiserver")
+    said = upgrade.interrupted(nodes, "inv.yaml")
+    assert f"{', '.join(nodes.hosts)} may be left cordoned" in said and "kubefab upgrade --inventory inv.yaml" in said
+    assert f"the apiserver on {apiserver.hosts[0]} may be left out of HAProxy's rotation" in (
+        upgrade.interrupted(apiserver, "inv.yaml")
+    )
+    assert "cordoned" not in upgrade.interrupted(None, "inv.yaml")
