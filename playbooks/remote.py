@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import shlex
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,27 @@ class StepFailed(Exception):
             f"{host}: {step} failed\n  command: {shown}\n  stderr:\n"
             + "\n".join(f"    {line}" for line in tail.splitlines())
         )
+
+
+# invoke only forwards a Ctrl-C to a remote command and goes on waiting for it, so a run that should stop on
+# Ctrl-C (an upgrade) sets this instead (`stop_on_interrupt`): the commands under way finish, and the next one
+# raises KeyboardInterrupt rather than start. A second Ctrl-C interrupts at once.
+STOP = threading.Event()
+
+
+@contextmanager
+def stop_on_interrupt() -> Iterator[None]:
+    def first(signum: int, frame: object) -> None:
+        if STOP.is_set():
+            raise KeyboardInterrupt
+        STOP.set()
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        STOP.clear()
 
 
 @dataclass(frozen=True)
@@ -146,6 +169,8 @@ class Remote:
     ) -> Output:
         """Run `command` (as root unless told otherwise) within `timeout` seconds (default: the connection's).
         With `check`, a non-zero exit raises StepFailed."""
+        if STOP.is_set():
+            raise KeyboardInterrupt
         if self.log:
             self.log(self.name, f"$ {command}")
         limit = timeout or self.timeout
