@@ -8,9 +8,9 @@ from __future__ import annotations
 import http.client
 import ssl
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from kubefab.playbooks.model import Cluster
 
@@ -34,7 +34,8 @@ class Probe:
                 self.sent += self.call()
             except Exception as exc:  # every kind of failure counts, each as one failed request
                 self.sent += 1
-                self.failures.append(f"{time.strftime('%H:%M:%S')} {type(exc).__name__}: {exc}")
+                when = datetime.now().strftime("%H:%M:%S.%f")[:-3]  # to the millisecond, to set beside journals
+                self.failures.append(f"{when} {type(exc).__name__}: {exc}")
             self._stop.wait(self.interval)
 
     def __enter__(self) -> Probe:

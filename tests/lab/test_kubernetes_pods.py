@@ -178,14 +178,29 @@ def test_every_node_ready_with_flannel_on_each_and_coredns_spread(cluster: Clust
     assert len(dns) == 2 and len({p["spec"]["nodeName"] for p in dns}) == 2  # replicas on distinct nodes
 
 
-def test_service_name_resolves_through_coredns_from_a_pod(cluster: Cluster, kubectl: Kubectl, app: dict) -> None:
+def resolved(lab: Lab, cluster: Cluster, kubectl: Kubectl, name: str, timeout: float = 60) -> list[str]:
+    """The addresses a pod gets for `name` from CoreDNS's Service address. A replica answers for a Service once
+    its watch has delivered it, which can lag behind the Service's creation after the earlier modules restarted
+    the control plane (an etcd restore among them): the answer is awaited, the wait is reported, and a timeout
+    shows what each replica answers."""
+    start = time.monotonic()
+    while True:
+        got = kubectl("exec", "client", "--", "/labapp", "resolve", name, str(cluster.network.dns_ip), check=False)
+        if got.returncode == 0:
+            TIMINGS.setdefault(f"CoreDNS answered for {name.split('.')[0]} after", time.monotonic() - start)
+            return got.stdout.split()
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"{name}: {got.stderr} for {timeout} s\n{coredns_replicas(lab, cluster, kubectl, name)}")
+        time.sleep(1)
+
+
+def test_service_name_resolves_through_coredns_from_a_pod(
+    lab: Lab, cluster: Cluster, kubectl: Kubectl, app: dict
+) -> None:
     cluster_ip = json.loads(kubectl("get", "service", "web", "-o", "json").stdout)["spec"]["clusterIP"]
-    name = f"web.default.svc.{cluster.network.domain}"
     # the book's `dig nginx-demo.default.svc.cluster.local @<dns ip>`
-    assert in_client(kubectl, "resolve", name, str(cluster.network.dns_ip)).split() == [cluster_ip]
-    kubernetes = in_client(
-        kubectl, "resolve", f"kubernetes.default.svc.{cluster.network.domain}", str(cluster.network.dns_ip)
-    ).split()
+    assert resolved(lab, cluster, kubectl, f"web.default.svc.{cluster.network.domain}") == [cluster_ip]
+    kubernetes = resolved(lab, cluster, kubectl, f"kubernetes.default.svc.{cluster.network.domain}")
     assert kubernetes == [str(cluster.network.kubernetes_service_ip)]
 
 

@@ -98,10 +98,11 @@ def timeline(lab: Lab, c: Cluster) -> str:
             )
         )
     for lb in c.lb_hosts:
-        out.append(f"-- {lb.name} haproxy")
-        out.append(
-            lab.run(lb.name, "sudo journalctl -u haproxy -o short-precise --no-pager -n 60 | tail -n 25 || true")
-        )
+        for unit in ("haproxy", "keepalived"):
+            out.append(f"-- {lb.name} {unit}")
+            out.append(
+                lab.run(lb.name, f"sudo journalctl -u {unit} -o short-precise --no-pager -n 60 | tail -n 25 || true")
+            )
     return "\n".join(out)
 
 
@@ -199,7 +200,7 @@ def test_the_original_first_host_is_removed_with_the_api_up(lab: Lab, cluster: C
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
     assert api.sent > 20
     if api.failures:
-        print(timeline(lab, before))
+        print(result.stdout[-4000:], timeline(lab, before), sep="\n")  # kubefab's steps, then the journals
     assert not api.failures, api.failures[:10]
 
     after = load(inventory)
