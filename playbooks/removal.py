@@ -20,7 +20,7 @@ from kubefab.playbooks import reset as resets
 from kubefab.playbooks.apply import Assessment, execute
 from kubefab.playbooks.components.control_plane import kubectl
 from kubefab.playbooks.components.etcd import endpoint, etcdctl, member_rows, peer_url
-from kubefab.playbooks.components.load_balancer import lb_hosts, set_server
+from kubefab.playbooks.components.load_balancer import lb_hosts, set_server, vip_release
 from kubefab.playbooks.inventory import validate_text
 from kubefab.playbooks.model import Cluster, Host
 from kubefab.playbooks.plan import Plan
@@ -191,12 +191,13 @@ class Remover:
         self.log(self.gone.name, "drained: its pods run elsewhere")
 
     def vip_moved(self) -> None:
-        """An lb host gives the VIP up before its HAProxy stops: keepalived stopped sends a priority-0
-        advertisement, so another lb host takes the VIP at once instead of after the master-down timer."""
+        """An lb host gives the VIP up before its HAProxy stops: new connections held back for a moment while
+        the requests under way finish, then keepalived stopped, whose priority-0 advertisement makes another lb
+        host take the VIP at once instead of after the master-down timer."""
         if self.gone not in lb_hosts(self.c):
             return
         if self.reachable:
-            self.on_gone("keepalived stopped (the VIP moves)", "systemctl disable --now -q keepalived || true")
+            self.on_gone("keepalived stopped (the VIP moves)", vip_release(self.c))
         vip = f" {self.c.api.vip}/"
         deadline = time.monotonic() + 30
         while True:

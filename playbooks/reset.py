@@ -40,7 +40,7 @@ MOUNT_ROOTS = ("/var/lib/kubelet", "/run/containerd", "/var/lib/containerd", "/r
 # Interfaces the CNI plugins and kube-proxy create (pods' veths go with their network namespaces).
 INTERFACES = r"^(cni0|flannel\.[0-9]+|vxlan\.calico|cali[0-9a-f]+|kube-ipvs0|nodelocaldns|veth[0-9a-f]+)$"
 # Chains and comments of kube-proxy, kubelet, the CNI plugins, Flannel and Calico.
-RULES = r"KUBE-|CNI-|FLANNEL|cali-|cali:"
+RULES = r"KUBE-|CNI-|FLANNEL|cali-|cali:|kubefab-vip-handoff"  # the last: a VIP handoff left by node.remove
 NFT_TABLES = r"kube-proxy|calico|flannel"
 # Directories never removed, even empty.
 STANDARD = frozenset(
@@ -133,7 +133,7 @@ def _rules() -> Step:
     tools = " ".join(TABLE_TOOLS)
     each = f'for t in {tools}; do command -v "$t-save" >/dev/null || continue;'
     return Step(
-        "kube-proxy and CNI packet-filter rules removed",
+        "kube-proxy, CNI and VIP handoff packet-filter rules removed",
         # The rest of each table (the operator's own rules) is restored as it was.
         unless=f"( {each} if \"$t-save\" 2>/dev/null | grep -Eq '{RULES}'; then exit 1; fi; done )"
         f" && ! nft list tables 2>/dev/null | grep -Eqw '{NFT_TABLES}' && [ -z \"$({_EMPTY_TABLES})\" ]",

@@ -20,6 +20,22 @@ def set_server(server: str, state: str) -> str:
     return f"echo 'set server {BACKEND}/{server} state {state}' | socat stdio unix-connect:{ADMIN_SOCKET}"
 
 
+HANDOFF_HOLD = 1  # seconds an lb host giving the VIP up holds new connections back first
+
+
+def vip_release(c: Cluster) -> str:
+    """The command (run as root on the lb host giving the VIP up) that stops keepalived so that another lb host
+    takes the VIP, without cutting requests: HAProxy's connections do not move with the VIP, so for a moment
+    first new connections to the VIP are held back (their SYN dropped: a client sends it again a second later,
+    by then to the new holder) while the requests under way on this host finish. The rule goes with the shell,
+    however it ends; without iptables the VIP is given up at once."""
+    rule = f"INPUT -d {c.api.vip} -p tcp --dport {c.api.port} --syn -m comment --comment kubefab-vip-handoff -j DROP"
+    return (
+        f"if iptables -I {rule} 2>/dev/null; then trap 'iptables -D {rule}' EXIT; trap 'exit 1' HUP INT TERM; "
+        f"sleep {HANDOFF_HOLD}; fi; systemctl disable --now -q keepalived || true"
+    )
+
+
 def priorities(lb_hosts: tuple[Host, ...]) -> dict[str, int]:
     """The first lb host in the inventory is the MASTER (highest priority); the others follow, 10 apart."""
     return {h.name: 150 - 10 * i for i, h in enumerate(lb_hosts)}
@@ -120,7 +136,7 @@ KEEPALIVED = Component(
     hosts=lb_hosts,
     plan=keepalived_plan,
     services=("keepalived",),
-    packages=lambda c: ("keepalived",),
+    packages=lambda c: ("keepalived", "iptables"),  # iptables: the VIP handed off without cutting requests
     rich_rules=lambda c: ('rule protocol value="vrrp" accept',),  # VRRP between the peers
     checks=vip_checks,
     # A new peer list or priority (an lb host added or removed) is read on SIGHUP: a restart would give the VIP

@@ -176,6 +176,10 @@ def test_load_balancer(host, node: Node) -> None:
     assert host.file("/etc/keepalived/keepalived.conf").mode == 0o600
     assert host.file("/etc/keepalived/check_haproxy.sh").mode == 0o700
     assert host.run("/etc/keepalived/check_haproxy.sh").rc == 0, "HAProxy does not accept on the API port"
+    # A VIP handoff's rule left behind (node.remove interrupted past repair) would drop every new connection
+    # while this host holds the VIP.
+    rules = host.run("iptables -S INPUT")
+    assert "kubefab-vip-handoff" not in rules.stdout, "a rule holding back new connections to the VIP is left"
 
 
 def test_node(host, node: Node) -> None:

@@ -109,9 +109,10 @@ def timeline(lab: Lab, c: Cluster) -> str:
 def test_an_added_etcd_and_control_plane_member_joins_as_a_learner_with_the_api_up(
     lab: Lab, cluster: Cluster, kubectl: Kubectl
 ) -> None:
-    """The issue's second step: a host added as etcd member, apiserver and worker (4 members: the step of a
-    replacement, so etcd.allow_even_members). It joins as a learner and is promoted; the members already there
-    restart nothing in etcd; the API through the VIP is probed throughout; keys written before are all read back
+    """The issue's second step: a host added as etcd member, apiserver, worker and lb host (4 members: the step
+    of a replacement, so etcd.allow_even_members). It joins as a learner and is promoted; the members already
+    there restart nothing in etcd; its HAProxy serves the API and its keepalived joins as a backup, the VIP
+    staying where it was; the API through the VIP is probed throughout; keys written before are all read back
     from the new member."""
     inventory = lab.paths.inventory
     etcd = Etcd(cluster.dir / "pki", [endpoint(h) for h in cluster.etcd_hosts])
@@ -124,7 +125,7 @@ def test_an_added_etcd_and_control_plane_member_joins_as_a_learner_with_the_api_
     new = lab.state.hosts[-1]
     lab.connections[new.name] = connect(lab.paths, new)
     data = yaml.safe_load(inventory.read_text())
-    next(h for h in data["hosts"] if h["name"] == new.name)["roles"] = ["etcd", "control_plane", "worker"]
+    next(h for h in data["hosts"] if h["name"] == new.name)["roles"] = ["etcd", "control_plane", "worker", "lb"]
     data.setdefault("etcd", {})["allow_even_members"] = True
     inventory.write_text(yaml.safe_dump(data, sort_keys=False))
     grown = load(inventory)
@@ -161,6 +162,12 @@ def test_an_added_etcd_and_control_plane_member_joins_as_a_learner_with_the_api_
     assert etcd.prefix("/kubefab-membership/", endpoint(joined)) == keys  # read from the new member
     for lb in grown.lb_hosts:
         assert f"server {new.name} " in lab.run(lb.name, "sudo cat /etc/haproxy/haproxy.cfg")
+    # The new lb host: HAProxy and keepalived running, the API answering through its HAProxy, the VIP unmoved.
+    assert lab.run(new.name, "systemctl is-active haproxy keepalived").split() == ["active", "active"]
+    through = f"https://{joined.address}:{grown.api.port}"
+    assert kubectl("--server", through, "get", "--raw", "/readyz").stdout.strip() == "ok"
+    holders = [h.name for h in grown.lb_hosts if f" {grown.api.vip}/" in lab.run(h.name, "ip -o -4 addr show")]
+    assert holders == [cluster.lb_hosts[0].name], holders
     lab.run(new.name, f"sudo {kubectl_on_host(server=f'https://{joined.address}:{grown.api.apiserver_port}')}")
     kubectl("wait", "--for=condition=Ready", f"node/{new.name}", "--timeout=120s", timeout=130)
 

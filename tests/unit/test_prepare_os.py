@@ -111,7 +111,10 @@ def test_rhel_proxy_mode_packages(mode: str, extra: str) -> None:
 
 def test_hosts_without_packages_get_no_package_step(example: Cluster) -> None:
     assert steps(plan(example, "etcd", facts("stream9")), "packages") == []
-    assert only(plan(example, "lb", facts("centos7")), "packages").run == "yum install -y -q haproxy keepalived socat"
+    assert (
+        only(plan(example, "lb", facts("centos7")), "packages").run
+        == "yum install -y -q haproxy keepalived socat iptables"
+    )
 
 
 def test_debian_installs_with_apt_and_debian_names(example: Cluster) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
+from kubefab.playbooks.components.load_balancer import vip_release
 from kubefab.playbooks.remote import Output, StepFailed
 from kubefab.playbooks.removal import RemovalError, Remover, inventory_without, quorum_refusal, refusals
 from tests.conftest import Rendered
@@ -171,3 +172,14 @@ def test_an_unreachable_host_is_still_taken_out_of_etcd_haproxy_and_the_api(
     done = " ".join(cmd for _, cmd in r.ran)
     assert "member remove a" in done and "delete node k8s-3" in done and "state drain" in done
     assert "drain k8s-3 --ignore-daemonsets" not in done  # a kubelet that is gone cannot confirm evictions
+
+
+def test_the_vip_is_given_up_after_new_connections_are_held_back_and_the_rule_goes_however_it_ends(
+    render_example: Callable[..., Rendered],
+) -> None:
+    c = render_example().cluster
+    command = vip_release(c)
+    rule = f"INPUT -d {c.api.vip} -p tcp --dport {c.api.port} --syn"
+    held, kept, stopped = (command.index(x) for x in (f"iptables -I {rule}", "sleep", "disable --now -q keepalived"))
+    assert held < kept < stopped
+    assert f"trap 'iptables -D {rule}" in command and "EXIT" in command and "HUP INT TERM" in command
