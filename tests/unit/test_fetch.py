@@ -1,9 +1,14 @@
 """Downloads against a real HTTP server and a real forward proxy on loopback: parallel, resumed, reported, and
-through HTTP_PROXY to a mirror name only the proxy knows."""
+through HTTP_PROXY (a forward request) or HTTPS_PROXY (a CONNECT tunnel, TLS verified end to end) to a mirror
+name only the proxy knows."""
 
 from __future__ import annotations
 
 import copy
+import datetime as dt
+import socket
+import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +17,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
 
+from kubefab.pki.certs import Authority, Request, issue, new_ca
+from kubefab.pki.keys import key_pem, new_key
 from kubefab.playbooks import bundle, components, fetch
 from kubefab.playbooks.inventory import load
 from kubefab.playbooks.versions import stack
@@ -183,3 +191,85 @@ def test_bundle_with_nothing_reachable_is_one_summary_and_no_manifest(
     assert f"the mirror {closed}" in summary
     assert images.startswith("images: not tried")
     assert not (tmp_path / "bundle" / bundle.MANIFEST).exists()
+
+
+class Tunnel(socketserver.ThreadingTCPServer):
+    """A CONNECT proxy on loopback that knows one name: `host` is `target` (a port on 127.0.0.1)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, host: str, target: int) -> None:
+        super().__init__(("127.0.0.1", 0), TunnelHandler)
+        self.host, self.target = host, target
+        self.asked: list[str] = []
+
+
+class TunnelHandler(socketserver.BaseRequestHandler):
+    server: Tunnel
+
+    def handle(self) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.request.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        line = head.split(b"\r\n", 1)[0].decode()
+        self.server.asked.append(line)
+        method, where, _ = line.split(" ", 2)
+        if method != "CONNECT" or where.rsplit(":", 1)[0] != self.server.host:
+            self.request.sendall(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.server.target))
+        self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def pipe(a: socket.socket, b: socket.socket) -> None:
+            try:
+                while data := a.recv(65536):
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                b.close()
+
+        threading.Thread(target=pipe, args=(upstream, self.request), daemon=True).start()
+        pipe(self.request, upstream)
+
+
+def test_https_proxy_tunnels_to_a_mirror_only_it_knows_with_tls_verified(
+    server: Files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file server speaks TLS with a certificate for mirror.invalid from a CA this test makes; the client
+    trusts that CA only through SSL_CERT_FILE and reaches the name only through the proxy's CONNECT tunnel."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key, leaf_key = new_key("ecdsa-p256"), new_key("ecdsa-p256")
+    ca = Authority(new_ca("kubefab test mirror CA", ca_key, 1, now), ca_key)
+    leaf = issue(ca, Request("mirror.invalid", dns_names=("mirror.invalid",), usages=("server",)), leaf_key, 1, now)
+    (tmp_path / "ca.crt").write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "tls.crt").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "tls.key").write_bytes(key_pem(leaf_key))
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    server.content["/kube/f"] = b"through the tunnel"
+    tunnel = Tunnel("mirror.invalid", server.server_address[1])
+    threading.Thread(target=tunnel.serve_forever, daemon=True).start()
+    try:
+        for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{tunnel.server_address[1]}")
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.crt"))
+        (result,) = fetch.fetch_all([("https://mirror.invalid/kube/f", tmp_path / "f")], lambda _: None)
+        assert result.error is None, result
+        assert (tmp_path / "f").read_bytes() == b"through the tunnel"
+        assert [a.rsplit(" ", 1)[0] for a in tunnel.asked] == ["CONNECT mirror.invalid:443"]
+        assert server.seen[0][0] == "/kube/f"  # inside the tunnel: an origin request, not a proxy's
+
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "tls.key"))  # a file holding no CA: no trust
+        (refused,) = fetch.fetch_all([("https://mirror.invalid/kube/f", tmp_path / "g")], lambda _: None)
+        assert refused.error is not None and "CERTIFICATE_VERIFY_FAILED" in refused.error, refused
+        assert not (tmp_path / "g").exists()
+    finally:
+        tunnel.shutdown()
+        tunnel.server_close()
