@@ -139,8 +139,8 @@ def test_an_added_etcd_and_control_plane_member_joins_as_a_learner_with_the_api_
 
     with api_probe(grown) as api:
         result, seconds = cli("deploy", "--inventory", str(inventory))
-    TIMINGS["deploy adding an etcd + control-plane member"] = seconds
-    FIGURES["API requests failed through the VIP while an etcd + control-plane member joined"] = (
+    TIMINGS["deploy adding an etcd + control-plane + lb host"] = seconds
+    FIGURES["API requests failed through the VIP while an etcd + control-plane + lb host joined"] = (
         f"{len(api.failures)} of {api.sent}"
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
