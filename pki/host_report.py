@@ -43,6 +43,8 @@ def held(c: Cluster, host: Host) -> list[Held]:
     for ca in authorities(c):
         if host.name in ca.cert_hosts:
             out.append(Held(f"{REMOTE_PKI}/{ca.remote}.crt", "crt", f"pki/{ca.file}.crt"))
+        if host.name in ca.key_hosts:
+            out.append(Held(ca.signing, "crt", f"pki/{ca.file}.crt"))
         if ca.name == "etcd" and host.has("etcd"):
             out.append(Held(f"{ETCD_PKI}/ca.crt", "crt", f"pki/{ca.file}.crt"))
     for ident in identities(c):

@@ -33,6 +33,12 @@ class CA:
     cert_hosts: tuple[str, ...]
     key_hosts: tuple[str, ...]
 
+    @property
+    def signing(self) -> str:
+        """Where the holders of its key find the certificate of that key alone: the trusted file next to it holds
+        two CAs during a rotation, and the controller-manager's signer reads exactly one."""
+        return f"{REMOTE_PKI}/{self.remote}-signing.crt"
+
 
 @dataclass(frozen=True)
 class Kubeconfig:

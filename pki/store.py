@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from kubefab.pki.profiles import CA, AuthorityName, Identity, authorities, ident
 from kubefab.playbooks.model import Cluster
 
 SA_KEY = "sa"
+# A CA rotation's second CA, next to the CA's own files (pki.rotation): the one coming, or the one going.
+ROTATING = (".next", ".prev")
 
 
 class PKIError(Exception):
@@ -114,15 +117,23 @@ def assess(c: Cluster, now: dt.datetime | None = None, renew_all: bool = False) 
     if run.problems:
         raise PKIError(run.problems)
     _sign_pending(c, run)
+    kubernetes_ca = next(spec for spec in authorities(c) if spec.name == "kubernetes")
     for ident in identities(c):
         if ident.kubeconfig is not None:
-            _kubeconfig(c, run, ident, cas["kubernetes"])
+            _kubeconfig(c, run, ident, kubernetes_ca.file)
     return Decision(c.dir, run.rows, run.writes)
 
 
 def ensure(c: Cluster, now: dt.datetime | None = None) -> list[Row]:
     """Bring the cluster's PKI in line with the inventory; returns one row per file with its action."""
     return assess(c, now).commit()
+
+
+def trust(files: Mapping[str, bytes], file: str) -> bytes:
+    """What is trusted for the CA stored as `pki/<file>` (`files` keyed like Decision.files): the CA, then during a
+    rotation the other CA, so that the first certificate is always the one that signs."""
+    other = [files[k] for suffix in ROTATING if (k := f"pki/{file}{suffix}.crt") in files]
+    return files[f"pki/{file}.crt"] + b"".join(other[:1])
 
 
 def pair_files(base: Path) -> tuple[Path, Path]:
@@ -317,12 +328,23 @@ def _service_account(c: Cluster, run: _Run) -> None:
     run.rows.append(Row("service-account", run.rel(key), None, "created"))
 
 
-def _kubeconfig(c: Cluster, run: _Run, ident: Identity, ca: certs.Authority) -> None:
+def _ca_files(c: Cluster, run: _Run, file: str) -> dict[str, bytes]:
+    """The CA `file`'s certificates as this run leaves them, keyed like Decision.files."""
+    out = {}
+    for suffix in ("", *ROTATING):
+        path = pki_dir(c) / f"{file}{suffix}.crt"
+        data = run.writes.get(path) or (path.read_bytes() if path.exists() else None)
+        if data is not None:
+            out[run.rel(path)] = data
+    return out
+
+
+def _kubeconfig(c: Cluster, run: _Run, ident: Identity, ca_file: str) -> None:
     assert ident.kubeconfig is not None
     crt, key = pair_files(pki_dir(c) / ident.file)
     cert_pem = run.writes.get(crt) or crt.read_bytes()
     key_pem = run.writes.get(key) or key.read_bytes()
-    ca_pem = ca.cert.public_bytes(serialization.Encoding.PEM)
+    ca_pem = trust(_ca_files(c, run, ca_file), ca_file)
     content = kubeconfig(c.name, ident.kubeconfig.server, ca_pem, ident.kubeconfig.user, cert_pem, key_pem)
     path = kubeconfig_dir(c) / ident.kubeconfig.file
     expires = x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from kubefab.pki.profiles import ETCD_PKI, authorities
+from kubefab.pki.store import trust
 from kubefab.playbooks.facts import Facts
 from kubefab.playbooks.findings import Finding
 from kubefab.playbooks.inputs import REMOTE_PKI
@@ -33,14 +34,15 @@ def fingerprints(pem: bytes) -> tuple[str, ...]:
     return tuple(out)
 
 
-def expected(c: Cluster, credentials: Mapping[str, bytes]) -> dict[str, tuple[str, str]]:
-    """Every path a host may hold a CA certificate at -> (the authority, its local fingerprint)."""
-    out: dict[str, tuple[str, str]] = {}
+def expected(c: Cluster, credentials: Mapping[str, bytes]) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Every path a host may hold a CA certificate at -> (the authority, the local fingerprints it may hold: the
+    CA's, and during a rotation the other CA's, since hosts are between the two until it is rolled out)."""
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
     for ca in authorities(c):
-        (fingerprint,) = fingerprints(credentials[f"pki/{ca.file}.crt"])
-        out[f"{REMOTE_PKI}/{ca.remote}.crt"] = (ca.name, fingerprint)
+        known = fingerprints(trust(credentials, ca.file))
+        out[f"{REMOTE_PKI}/{ca.remote}.crt"] = (ca.name, known)
         if ca.name == "etcd":
-            out[f"{ETCD_PKI}/ca.crt"] = (ca.name, fingerprint)
+            out[f"{ETCD_PKI}/ca.crt"] = (ca.name, known)
     return out
 
 
@@ -55,10 +57,10 @@ def check(
         for path, content in sorted(trusted.items()):
             authority, local = want[path]
             found = fingerprints(content)
-            if local not in found:
+            if not set(local) & set(found):
                 wrong.append(
                     f"{path} holds the {authority} CA SHA256 {', '.join(found) or '(no certificate)'}, the cluster "
-                    f"directory {c.dir} has SHA256 {local}"
+                    f"directory {c.dir} has SHA256 {', '.join(local)}"
                 )
         if wrong:
             out.append(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from functools import partial
 
 from kubefab.pki.profiles import ETCD_PKI, authorities, identities
-from kubefab.pki.store import SA_KEY
+from kubefab.pki.store import SA_KEY, trust
 from kubefab.playbooks.component import Component, readers
 from kubefab.playbooks.inputs import REMOTE_PKI, Inputs
 from kubefab.playbooks.model import Cluster, Host
@@ -31,12 +31,14 @@ def plan(daemons: Sequence[Component], inputs: Inputs, host: Host) -> Plan:
         return credential(daemons, c, host, path, content, private)
 
     for ca in authorities(c):
+        trusted = trust(pki, ca.file)  # two CAs during a rotation
         if host.name in ca.cert_hosts:
-            files.append(_file(f"{REMOTE_PKI}/{ca.remote}.crt", pki[f"pki/{ca.file}.crt"], False))
+            files.append(_file(f"{REMOTE_PKI}/{ca.remote}.crt", trusted, False))
         if host.name in ca.key_hosts:
             files.append(_file(f"{REMOTE_PKI}/{ca.remote}.key", pki[f"pki/{ca.file}.key"], True))
+            files.append(_file(ca.signing, pki[f"pki/{ca.file}.crt"], False))
         if ca.name == "etcd" and host.has("etcd"):
-            files.append(_file(f"{ETCD_PKI}/ca.crt", pki[f"pki/{ca.file}.crt"], False))
+            files.append(_file(f"{ETCD_PKI}/ca.crt", trusted, False))
     for ident in identities(c):
         if host.name not in ident.hosts:
             continue

@@ -128,7 +128,14 @@ def leader_elected(name: str, port: int, reads: tuple[str, ...], *templates: tup
 CONTROLLER_MANAGER = leader_elected(
     "kube-controller-manager",
     ports.CONTROLLER_MANAGER,
-    ("pki/ca.crt", "pki/ca.key", "pki/front-proxy-ca.crt", "pki/sa.key", "controller-manager.conf"),
+    (
+        "pki/ca.crt",
+        "pki/ca.key",
+        "pki/ca-signing.crt",
+        "pki/front-proxy-ca.crt",
+        "pki/sa.key",
+        "controller-manager.conf",
+    ),
     ("kube-controller-manager/controller-manager.j2", "/etc/kubernetes/controller-manager"),
     (
         "kube-controller-manager/kube-controller-manager.service.j2",

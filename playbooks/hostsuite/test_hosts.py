@@ -168,6 +168,23 @@ def test_control_plane(host, node: Node) -> None:
         f"--server=https://127.0.0.1:{node.cluster.api.apiserver_port} get --raw /readyz"
     )
     assert readyz.rc == 0 and readyz.stdout.strip() == "ok", readyz.stderr
+
+
+def test_signing_ca_is_the_key_of_the_first_trusted_ca(host, node: Node) -> None:
+    """The controller-manager's signer reads one certificate, which must be its key's and the CA every host trusts
+    first; ca.crt holds a second CA only while `kubefab certs.rotate-ca` runs."""
+    needs(node, "control_plane")
+    signing = host.file(f"{PKI}/ca-signing.crt").content_string
+    trusted = host.file(f"{PKI}/ca.crt").content_string
+    assert signing.count("BEGIN CERTIFICATE") == 1, "ca-signing.crt must hold one certificate"
+    assert trusted.startswith(signing.strip()), "ca.crt does not start with the signing CA"
+    assert trusted.count("BEGIN CERTIFICATE") <= 2, "ca.crt holds more than the two CAs of a rotation"
+    der = "openssl pkey -pubin -outform DER | sha256sum"
+    public = [
+        host.run(f"openssl x509 -noout -pubkey -in {PKI}/ca-signing.crt | {der}"),
+        host.run(f"openssl pkey -pubout -in {PKI}/ca.key | {der}"),
+    ]
+    assert all(r.rc == 0 for r in public) and public[0].stdout == public[1].stdout, "ca.key is not ca-signing.crt's"
     assert host.file("/etc/kubernetes/encryption-config.yaml").mode == 0o600
 
 

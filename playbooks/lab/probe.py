@@ -1,7 +1,8 @@
 """A probe of the lab cluster's API through the VIP while something changes underneath (an upgrade): GET /readyz
 and a LIST every 200 ms, each on a new TLS connection (so a request can land on any apiserver HAProxy picks),
-with the cluster CA and the admin certificate; every failure kept with its time and reason. Used by the upgrade
-test and benchmark; it only talks to the lab's VIP."""
+with the cluster's CA (both during a CA rotation) and the admin certificate; every failure kept with its time
+and reason. Used by the lab tests and benchmarks of upgrade, membership and certificates; it only talks to the
+lab's VIP."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from kubefab.pki.store import trust
 from kubefab.playbooks.model import Cluster
 
 PATHS = ("/readyz", "/api/v1/namespaces/default/pods?limit=5")
@@ -51,10 +53,13 @@ class Probe:
 
 def api_probe(cluster: Cluster, timeout: float = 5) -> Probe:
     pki = cluster.dir / "pki"
-    tls = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-    tls.load_cert_chain(pki / "admin.crt", pki / "admin.key")
 
     def call() -> int:
+        # Credentials read at each round, as kubectl reads its kubeconfig at each run: a CA rotation replaces them
+        # (the trust bundle of pki.store.trust, then the new CA alone) while the probe runs.
+        files = {f"pki/{p.name}": p.read_bytes() for p in pki.glob("ca*.crt")}
+        tls = ssl.create_default_context(cadata=trust(files, "ca").decode())
+        tls.load_cert_chain(pki / "admin.crt", pki / "admin.key")
         for path in PATHS:
             conn = http.client.HTTPSConnection(str(cluster.api.vip), cluster.api.port, context=tls, timeout=timeout)
             try:

@@ -10,11 +10,11 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from kubefab.pki import host_report
+from kubefab.pki import host_report, rotation
 from kubefab.pki.host_report import HostRow
 from kubefab.pki.report import check_rows
 from kubefab.pki.store import PKIError, ensure
-from kubefab.playbooks import renewal, ui
+from kubefab.playbooks import ca_rotation, renewal, ui
 from kubefab.playbooks.model import Cluster, Host
 from kubefab.playbooks.remote import StepFailed
 from kubefab.playbooks.runner import PHASES, DeployFailed
@@ -137,6 +137,65 @@ def renew(ctx: Context, inventory: str | None = None, all_: bool = False, comman
     ui.out.print(f"renewed {len(renewed)} certificate(s) in {time.monotonic() - started:.1f} s")
 
 
+@task(
+    name="rotate-ca",
+    auto_shortflags=False,
+    help={
+        **HELP,
+        "ca": "comma-separated CAs to rotate: kubernetes, etcd, front-proxy (default: all three)",
+        "command_timeout": "seconds before a command on a host counts as failed (default 300)",
+    },
+)
+def rotate_ca(
+    ctx: Context, inventory: str | None = None, ca: str = "kubernetes,etcd,front-proxy", command_timeout: int = 300
+) -> None:
+    """Replace CAs with new ones, the API answering throughout: trust both, reissue every leaf from the new one,
+    retire the old one (kept under pki/retired/). Interrupted, run it again: it goes on from where it stopped."""
+    phases = [p for p in PHASES if p != "preflight"]
+    cluster = load_cluster(inventory)
+    try:
+        cas = ca_rotation.selected(cluster, [n.strip() for n in ca.split(",") if n.strip()])
+    except ca_rotation.RotationError as exc:
+        raise Exit(f"certs.rotate-ca: {exc}", code=2) from None
+    kubernetes = any(a.name == "kubernetes" for a in cas)
+    stage = ca_rotation.stage_of(cluster, cas)
+    done: list[ca_rotation.Step] = []
+
+    def deliver(step: str, reached: rotation.Stage) -> None:
+        started = time.monotonic()
+        ui.out.print(f"certs.rotate-ca: {step}", style="bold")
+        ready = prepared(inventory, phases)
+        r = runner(ready.cluster, ready.prep.inputs, ui.host_line, command_timeout=command_timeout)
+        try:
+            run_preflight(r, show=False)
+            committed(ready.prep)
+            renewal.roll_out(r, Upgrader(r, ui.host_line))
+            if reached == "trust" and kubernetes and cluster.addons:
+                ca_rotation.refresh_in_cluster(r, cluster, ui.host_line)
+        except (DeployFailed, StepFailed, ca_rotation.RotationError) as exc:
+            raise Exit(f"certs.rotate-ca stopped at {step!r}: {exc}\nrun it again: it goes on from there", 1) from None
+        finally:
+            r.close()
+        done.append(ca_rotation.Step(step, time.monotonic() - started))
+
+    names = ", ".join(a.name for a in cas)
+    if stage == "idle":
+        prepared(inventory, phases)  # everything checked before the first file is written
+    else:  # what the last run wrote here may not have reached every host
+        deliver(f"{ca_rotation.STEPS[stage]} ({names}), resumed", stage)
+    while True:
+        stage = ca_rotation.advance(cluster, cas, stage)
+        deliver(f"{ca_rotation.STEPS[stage]} ({names})", stage)
+        if stage == "idle":
+            break
+    ui.table(f"certs.rotate-ca of {cluster.name}", ["step", "seconds"], [(d.name, f"{d.seconds:.1f}") for d in done])
+    ui.out.print(
+        f"rotated {names} in {sum(d.seconds for d in done):.1f} s; "
+        f"the old CA is kept under {cluster.dir / 'pki' / rotation.RETIRED}"
+    )
+
+
 certs = Collection("certs")
 certs.add_task(check)
 certs.add_task(renew)
+certs.add_task(rotate_ca)
