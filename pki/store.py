@@ -136,6 +136,17 @@ def trust(files: Mapping[str, bytes], file: str) -> bytes:
     return files[f"pki/{file}.crt"] + b"".join(other[:1])
 
 
+def trusted(c: Cluster, file: str, writes: Mapping[Path, bytes] | None = None) -> bytes:
+    """`trust` of the cluster directory's certificates of the CA `file`, as they are or as `writes` leaves them."""
+    files = {}
+    for suffix in ("", *ROTATING):
+        path = pki_dir(c) / f"{file}{suffix}.crt"
+        data = (writes or {}).get(path) or (path.read_bytes() if path.exists() else None)
+        if data is not None:
+            files[f"pki/{file}{suffix}.crt"] = data
+    return trust(files, file)
+
+
 def pair_files(base: Path) -> tuple[Path, Path]:
     return base.with_name(base.name + ".crt"), base.with_name(base.name + ".key")
 
@@ -328,23 +339,12 @@ def _service_account(c: Cluster, run: _Run) -> None:
     run.rows.append(Row("service-account", run.rel(key), None, "created"))
 
 
-def _ca_files(c: Cluster, run: _Run, file: str) -> dict[str, bytes]:
-    """The CA `file`'s certificates as this run leaves them, keyed like Decision.files."""
-    out = {}
-    for suffix in ("", *ROTATING):
-        path = pki_dir(c) / f"{file}{suffix}.crt"
-        data = run.writes.get(path) or (path.read_bytes() if path.exists() else None)
-        if data is not None:
-            out[run.rel(path)] = data
-    return out
-
-
 def _kubeconfig(c: Cluster, run: _Run, ident: Identity, ca_file: str) -> None:
     assert ident.kubeconfig is not None
     crt, key = pair_files(pki_dir(c) / ident.file)
     cert_pem = run.writes.get(crt) or crt.read_bytes()
     key_pem = run.writes.get(key) or key.read_bytes()
-    ca_pem = trust(_ca_files(c, run, ca_file), ca_file)
+    ca_pem = trusted(c, ca_file, run.writes)
     content = kubeconfig(c.name, ident.kubeconfig.server, ca_pem, ident.kubeconfig.user, cert_pem, key_pem)
     path = kubeconfig_dir(c) / ident.kubeconfig.file
     expires = x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 
 from kubefab.pki import certs, keys
 from kubefab.pki.kubeconfig import kubeconfig
-from kubefab.pki.store import PKIError, pair_files, pki_dir
+from kubefab.pki.store import PKIError, pair_files, pki_dir, trusted
 from kubefab.playbooks.model import Cluster
 
 MAX_HOURS = 24 * 365
@@ -50,6 +50,5 @@ def user_kubeconfig(
     private = keys.new_key(c.certificates.algorithm)
     cert = certs.issue(ca, certs.Request(user, groups, usages=("client",)), private, hours / 24, now)
     pem = cert.public_bytes(serialization.Encoding.PEM)
-    ca_pem = ca.cert.public_bytes(serialization.Encoding.PEM)
-    content = kubeconfig(c.name, c.server_url, ca_pem, user, pem, keys.key_pem(private))
+    content = kubeconfig(c.name, c.server_url, trusted(c, "ca"), user, pem, keys.key_pem(private))
     return UserKubeconfig(content, cert.not_valid_after_utc)

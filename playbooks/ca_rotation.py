@@ -47,7 +47,8 @@ class Step:
 
 def selected(c: Cluster, names: Sequence[str]) -> list[CA]:
     """The CAs to rotate, one per file (with `authorities: single` the three names are one CA); the Kubernetes CA
-    first. Raises RotationError naming an unknown name, or CAs caught at different steps by an earlier run."""
+    first. Raises RotationError naming an unknown name, an imported CA, or CAs caught at different steps by an
+    earlier run."""
     known = {ca.name: ca for ca in authorities(c)}
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -57,6 +58,12 @@ def selected(c: Cluster, names: Sequence[str]) -> list[CA]:
         if ca.name in names:
             by_file.setdefault(ca.file, ca)
     out = list(by_file.values())
+    imported = [ca.name for ca in out if getattr(c.certificates.import_ca, ca.name.replace("-", "_")) is not None]
+    if imported:
+        raise RotationError(
+            f"{c.source}: the {', '.join(imported)} CA is imported (certificates.import_ca): kubefab rotates only "
+            "the CAs it created; import the new one instead"
+        )
     stages = {ca.name: rotation.stage(c, ca) for ca in out}
     if len(set(stages.values())) > 1:
         where = ", ".join(f"{name}: {stage}" for name, stage in stages.items())

@@ -155,12 +155,22 @@ RULES: tuple[Rule, ...] = (
     Rule(("kubefab", "plan"), "plan", "lab", "run with the lab inventory"),
     Rule(("kubefab", "verify"), "verify", "lab", "run with the lab inventory"),
     Rule(("kubefab", "etcd.backup"), "etcd.backup", "lab", "run with the lab inventory"),
+    Rule(("kubefab", "certs.renew"), "certs.renew", "lab", "run with the lab inventory: it must find nothing due"),
     Rule(
         ("kubefab", "certs.renew"),
-        "certs.renew",
+        "certs.renew.all",
         "lab",
-        "run with the lab inventory: without --all it must find nothing due; with --all it renews every leaf and "
-        "rolls them out (tests/lab/test_kubernetes_certs_renew.py probes the API while it does)",
+        "equivalence: parses to --all, which tests/lab/test_kubernetes_certs_renew.py runs with the lab inventory "
+        "under an API probe through the VIP; running it here as well would renew every leaf twice",
+        pattern=r"kubefab certs\.renew .*--all.*",
+    ),
+    Rule(
+        ("kubefab", "certs.rotate-ca"),
+        "certs.rotate-ca",
+        "lab",
+        "equivalence: parses, its --ca names accepted for the lab's inventory; "
+        "tests/lab/test_kubernetes_ca_rotation.py runs `certs.rotate-ca --inventory F` (all three CAs) under an API "
+        "probe through the VIP; running it here would rotate the session's CAs again",
     ),
     Rule(
         ("kubefab", "etcd.restore"),

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from kubefab.pki.store import trust
+from kubefab.pki.store import trusted
 from kubefab.playbooks.model import Cluster
 
 PATHS = ("/readyz", "/api/v1/namespaces/default/pods?limit=5")
@@ -56,9 +56,8 @@ def api_probe(cluster: Cluster, timeout: float = 5) -> Probe:
 
     def call() -> int:
         # Credentials read at each round, as kubectl reads its kubeconfig at each run: a CA rotation replaces them
-        # (the trust bundle of pki.store.trust, then the new CA alone) while the probe runs.
-        files = {f"pki/{p.name}": p.read_bytes() for p in pki.glob("ca*.crt")}
-        tls = ssl.create_default_context(cadata=trust(files, "ca").decode())
+        # (both CAs, then the new one alone) while the probe runs.
+        tls = ssl.create_default_context(cadata=trusted(cluster, "ca").decode())
         tls.load_cert_chain(pki / "admin.crt", pki / "admin.key")
         for path in PATHS:
             conn = http.client.HTTPSConnection(str(cluster.api.vip), cluster.api.port, context=tls, timeout=timeout)

@@ -23,6 +23,7 @@ from docs_commands import CLUSTER_DIRS, INVENTORIES, LAB_INVENTORY, ROOT, Comman
 from invoke.parser import Parser, ParserContext
 from labkit import TIMINGS, Lab, cli
 
+from kubefab.playbooks import ca_rotation
 from kubefab.playbooks.inventory import load
 from kubefab.playbooks.lab import tasks as lab_tasks
 from kubefab.playbooks.lab.settings import DEFAULT_DIR
@@ -165,6 +166,25 @@ def check_node_remove(lab: Lab, text: str) -> Outcome:
     return Outcome(ok, "" if ok else f"{options}: not --yes on the first host (test_membership runs it: {runs})")
 
 
+def run_elsewhere(text: str, module: str, call: str, **options: object) -> Outcome:
+    """Equivalence: the docs' command parses to `options`, and the lab module `module` makes the call `call`."""
+    got = parsed(Command(text, "", 0).argv)
+    runs = call in (Path(__file__).parent / module).read_text()
+    ok = runs and all(got.get(k) == v for k, v in options.items())
+    return Outcome(ok, "" if ok else f"{got}: not {options}, or {module} does not run {call} ({runs})")
+
+
+def check_rotate_ca(lab: Lab, text: str) -> Outcome:
+    names = [n for n in str(parsed(Command(text, "", 0).argv)["ca"]).split(",") if n]
+    try:
+        ca_rotation.selected(load(lab.paths.inventory), names)
+    except ca_rotation.RotationError as exc:
+        return Outcome(False, f"{text}: {exc}")
+    return run_elsewhere(
+        text, "test_kubernetes_ca_rotation.py", 'cli("certs.rotate-ca", "--inventory", inventory, timeout=1200)'
+    )
+
+
 # What a command typed on a host must print, by what it is.
 HOST_EXPECTS = (
     ("openssl verify", ": OK"),
@@ -244,7 +264,11 @@ HANDLERS: dict[str, Callable[[Lab, str], Outcome]] = {
     "certs.check.hosts": lambda lab, text: run_kubefab(lab, text, "certificates ok"),
     "upgrade": lambda lab, text: run_kubefab(lab, text, "nothing to upgrade"),
     "etcd.backup": lambda lab, text: run_kubefab(lab, text, "etcd snapshot ", " keys, sha256 "),
-    "certs.renew": lambda lab, text: run_kubefab(lab, text, "renewed " if "--all" in text else "nothing to renew"),
+    "certs.renew": lambda lab, text: run_kubefab(lab, text, "nothing to renew"),
+    "certs.renew.all": lambda lab, text: run_elsewhere(
+        text, "test_kubernetes_certs_renew.py", 'cli("certs.renew", "--all", "--inventory", inventory)', all_=True
+    ),
+    "certs.rotate-ca": check_rotate_ca,
     "etcd.restore.check": run_restore_check,
     "reset.dry": run_reset_dry,
     "node.remove.dry": run_node_remove_dry,

@@ -172,6 +172,15 @@ def test_the_cas_chosen_one_per_file_and_mixed_steps_refused(tmp_path: Path) -> 
     assert [ca.name for ca in ca_rotation.selected(split, ["etcd"])] == ["etcd"]
 
 
+def test_an_imported_ca_is_not_rotated(tmp_path: Path) -> None:
+    source = cluster(tmp_path / "source")
+    imported = {"cert": str(pki_dir(source) / "ca.crt"), "key": str(pki_dir(source) / "ca.key")}
+    c = cluster(tmp_path / "ours", certificates={"import_ca": {"kubernetes": imported}})
+    with pytest.raises(ca_rotation.RotationError, match=r"the kubernetes CA is imported \(certificates.import_ca\)"):
+        ca_rotation.selected(c, ["kubernetes", "etcd"])
+    assert [ca.name for ca in ca_rotation.selected(c, ["etcd"])] == ["etcd"]
+
+
 def test_assess_writes_nothing_while_a_rotation_is_under_way(tmp_path: Path) -> None:
     c = cluster(tmp_path)
     rotation.begin(c, kubernetes_ca(c))
