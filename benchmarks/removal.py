@@ -46,9 +46,7 @@ def main() -> None:
         steps = [line for line in result.stdout.splitlines() if line.startswith(("==", "deploy finished"))]
         print("\n".join(steps))
         print(f"node.remove {first} (etcd, control plane, worker, lb): {seconds:.1f} s")
-        print(f"API probe through the VIP: {len(probe.failures)} failed of {probe.sent} requests")
-        for failure in probe.failures[:20]:
-            print(f"  {failure}")
+        print(probe.report())
     finally:
         lifecycle.down(paths, log=lambda _: None)
 

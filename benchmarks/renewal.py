@@ -40,13 +40,7 @@ def main() -> None:
                 raise SystemExit(f"{' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-3000:]}")
             tail = TAIL_LINES[args[0]]
             print("\n".join(result.stdout.splitlines()[-tail:]))  # the rotation's table of steps, or the total
-            print(
-                f"{' '.join(args)}: {seconds:.1f} s; API probe through the VIP: {len(probe.failures)} failed of "
-                f"{probe.sent} requests",
-                flush=True,
-            )
-            for failure in probe.failures[:20]:
-                print(f"  {failure}")
+            print(f"{' '.join(args)}: {seconds:.1f} s\n{probe.report()}", flush=True)
     finally:
         lifecycle.down(paths, log=lambda _: None)
 

@@ -41,9 +41,7 @@ def main() -> None:
         table = done.stdout[done.stdout.rindex("upgrade of ") :]
         print(table)
         print(f"{upgrade_from_stack().kubernetes} -> {lab_stack().kubernetes} on 3 hosts: {seconds:.1f} s wall")
-        print(f"API probe through the VIP: {len(probe.failures)} failed of {probe.sent} requests")
-        for failure in probe.failures[:20]:
-            print(f"  {failure}")
+        print(probe.report())
     finally:
         lifecycle.down(paths, log=lambda _: None)
 

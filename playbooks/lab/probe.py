@@ -40,6 +40,11 @@ class Probe:
                 self.failures.append(f"{when} {type(exc).__name__}: {exc}")
             self._stop.wait(self.interval)
 
+    def report(self, shown: int = 20) -> str:
+        """The failure count and the first `shown` failures, as the benchmarks print them."""
+        lines = [f"API probe through the VIP: {len(self.failures)} failed of {self.sent} requests"]
+        return "\n".join(lines + [f"  {failure}" for failure in self.failures[:shown]])
+
     def __enter__(self) -> Probe:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()

@@ -62,6 +62,17 @@ class Lab:
         self.connections.update((h.name, connect(self.paths, h)) for h in self.state.hosts)
 
 
+def ready_nodes(kubectl: Kubectl) -> set[str]:
+    """The names of the Nodes whose Ready condition is True."""
+    nodes = json.loads(kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    return {
+        n["metadata"]["name"]
+        for n in nodes
+        for c in n["status"]["conditions"]
+        if c["type"] == "Ready" and c["status"] == "True"
+    }
+
+
 def start_times(lab: Lab, cluster: Cluster) -> dict[str, str]:
     """host/service -> when the service last entered active (systemd's monotonic clock): equal before and
     after a run when it restarted nothing."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from labkit import FIGURES, TIMINGS, Etcd, Kubectl, Lab, cli
+from labkit import FIGURES, TIMINGS, Etcd, Kubectl, Lab, cli, ready_nodes
 
 from kubefab.pki import rotation
 from kubefab.playbooks import dns
@@ -84,14 +84,7 @@ def test_rotate_every_ca_with_no_failed_request_through_the_vip(
                 assert held.encode().strip() == new[rel].strip(), f"{h.name}:{path} is not the new CA alone"
 
     # Every component talks through the new certificates.
-    nodes = json.loads(kubectl("get", "nodes", "-o", "json").stdout)["items"]
-    ready = {
-        n["metadata"]["name"]
-        for n in nodes
-        for c in n["status"]["conditions"]
-        if c["type"] == "Ready" and c["status"] == "True"
-    }
-    assert ready == {h.name for h in cluster.workers}
+    assert ready_nodes(kubectl) == {h.name for h in cluster.workers}
     kubectl("-n", "kube-system", "logs", "deployment/coredns", "--tail=1")  # apiserver -> kubelet
     root_ca = json.loads(kubectl("-n", "default", "get", "configmap", "kube-root-ca.crt", "-o", "json").stdout)
     assert root_ca["data"]["ca.crt"].strip() == new["ca.crt"].decode().strip(), "pods are given the new CA alone"

@@ -4,10 +4,8 @@ rotation, HAProxy reloaded), and no request through the VIP failed."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from labkit import FIGURES, TIMINGS, Kubectl, Lab, cli
+from labkit import FIGURES, TIMINGS, Kubectl, Lab, cli, ready_nodes
 
 from kubefab.playbooks.lab.probe import api_probe
 from kubefab.playbooks.model import Cluster
@@ -49,14 +47,7 @@ def test_renew_all_reissues_every_leaf_with_no_failed_request_through_the_vip(
     assert not unchanged, f"not renewed on the hosts: {unchanged}"
     checked, _ = cli("certs.check", "--hosts", "--json", "--inventory", inventory)
     assert checked.returncode == 0, checked.stdout[-3000:]  # the hosts hold the cluster directory's new ones
-    nodes = json.loads(kubectl("get", "nodes", "-o", "json").stdout)["items"]
-    ready = {
-        n["metadata"]["name"]
-        for n in nodes
-        for c in n["status"]["conditions"]
-        if c["type"] == "Ready" and c["status"] == "True"
-    }
-    assert ready == {h.name for h in cluster.workers}
+    assert ready_nodes(kubectl) == {h.name for h in cluster.workers}
     assert not probe.failures, f"{len(probe.failures)} of {probe.sent} requests failed: {probe.failures[:10]}"
     again, _ = cli("deploy", "--inventory", inventory)
     assert again.returncode == 0 and "0 change(s)" in again.stdout, again.stdout[-3000:]
