@@ -498,6 +498,7 @@ class Messages:
 
     def __init__(self) -> None:
         self.lines = product_strings()
+        self._known: dict[tuple[str, int], bool] = {}  # the same spans come back at every depth
 
     def fill(self, text: str, depth: int) -> bool:
         return (
@@ -510,11 +511,13 @@ class Messages:
         line = line.strip()
         if PLACEHOLDERS.fullmatch(line):
             return True
-        return any(
-            self._matches(pattern.split("\x00"), line, depth)
-            for pattern in self.lines
-            if all(part in line for part in pattern.split("\x00"))
-        )
+        if (line, depth) not in self._known:
+            self._known[line, depth] = any(
+                self._matches(pattern.split("\x00"), line, depth)
+                for pattern in self.lines
+                if all(part in line for part in pattern.split("\x00"))
+            )
+        return self._known[line, depth]
 
     def _matches(self, parts: list[str], line: str, depth: int) -> bool:
         """parts[0] <field> parts[1] <field> ...: somewhere in the line, the rest of it placeholders."""
