@@ -21,11 +21,10 @@ from cryptography.hazmat.primitives import serialization
 
 from kubefab.pki import certs, keys
 from kubefab.pki.profiles import CA
-from kubefab.pki.store import pair_files, pki_dir, write_private
+from kubefab.pki.store import RETIRED, pair_files, pki_dir, write_private
 from kubefab.playbooks.model import Cluster
 
 Stage = Literal["idle", "trust", "reissue"]
-RETIRED = "retired"
 
 
 def _base(c: Cluster, ca: CA, suffix: str = "") -> Path:

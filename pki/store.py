@@ -25,6 +25,7 @@ from kubefab.pki.profiles import CA, AuthorityName, Identity, authorities, ident
 from kubefab.playbooks.model import Cluster
 
 SA_KEY = "sa"
+RETIRED = "retired"  # under pki/: what kubefab no longer uses but never deletes (old CAs, removed hosts' files)
 # A CA rotation's second CA, next to the CA's own files (pki.rotation): the one coming, or the one going.
 ROTATING = (".next", ".prev")
 
@@ -145,6 +146,20 @@ def trusted(c: Cluster, file: str, writes: Mapping[Path, bytes] | None = None) -
         if data is not None:
             files[f"pki/{file}{suffix}.crt"] = data
     return trust(files, file)
+
+
+def retire_host(c: Cluster, name: str, now: dt.datetime | None = None) -> Path | None:
+    """A removed host's own certificates, keys and kubelet kubeconfig moved under pki/retired/hosts/ (kept, not
+    deleted; not delivered anywhere again). Returns where they went, or None when there was nothing."""
+    found = [p for p in (pki_dir(c) / "hosts" / name, kubeconfig_dir(c) / f"kubelet-{name}.conf") if p.exists()]
+    if not found:
+        return None
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+    into = pki_dir(c) / RETIRED / "hosts" / f"{name}-{stamp}"
+    _private_dirs(into)
+    for path in found:
+        os.replace(path, into / path.name)
+    return into
 
 
 def pair_files(base: Path) -> tuple[Path, Path]:

@@ -11,6 +11,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
+from kubefab.pki.store import retire_host
 from kubefab.playbooks import removal, ui
 from kubefab.playbooks.remote import StepFailed
 from kubefab.playbooks.runner import DeployFailed
@@ -86,6 +87,9 @@ def remove(
     os.chmod(partial, path.stat().st_mode & 0o777)
     partial.replace(path)
     ui.out.print(f"{path}: {name} taken out (the text before is kept in {kept})")
+    retired = retire_host(cluster, name)
+    if retired is not None:
+        ui.out.print(f"{name}'s certificates and kubelet kubeconfig moved to {retired}")
     ui.table(f"removal of {name}", ["step", "s"], seconds)
     ui.out.print("== deploy of the hosts left", style="bold")
     deploy.deploy(ctx, inventory=str(path), verbose=verbose, command_timeout=command_timeout)

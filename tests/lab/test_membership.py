@@ -232,6 +232,10 @@ def test_the_original_first_host_is_removed_with_the_api_up(lab: Lab, cluster: C
         "sudo test -e $p && echo $p; done; true",
     )
     assert left == "", left
+    # Its own credentials are no longer in the cluster directory's PKI, but kept under retired/.
+    assert not (after.dir / "pki" / "hosts" / gone.name).exists()
+    assert not (after.dir / "kubeconfig" / f"kubelet-{gone.name}.conf").exists()
+    assert list((after.dir / "pki" / "retired" / "hosts").glob(f"{gone.name}-*/{gone.name}/etcd-server.crt"))
 
     again, _ = cli("deploy", "--inventory", str(inventory))
     assert again.returncode == 0 and "0 change(s)" in again.stdout, again.stdout[-3000:]

@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kubefab.pki import certs, keys
 from kubefab.pki.profiles import authorities, identities
-from kubefab.pki.store import PKIError, assess, ensure, pki_dir
+from kubefab.pki.store import PKIError, assess, ensure, pki_dir, retire_host
 from kubefab.playbooks.inventory import load
 
 EXAMPLE = Path(__file__).parents[2] / "inventory" / "example.yaml"
@@ -296,3 +296,21 @@ def test_renew_all_reissues_every_leaf_with_its_key_and_keeps_the_cas(cluster) -
     assert all(decision.writes[p] != before[p] for p in written if p.suffix == ".crt")
     assert {r.action for r in decision.rows if r.file.startswith("kubeconfig/")} == {"written"}  # new certs inside
     assert {r.action for r in assess(cluster).rows} <= {"kept"}  # without --all: nothing is due
+
+
+def test_a_removed_hosts_credentials_are_moved_under_retired_and_kept(tmp_path: Path) -> None:
+    c = make_cluster(tmp_path)
+    ensure(c)
+    host = pki_dir(c) / "hosts" / "k8s-3"
+    before = {p.relative_to(host): p.read_bytes() for p in host.rglob("*") if p.is_file()}
+    conf = (c.dir / "kubeconfig" / "kubelet-k8s-3.conf").read_bytes()
+    assert before and (pki_dir(c) / "hosts" / "k8s-2").exists()
+
+    into = retire_host(c, "k8s-3", dt.datetime(2026, 12, 7, 15, 0, tzinfo=dt.UTC))
+    assert into == pki_dir(c) / "retired" / "hosts" / "k8s-3-20261207T150000Z"
+    assert not host.exists() and not (c.dir / "kubeconfig" / "kubelet-k8s-3.conf").exists()
+    assert {p.relative_to(into / "k8s-3"): p.read_bytes() for p in (into / "k8s-3").rglob("*") if p.is_file()} == before
+    assert (into / "kubelet-k8s-3.conf").read_bytes() == conf
+    assert oct(os.stat(into).st_mode & 0o777) == "0o700"
+    assert (pki_dir(c) / "hosts" / "k8s-2").exists(), "the other hosts' files stay"
+    assert retire_host(c, "k8s-3") is None, "nothing left to move"
