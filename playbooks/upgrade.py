@@ -82,6 +82,28 @@ def moves(c: Cluster, facts: Mapping[str, Facts], stack: Stack) -> list[Move]:
     return out
 
 
+def disagreements(facts: Mapping[str, Facts], reported: Mapping[tuple[str, str], str]) -> list[str]:
+    """Where the API (each apiserver's /version, each Node's kubelet) reports another version than the process the
+    host runs: the upgrade would be decided from one and act on the other."""
+    out = []
+    for (host, service), version in sorted(reported.items()):
+        running = facts[host].running.get(service) if host in facts else None
+        if running is not None and version.removeprefix("v") != running:
+            out.append(f"{host}: the API reports {service} {version}, the host's process runs {running}")
+    return out
+
+
+def single_replicas(workloads: Sequence[dict]) -> list[str]:
+    """Deployments and StatefulSets (`kubectl get -o json` items) with one replica: draining the node it runs on
+    stops it until it runs elsewhere (no PodDisruptionBudget can keep it up)."""
+    return [
+        f"{w['kind'].lower()} {w['metadata']['namespace']}/{w['metadata']['name']} has 1 replica: it is down while "
+        "its node drains"
+        for w in workloads
+        if (w.get("spec") or {}).get("replicas") == 1
+    ]
+
+
 def _key(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in version.split("."))
 

@@ -62,7 +62,8 @@ class Upgrader:
 
     def health(self) -> list[str]:
         """What stops an upgrade from starting: a node not Ready (or cordoned by someone else), an etcd member
-        unhealthy or missing, a PodDisruptionBudget that allows no disruption now (a drain would wait on it)."""
+        unhealthy or missing, a version the API reports that is not the one the host runs, a PodDisruptionBudget
+        that allows no disruption now (a drain would wait on it)."""
         problems = []
         nodes = self.nodes()
         for h in self.c.workers:
@@ -85,6 +86,7 @@ class Upgrader:
         count = len(json.loads(members.stdout).get("members", []))
         if count != len(self.c.etcd_hosts):
             problems.append(f"etcd: {count} members, the inventory has {len(self.c.etcd_hosts)}")
+        problems += upgrade.disagreements(self.r.facts or {}, self.reported(nodes))
         pdbs = json.loads(self.kubectl("read the PodDisruptionBudgets", "get pdb -A -o json").stdout)["items"]
         for pdb in pdbs:
             status = pdb.get("status") or {}
@@ -95,6 +97,25 @@ class Upgrader:
                     f"{status.get('desiredHealthy')} required): draining a node would wait on it"
                 )
         return problems
+
+    def reported(self, nodes: dict[str, dict]) -> dict[tuple[str, str], str]:
+        """The versions the API reports: each apiserver's own /version (asked directly, not through the VIP) and
+        each Node's kubelet."""
+        out = {}
+        for h in self.c.control_plane:
+            server = f"https://{h.address}:{self.c.api.apiserver_port}"
+            version = self.r.run(h, "upgrade: apiserver /version", kubectl("get --raw /version", server=server))
+            out[h.name, "kube-apiserver"] = json.loads(version.stdout)["gitVersion"]
+        for name, node in nodes.items():
+            kubelet = (node["status"].get("nodeInfo") or {}).get("kubeletVersion")
+            if kubelet:
+                out[name, "kubelet"] = kubelet
+        return out
+
+    def warnings(self) -> list[str]:
+        """What an upgrade goes on with, said first: workloads a drain stops."""
+        items = json.loads(self.kubectl("read the workloads", "get deployments,statefulsets -A -o json").stdout)
+        return upgrade.single_replicas(items["items"])
 
     # -- putting back what an interrupted run left out -------------------------------------------------------
 

@@ -78,6 +78,8 @@ def upgrade_task(
                     + "\n".join(f"  {p}" for p in problems),
                     code=1,
                 )
+            for warning in u.warnings():
+                ui.out.print(f"warning: {warning}", style="yellow")
             snap = etcd_backup.snapshot(r, etcd_backup.backups_dir(cluster), f"before-{stack.kubernetes}")
             ui.out.print(f"etcd snapshot {snap.path}: revision {snap.revision}, {snap.keys} keys, sha256 {snap.sha256}")
             for i, stage in enumerate(stages, 1):

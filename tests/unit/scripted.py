@@ -16,6 +16,7 @@ class ScriptedRunner:
     cluster: object
     answers: dict[str, str | Output]
     ran: list[tuple[str, str]] = field(default_factory=list)
+    facts: dict = field(default_factory=dict)  # by host name, as the runner's preflight leaves them
 
     def run(self, host, step: str, command: str, check: bool = True, timeout: int | None = None) -> Output:
         self.ran.append((host.name, command))

@@ -8,18 +8,22 @@ import json
 from collections.abc import Callable
 
 from kubefab.playbooks import draining
+from kubefab.playbooks.facts import parse
 from kubefab.playbooks.remote import Output
 from kubefab.playbooks.upgrader import CORDONED, Upgrader
 from tests.conftest import Rendered
 from tests.unit.scripted import ScriptedRunner
 
 
-def node(name: str, ready: str = "True", cordoned: bool = False, ours: bool = False) -> dict:
+def node(name: str, ready: str = "True", cordoned: bool = False, ours: bool = False, kubelet: str = "") -> dict:
     return {
         "metadata": {"name": name, "annotations": {CORDONED: "1"} if ours else {}},
         "spec": {"unschedulable": True} if cordoned else {},
-        "status": {"conditions": [{"type": "Ready", "status": ready}]},
+        "status": {"conditions": [{"type": "Ready", "status": ready}], "nodeInfo": {"kubeletVersion": kubelet}},
     }
+
+
+VERSION = json.dumps({"gitVersion": "v1.36.3"})
 
 
 def members(count: int) -> str:
@@ -36,8 +40,10 @@ def pdb(name: str, allowed: int) -> dict:
     return {"metadata": {"namespace": "default", "name": name}, "status": status}
 
 
-def health(c, answers: dict) -> list[str]:
-    return Upgrader(ScriptedRunner(c, answers), log=lambda *_: None).health()  # type: ignore[arg-type]
+def health(c, answers: dict, facts: dict | None = None) -> list[str]:
+    scripted = answers | ({} if any("/version" in k for k in answers) else {"get --raw /version": VERSION})
+    runner = ScriptedRunner(c, scripted, facts=facts or {})
+    return Upgrader(runner, log=lambda *_: None).health()  # type: ignore[arg-type]
 
 
 def test_a_healthy_cluster_starts_and_every_kind_of_trouble_is_named(render_example: Callable[..., Rendered]) -> None:
@@ -70,6 +76,46 @@ def test_a_healthy_cluster_starts_and_every_kind_of_trouble_is_named(render_exam
         f"etcd: {len(c.etcd_hosts) - 1} members, the inventory has {len(c.etcd_hosts)}",
         "PodDisruptionBudget default/web allows no disruption now (2 healthy, 2 required): draining a node would "
         "wait on it",
+    ]
+
+
+def test_versions_the_api_reports_are_checked_against_the_hosts_processes(
+    render_example: Callable[..., Rendered],
+) -> None:
+    c = render_example().cluster
+    cp, workers = c.control_plane, [h.name for h in c.workers]
+    facts = {h.name: parse("running= kube-apiserver|1.36.3 kubelet|1.36.3\n") for h in c.hosts}
+    answers = {
+        "get nodes -o json": json.dumps({"items": [node(n, kubelet="v1.36.3") for n in workers]}),
+        "member list -w json": members(len(c.etcd_hosts)),
+        "get pdb -A -o json": json.dumps({"items": []}),
+    }
+    assert health(c, answers, facts) == []
+    # Another apiserver answers at the first host's address; a Node's status names another kubelet.
+    answers[f"--server=https://{cp[0].address}:{c.api.apiserver_port} get --raw /version"] = json.dumps(
+        {"gitVersion": "v1.35.1"}
+    )
+    answers["get --raw /version"] = VERSION
+    answers["get nodes -o json"] = json.dumps(
+        {"items": [node(workers[0], kubelet="v1.35.1"), *(node(n, kubelet="v1.36.3") for n in workers[1:])]}
+    )
+    assert health(c, answers, facts) == [
+        f"{cp[0].name}: the API reports kube-apiserver v1.35.1, the host's process runs 1.36.3",
+        f"{workers[0]}: the API reports kubelet v1.35.1, the host's process runs 1.36.3",
+    ]
+
+
+def test_single_replica_workloads_are_named_before_a_drain_stops_them(render_example: Callable[..., Rendered]) -> None:
+    c = render_example().cluster
+    workloads = [
+        {"kind": "Deployment", "metadata": {"namespace": "default", "name": "web"}, "spec": {"replicas": 3}},
+        {"kind": "Deployment", "metadata": {"namespace": "shop", "name": "cart"}, "spec": {"replicas": 1}},
+        {"kind": "StatefulSet", "metadata": {"namespace": "db", "name": "pg"}, "spec": {"replicas": 1}},
+    ]
+    runner = ScriptedRunner(c, {"get deployments,statefulsets -A -o json": json.dumps({"items": workloads})})
+    assert Upgrader(runner, log=lambda *_: None).warnings() == [  # type: ignore[arg-type]
+        "deployment shop/cart has 1 replica: it is down while its node drains",
+        "statefulset db/pg has 1 replica: it is down while its node drains",
     ]
 
 
