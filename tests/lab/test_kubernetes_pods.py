@@ -8,26 +8,22 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import labapp
 import pytest
+from labapp import APP_IMAGE
 from labkit import TIMINGS, Kubectl, Lab, cli
 
-from kubefab.playbooks import dns, oci
-from kubefab.playbooks.components.images import CTR
+from kubefab.playbooks import dns
 from kubefab.playbooks.lab import lifecycle
 from kubefab.playbooks.lab.access import connect
-from kubefab.playbooks.lab.bundle import machine_arch
 from kubefab.playbooks.model import Cluster
 
 pytestmark = pytest.mark.lab
-APP_IMAGE = "docker.io/kubefab/labapp:1"
 NODE_PORT = 30080
-APP = Path(__file__).parent / "app" / "main.go"
 
 
 def app_manifest(image: str, name: str = "web") -> str:
@@ -84,31 +80,13 @@ spec:
 
 @pytest.fixture(scope="module")
 def app_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tests/lab/app as a static binary in a one-layer OCI image (written by kubefab's own image writer)."""
-    out = tmp_path_factory.mktemp("app")
-    subprocess.run(
-        ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "labapp"), str(APP)],
-        check=True,
-        cwd=out,
-        env={**os.environ, "CGO_ENABLED": "0"},
-    )
-    image = oci.Image(
-        APP_IMAGE,
-        machine_arch(),
-        (oci.LayerFile("/labapp", (out / "labapp").read_bytes()),),
-        ("/labapp",),
-        user="65532:65532",
-    )
-    oci.write_archive(image, out / "labapp.oci.tar")
-    return out / "labapp.oci.tar"
+    return labapp.build_archive(tmp_path_factory.mktemp("app"))
 
 
 @pytest.fixture(scope="module")
 def app(lab: Lab, cluster: Cluster, kubectl: Kubectl, app_archive: Path) -> Iterator[dict]:
     """The application running, imported on every node as an operator without a registry would."""
-    for h in cluster.workers:
-        lab.connections[h.name].put(str(app_archive), "/tmp/labapp.oci.tar")
-        lab.run(h.name, f"sudo {CTR} images import /tmp/labapp.oci.tar")
+    labapp.import_archive(lab.connections, [h.name for h in cluster.workers], app_archive)
     kubectl("apply", "-f", "-", input=app_manifest(APP_IMAGE))
     kubectl("apply", "-f", "-", input=client_manifest(APP_IMAGE, cluster.workers[0].name))
     kubectl("rollout", "status", "deployment/web", "--timeout=180s", timeout=200)

@@ -16,12 +16,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import labapp
 import pytest
 from labkit import FIGURES, TIMINGS, Etcd, Kubectl, Lab, cli, start_times
-from test_kubernetes_pods import APP_IMAGE, app_archive  # noqa: F401  (the module's fixture)
+from test_kubernetes_pods import app_archive  # noqa: F401  (the module's fixture)
 
 from kubefab.playbooks import source
-from kubefab.playbooks.components.images import CTR
 from kubefab.playbooks.inventory import load
 from kubefab.playbooks.lab.bundle import (
     ensure_bundle,
@@ -36,48 +36,6 @@ from kubefab.playbooks.model import Cluster
 
 pytestmark = pytest.mark.lab
 KEYS = 200  # etcd keys written before the upgrade and read after it
-
-
-def app_manifest(image: str) -> str:
-    """3 replicas spread when they can be (not required: a drained node's pod moves to another), a budget of at
-    most one missing, and a preStop pause so a terminating pod is out of the Service before it stops serving."""
-    return f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: up}}
-spec:
-  replicas: 3
-  selector: {{matchLabels: {{app: up}}}}
-  template:
-    metadata: {{labels: {{app: up}}}}
-    spec:
-      affinity:
-        podAntiAffinity:
-          preferredDuringSchedulingIgnoredDuringExecution:
-            - weight: 100
-              podAffinityTerm: {{topologyKey: kubernetes.io/hostname, labelSelector: {{matchLabels: {{app: up}}}}}}
-      containers:
-        - name: app
-          image: {image}
-          args: [serve, ":8080"]
-          ports: [{{containerPort: 8080}}]
-          readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 1}}
-          lifecycle: {{preStop: {{sleep: {{seconds: 5}}}}}}
----
-apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata: {{name: up}}
-spec:
-  minAvailable: 2
-  selector: {{matchLabels: {{app: up}}}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: up}}
-spec:
-  selector: {{app: up}}
-  ports: [{{port: 80, targetPort: 8080}}]
-"""
 
 
 @pytest.fixture(scope="module")
@@ -146,10 +104,8 @@ def test_upgrade_interrupted_and_rerun_keeps_the_api_and_the_application_up(
     app_archive: Path,  # noqa: F811
 ) -> None:
     kubectl = kubectl_for(old, lab)
-    for h in old.workers:
-        lab.connections[h.name].put(str(app_archive), "/tmp/labapp.oci.tar")
-        lab.run(h.name, f"sudo {CTR} images import /tmp/labapp.oci.tar")
-    kubectl("apply", "-f", "-", input=app_manifest(APP_IMAGE))
+    labapp.import_archive(lab.connections, [h.name for h in old.workers], app_archive)
+    kubectl("apply", "-f", "-", input=labapp.drainable_manifest("up"))
     kubectl("rollout", "status", "deployment/up", "--timeout=180s", timeout=200)
     service_ip = kubectl("get", "service", "up", "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
     etcd = Etcd(old.dir / "pki", [f"https://{h.address}:2379" for h in old.etcd_hosts])
@@ -158,17 +114,8 @@ def test_upgrade_interrupted_and_rerun_keeps_the_api_and_the_application_up(
         etcd.put(f"{prefix}{i}", str(i))
     kubectl("create", "secret", "generic", "before-upgrade", "--from-literal=k=v")
 
-    probe_host = old.hosts[0].name
-    lab.run(probe_host, "rm -f /tmp/app-probe.log /tmp/app-probe.stop")
-    lab.run(
-        probe_host,
-        "nohup bash -c 'while [ ! -e /tmp/app-probe.stop ]; do "
-        f'c=$(curl -sS -m 2 -w " %{{http_code}}" http://{service_ip}/ 2>&1 | tr -s "\\n" " "); '
-        'echo "$(date +%H:%M:%S.%N) $c" >> /tmp/app-probe.log; '
-        "sleep 0.2; done' >/dev/null 2>&1 &",
-    )
     started = time.monotonic()
-    with api_probe(old) as api:
+    with labapp.ServiceProbe(lab.connections[old.hosts[0].name], service_ip) as app, api_probe(old) as api:
         first = subprocess.Popen(
             [sys.executable, "-m", "kubefab.playbooks.cli", "upgrade", "--inventory", str(lab.paths.inventory)],
             stdout=subprocess.PIPE,
@@ -187,11 +134,7 @@ def test_upgrade_interrupted_and_rerun_keeps_the_api_and_the_application_up(
         assert first.returncode == -signal.SIGKILL, "".join(seen)[-3000:]
         result, seconds = cli("upgrade", "--inventory", str(lab.paths.inventory))
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
-    lab.run(probe_host, "touch /tmp/app-probe.stop")
-    time.sleep(1)
-    lines = lab.run(probe_host, "cat /tmp/app-probe.log").splitlines()
-    codes = [line.split()[-1] for line in lines]
-    app_failed = [line for line in lines if not line.endswith(" 200")]
+    codes, app_failed = app.lines, app.failed
     TIMINGS["upgrade, killed after the first control-plane host"] = killed_after
     TIMINGS["upgrade re-run to the end"] = seconds
     FIGURES["upgrade: API requests (failed/sent)"] = f"{len(api.failures)}/{api.sent}"
