@@ -16,7 +16,7 @@ from kubefab.pki.report import check_rows
 from kubefab.pki.store import PKIError, ensure
 from kubefab.playbooks import ca_rotation, renewal, ui
 from kubefab.playbooks.model import Cluster, Host
-from kubefab.playbooks.remote import StepFailed
+from kubefab.playbooks.remote import STOP, StepFailed, stop_on_interrupt
 from kubefab.playbooks.runner import PHASES, DeployFailed
 from kubefab.playbooks.tasks.common import committed, load_cluster, prepare_or_exit
 from kubefab.playbooks.tasks.deploy import prepared, run_preflight, runner
@@ -166,16 +166,21 @@ def rotate_ca(
         ui.out.print(f"certs.rotate-ca: {step}", style="bold")
         ready = prepared(inventory, phases)
         r = runner(ready.cluster, ready.prep.inputs, ui.host_line, command_timeout=command_timeout)
-        try:
-            run_preflight(r, show=False)
-            committed(ready.prep)
-            renewal.roll_out(r, Upgrader(r, ui.host_line))
-            if reached == "trust" and kubernetes and cluster.addons:
-                ca_rotation.refresh_in_cluster(r, cluster, ui.host_line)
-        except (DeployFailed, StepFailed, ca_rotation.RotationError) as exc:
-            raise Exit(f"certs.rotate-ca stopped at {step!r}: {exc}\nrun it again: it goes on from there", 1) from None
-        finally:
-            r.close()
+        again = "run it again: it goes on from there"
+        with stop_on_interrupt():  # Ctrl-C: the command under way finishes, then it stops saying where
+            try:
+                run_preflight(r, show=False)
+                committed(ready.prep)
+                renewal.roll_out(r, Upgrader(r, ui.host_line))
+                if reached == "trust" and kubernetes and cluster.addons:
+                    ca_rotation.refresh_in_cluster(r, cluster, ui.host_line)
+            except (DeployFailed, StepFailed, ca_rotation.RotationError) as exc:
+                raise Exit(f"certs.rotate-ca stopped at {step!r}: {exc}\n{again}", 1) from None
+            except KeyboardInterrupt:
+                STOP.clear()  # the closing commands (the restarts still owed, recorded on each host) run
+                raise Exit(f"certs.rotate-ca interrupted at {step!r}\n{again}", 1) from None
+            finally:
+                r.close()
         done.append(ca_rotation.Step(step, time.monotonic() - started))
 
     names = ", ".join(a.name for a in cas)

@@ -104,6 +104,17 @@ def test_certs_check_flags_expiry_and_mismatch(inventory: Path) -> None:
     assert result.returncode == 1 and "need attention" in result.stderr
 
 
+def test_rotate_ca_refuses_an_unknown_ca_and_writes_nothing_before_its_checks_pass(inventory: Path) -> None:
+    cluster = load(inventory)
+    ensure(cluster)
+    before = {p: p.read_bytes() for p in cluster.dir.rglob("*") if p.is_file()}
+    unknown = cli("certs.rotate-ca", "--ca", "kubernetes,kube", "--inventory", str(inventory))
+    assert unknown.returncode == 2 and "unknown CA kube: choose from kubernetes, etcd, front-proxy" in unknown.stderr
+    no_bundle = cli("certs.rotate-ca", "--inventory", str(inventory))  # the example's bundle was never made
+    assert no_bundle.returncode == 1 and "the bundle is not ready; no host was touched" in no_bundle.stderr
+    assert {p: p.read_bytes() for p in cluster.dir.rglob("*") if p.is_file()} == before, "a CA was written"
+
+
 def test_certs_check_reports_missing_certificates(inventory: Path) -> None:
     result = cli("certs.check", "--inventory", str(inventory))
     assert result.returncode == 1 and "missing" in result.stdout
