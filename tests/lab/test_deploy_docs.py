@@ -266,7 +266,7 @@ HANDLERS: dict[str, Callable[[Lab, str], Outcome]] = {
     "etcd.backup": lambda lab, text: run_kubefab(lab, text, "etcd snapshot ", " keys, sha256 "),
     "certs.renew": lambda lab, text: run_kubefab(lab, text, "nothing to renew"),
     "certs.renew.all": lambda lab, text: run_elsewhere(
-        text, "test_kubernetes_certs_renew.py", 'cli("certs.renew", "--all", "--inventory", inventory)', all_=True
+        text, "test_kubernetes_certs_renew.py", 'cli("certs.renew", "--all", "--inventory", inventory)', **{"all": True}
     ),
     "certs.rotate-ca": check_rotate_ca,
     "etcd.restore.check": run_restore_check,

@@ -93,13 +93,18 @@ def test_backup_rehearsal_and_restore_bring_back_keys_objects_and_pods(
     kubectl("create", "service", "clusterip", "after-restore", "--tcp=80")
     name = f"after-restore.default.svc.{cluster.network.domain}"
     replicas = json.loads(kubectl("-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns", "-o", "json").stdout)
-    servers = [p["status"]["podIP"] for p in replicas["items"] if p["status"].get("podIP")]
+    servers = {p["status"]["podIP"]: p["metadata"]["name"] for p in replicas["items"] if p["status"].get("podIP")}
     assert servers, "no CoreDNS replica has an address"
     connection = lab.connections[cluster.hosts[0].name]
     deadline = time.monotonic() + 60
-    for server in servers:
+    for server, pod in servers.items():
         while not connection.run(dns.query_command(name, server), hide=True, warn=True, in_stream=False).ok:
-            assert time.monotonic() < deadline, f"CoreDNS {server} does not answer {name} after the restore"
+            if time.monotonic() > deadline:
+                logs = kubectl("-n", "kube-system", "logs", pod, "--tail=40", check=False)
+                pytest.fail(
+                    f"CoreDNS {server} ({pod}) does not answer {name} after the restore; its log:\n"
+                    f"{logs.stdout}{logs.stderr}"
+                )
             time.sleep(2)
     kubectl("delete", "deployment/restore-me", "secret/restore-secret", "service/after-restore")
     result, _ = cli("deploy", "--inventory", inventory)
