@@ -98,12 +98,19 @@ def test_backup_rehearsal_and_restore_bring_back_keys_objects_and_pods(
     connection = lab.connections[cluster.hosts[0].name]
     deadline = time.monotonic() + 60
     for server, pod in servers.items():
-        while not connection.run(dns.query_command(name, server), hide=True, warn=True, in_stream=False).ok:
+        while not (asked := connection.run(dns.query_command(name, server), hide=True, warn=True, in_stream=False)).ok:
             if time.monotonic() > deadline:
                 logs = kubectl("-n", "kube-system", "logs", pod, "--tail=40", check=False)
+                known = connection.run(
+                    dns.query_command(f"kubernetes.default.svc.{cluster.network.domain}", server),
+                    hide=True,
+                    warn=True,
+                    in_stream=False,
+                )
                 pytest.fail(
-                    f"CoreDNS {server} ({pod}) does not answer {name} after the restore; its log:\n"
-                    f"{logs.stdout}{logs.stderr}"
+                    f"CoreDNS {server} ({pod}) does not answer {name} after the restore: {asked.stderr.strip()[-300:]}"
+                    f"\nfor the kubernetes Service it answers {known.stdout.strip()} {known.stderr.strip()[-300:]}"
+                    f"\nits log:\n{logs.stdout}{logs.stderr}"
                 )
             time.sleep(2)
     kubectl("delete", "deployment/restore-me", "secret/restore-secret", "service/after-restore")
