@@ -55,20 +55,18 @@ def swap(c: Cluster, ca: CA) -> None:
     next_crt, next_key = pair_files(_base(c, ca, ".next"))
     old = x509.load_pem_x509_certificate(crt.read_bytes())
     incoming = x509.load_pem_x509_certificate(next_crt.read_bytes())
-    if old != incoming:  # not yet replaced (a crash may have left the new key in place already)
-        archive = pki_dir(c) / RETIRED / f"{ca.file.replace('/', '-')}-{old.serial_number:x}"
-        retired_crt, retired_key = pair_files(archive)
-        if not next_key.exists() and not keys.matches(incoming, keys.load_key(key.read_bytes())):
-            raise ValueError(f"{next_crt}: its key is neither {next_key} nor {key}; restore one of them")
-        if next_key.exists():
-            write_private(retired_key, key.read_bytes())
-        write_private(retired_crt, crt.read_bytes(), 0o644)
-        write_private(_base(c, ca, ".prev.crt"), crt.read_bytes(), 0o644)
-        if next_key.exists():
-            os.replace(next_key, key)
-        os.replace(next_crt, crt)
-    else:
-        next_crt.unlink()
+    archive = pki_dir(c) / RETIRED / f"{ca.file.replace('/', '-')}-{old.serial_number:x}"
+    retired_crt, retired_key = pair_files(archive)
+    # A crash may have left the new key in place already (the certificate is replaced last).
+    if not next_key.exists() and not keys.matches(incoming, keys.load_key(key.read_bytes())):
+        raise ValueError(f"{next_crt}: its key is neither {next_key} nor {key}; restore one of them")
+    if next_key.exists():
+        write_private(retired_key, key.read_bytes())
+    write_private(retired_crt, crt.read_bytes(), 0o644)
+    write_private(_base(c, ca, ".prev.crt"), crt.read_bytes(), 0o644)
+    if next_key.exists():
+        os.replace(next_key, key)
+    os.replace(next_crt, crt)
 
 
 def finish(c: Cluster, ca: CA) -> None:
